@@ -1,0 +1,255 @@
+// bench_runner: the command line face of the suite. Thin on purpose: parsing and printing here,
+// everything measured lives in the harness.
+//
+// Exit codes: 0 every cell verified; 1 some cell failed, timed out or errored (the report says
+// which); 2 bad input, with one line on stderr.
+#include <unistd.h>
+
+#include <benchmark/benchmark.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "concbench/machine.hpp"
+#include "concbench/model.hpp"
+#include "concbench/report.hpp"
+#include "concbench/runner.hpp"
+#include "concbench/workload.hpp"
+
+namespace {
+
+using namespace concbench;
+
+[[noreturn]] void usage_exit(const std::string& msg) {
+  std::cerr << "bench_runner: " << msg << "\n";
+  std::exit(2);
+}
+
+std::vector<std::string> split_list(const std::string& s, const std::string& what) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    size_t comma = s.find(',', start);
+    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (item.empty()) throw UsageError(what + ": empty item in '" + s + "'");
+    out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+void print_list() {
+  auto print_params = [](const std::vector<ParamSpec>& specs) {
+    for (const auto& p : specs) {
+      std::cout << "      " << p.name << " = " << p.default_value;
+      if (p.kind == ParamSpec::Kind::integer) {
+        std::cout << "  [" << p.min << ", " << p.max << "]";
+      } else {
+        std::cout << "  {";
+        for (size_t i = 0; i < p.choices.size(); ++i) std::cout << (i ? "|" : "") << p.choices[i];
+        std::cout << "}";
+      }
+      std::cout << "  " << p.help << "\n";
+    }
+  };
+  std::cout << "workloads:\n";
+  for (const Workload* w : all_workloads()) {
+    std::cout << "  " << w->name() << ": " << w->description() << "\n";
+    print_params(w->params());
+  }
+  std::cout << "models:\n";
+  for (const ModelInfo& m : all_models()) {
+    std::cout << "  " << m.name << ": " << m.description << "\n";
+    print_params(m.params);
+  }
+  std::cout << "suites:";
+  for (const auto& s : suite_names()) std::cout << " " << s;
+  std::cout << " (default: quick)\n";
+}
+
+std::string default_out_path() {
+  char stamp[32];
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  std::error_code ec;
+  std::filesystem::create_directories("results", ec);
+  return std::string("results/bench-") + stamp + ".json";
+}
+
+int run_micro(int argc, char** argv) {
+  // Google Benchmark parses its own --benchmark_* flags; we only forward them.
+  std::vector<char*> args;
+  args.push_back(argv[0]);
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << "usage: bench_runner micro [--benchmark_filter=REGEX] [--benchmark_*...]\n"
+                   "Runs the Google Benchmark micro-benchmarks under bench/micro; every "
+                   "--benchmark_* flag is passed to Google Benchmark.\n";
+      return 0;
+    }
+    args.push_back(argv[i]);
+  }
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  if (n > 1) usage_exit(std::string("micro: unknown argument '") + args[1] + "'");
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+struct RunFlags {
+  std::string suite = "quick", workloads, models, workers, repetitions, min_time, timeout, seed, out;
+  std::vector<std::string> params;
+  std::set<std::string> given;  // flags present on the command line, even with an empty value
+  bool has(const std::string& flag) const { return given.count(flag) > 0; }
+};
+
+RunConfig build_config(const RunFlags& f) {
+  RunConfig cfg = suite_config(f.suite);
+  if (f.has("--workloads")) cfg.workloads = split_list(f.workloads, "--workloads");
+  if (f.has("--models")) cfg.models = split_list(f.models, "--models");
+  if (f.has("--workers")) {
+    cfg.workers.clear();
+    for (const auto& w : split_list(f.workers, "--workers")) {
+      int64_t v = parse_int(w, "--workers");
+      if (v < 1 || v > 4096) throw UsageError("--workers: " + w + " is outside [1, 4096]");
+      cfg.workers.push_back(static_cast<int>(v));
+    }
+  }
+  if (f.has("--repetitions")) {
+    int64_t v = parse_int(f.repetitions, "--repetitions");
+    if (v < 1 || v > 100000) throw UsageError("--repetitions: " + f.repetitions + " is outside [1, 100000]");
+    cfg.repetitions = static_cast<int>(v);
+  }
+  if (f.has("--min-time")) cfg.min_time_s = parse_seconds(f.min_time, "--min-time");
+  if (f.has("--timeout")) {
+    cfg.timeout_s = parse_seconds(f.timeout, "--timeout");
+    if (cfg.timeout_s <= 0) throw UsageError("--timeout: must be more than 0");
+  }
+  if (f.has("--seed")) {
+    int64_t v = parse_int(f.seed, "--seed");
+    if (v < 0) throw UsageError("--seed: " + f.seed + " must not be negative");
+    cfg.seed = static_cast<uint64_t>(v);
+  }
+  for (const auto& p : f.params) {
+    size_t eq = p.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw UsageError("--param: '" + p + "' is not key=value");
+    cfg.params[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  validate(cfg);
+  return cfg;
+}
+
+int run_suite_cmd(const RunFlags& flags) {
+  RunConfig cfg;
+  std::string out;
+  try {
+    cfg = build_config(flags);
+    out = flags.has("--out") ? flags.out : default_out_path();
+    check_writable(out);
+  } catch (const UsageError& e) {
+    usage_exit(e.what());
+  }
+
+  const nlohmann::json context = machine_context();
+  const bool tty = isatty(STDERR_FILENO);
+  std::mutex progress_mu;
+  std::vector<CellResult> done;
+  bool abandoned = false;
+  auto on_cell = [&](const CellResult& c, size_t, size_t) {
+    done.push_back(c);
+    abandoned = abandoned || c.error.find("abandoned") != std::string::npos;
+    write_report_atomic(out, make_report(cfg, context, done, false));
+  };
+  auto progress = [&](const CellSpec& s, size_t i, size_t n, const std::string& phase) {
+    if (!tty) return;
+    std::lock_guard lock(progress_mu);
+    std::fprintf(stderr, "\r\033[K[%zu/%zu] %s %s workers=%d: %s", i + 1, n, s.workload.c_str(),
+                 s.model.c_str(), s.workers, phase.c_str());
+    std::fflush(stderr);
+  };
+  std::vector<CellResult> cells;
+  try {
+    cells = run_suite(cfg, on_cell, progress);
+    write_report_atomic(out, make_report(cfg, context, cells, true));
+  } catch (const UsageError& e) {
+    usage_exit(e.what());
+  } catch (const std::exception& e) {
+    std::cerr << "bench_runner: " << e.what() << "\n";
+    return 1;
+  }
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  const nlohmann::json report = make_report(cfg, context, cells, true);
+  std::cout << format_table(report);
+  std::cout << "report: " << out << "\n";
+  int bad = 0;
+  for (const auto& c : cells) bad += c.status != "ok";
+  if (!context["counters_unavailable"].empty())
+    std::cout << "unavailable counters (null in the report): "
+              << context["counters_unavailable"].size() << ", see context.counters_unavailable\n";
+  if (bad) std::cout << bad << " cell(s) did not verify or did not finish; see status in the report\n";
+  std::cout.flush();
+  // A cell whose workers ignored cancellation still has threads running: leave without
+  // destroying what they might touch.
+  if (abandoned) _exit(1);
+  return bad ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "micro") return run_micro(argc, argv);
+
+  CLI::App app{"concbench: which concurrency model wins, by how much, and why"};
+  app.require_subcommand(1);
+  auto* list = app.add_subcommand("list", "list workloads, models, parameters and suites");
+  auto* run = app.add_subcommand("run", "run the matrix and write a JSON report");
+  app.add_subcommand("micro", "run the Google Benchmark micro-benchmarks (--benchmark_* flags)");
+  RunFlags f;
+  run->add_option("--suite", f.suite, "smoke | quick | full (default quick)");
+  run->add_option("--workloads", f.workloads, "comma-separated workload names");
+  run->add_option("--models", f.models, "comma-separated model names");
+  run->add_option("--workers", f.workers, "comma-separated worker counts, e.g. 1,2,4");
+  run->add_option("--repetitions", f.repetitions, "measured repetitions per cell");
+  run->add_option("--min-time", f.min_time, "seconds each repetition lasts at least (calibration)");
+  run->add_option("--timeout", f.timeout, "seconds per cell before it is cancelled and recorded");
+  run->add_option("--param", f.params, "key=value for workloads and models (repeatable)")
+      ->allow_extra_args(false);
+  run->add_option("--seed", f.seed, "seed of the task generator");
+  run->add_option("--out", f.out, "report path (default results/bench-<time>.json)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::string msg = e.what();
+    for (char& ch : msg)
+      if (ch == '\n') ch = ' ';
+    usage_exit(msg);
+  }
+  if (list->parsed()) {
+    print_list();
+    return 0;
+  }
+  if (run->parsed()) {
+    for (const CLI::Option* o : run->get_options())
+      if (o->count() > 0) f.given.insert(o->get_name());
+    return run_suite_cmd(f);
+  }
+  return 0;
+}

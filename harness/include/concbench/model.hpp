@@ -1,0 +1,83 @@
+// An execution model runs a batch of tasks with N workers. Each model lives in one file under
+// harness/models/ and knows workloads and platform components (counters, topology, the GIL),
+// never the runner.
+//
+// Life cycle: setup() (start persistent workers; the runner times it apart from the batches),
+// run() any number of times, teardown(). cancel() may be called from another thread at any
+// time; run() then returns promptly with what finished, and the rest marked not done.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "concbench/counters.hpp"
+#include "concbench/params.hpp"
+#include "concbench/task.hpp"
+
+namespace concbench {
+
+struct ModelConfig {
+  int workers = 1;
+  Params params;  // the model's own parameters, resolved against ModelInfo::params
+  uint64_t seed = 0;
+};
+
+// One batch: `rounds` passes over `tasks`; work item k is tasks[k % tasks.size()] in round
+// k / tasks.size(). Calibration raises `rounds` until a batch lasts --min-time.
+struct Batch {
+  const std::vector<Task>* tasks = nullptr;
+  uint64_t rounds = 1;
+  uint64_t items() const { return tasks->size() * rounds; }
+};
+
+struct TaskFailure {
+  uint64_t item = 0;  // work item index
+  std::string reason;
+};
+
+struct BatchResult {
+  std::vector<uint64_t> checksums;  // per work item; meaningful where done[k]
+  std::vector<uint8_t> done;        // 1 when the item ran to completion
+  // Per completed item: from when the model took the item up to when its result was in hand
+  // (for thread models, the task's own run time; for a process pool, the round trip).
+  std::vector<uint64_t> latency_ns;
+  std::vector<TaskFailure> failures;
+  // Summed over every thread (and process) that ran tasks; see counters.hpp.
+  CounterValues counters;
+  nlohmann::json model_metrics = nlohmann::json::object();
+
+  explicit BatchResult(uint64_t items = 0) : checksums(items, 0), done(items, 0) {}
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual void setup(const ModelConfig& cfg) { cfg_ = cfg; }
+  virtual BatchResult run(const Batch& batch) = 0;
+  virtual void teardown() {}
+  // Thread-safe; idempotent.
+  virtual void cancel() = 0;
+
+ protected:
+  ModelConfig cfg_;
+};
+
+struct ModelInfo {
+  std::string name;
+  std::string description;
+  std::vector<ParamSpec> params;
+  bool single_worker = false;  // runs on the calling thread only: one cell, workers = 1
+  std::function<std::unique_ptr<Model>()> create;
+};
+
+const std::vector<ModelInfo>& all_models();
+// nullptr when there is no such model.
+const ModelInfo* find_model(std::string_view name);
+
+}  // namespace concbench

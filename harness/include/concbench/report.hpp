@@ -1,0 +1,44 @@
+// The versioned JSON report: what CI, `bench_runner compare` and the Python module rely on.
+// Schema (version 1):
+//   schema_version, generator, complete, config{...}, context{...} (machine.hpp),
+//   results[]: workload, model, workers, params, status, error, setup_ns, teardown_ns,
+//              warmup_wall_ns, rounds, tasks_per_round,
+//              repetitions[]: wall_ns, cpu_user_ns, cpu_sys_ns, tasks, throughput_per_s,
+//                             task_latency_ns{p50,p99,max}, counters{...}, metrics{...},
+//                             model_metrics{...}, verified, failed_tasks, wrong_checksums,
+//                             not_run, failures[]
+//              summary: wall_ns, wall_ns_per_task, throughput_per_s (each n, median, mean,
+//                       stddev, cv, min, max, ci95[lo, hi]), speedup, speedup_vs_serial
+//   benchmarks[]: the same cells in Google Benchmark's JSON shape (per task times).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "concbench/runner.hpp"
+
+namespace concbench {
+
+inline constexpr int kSchemaVersion = 1;
+
+nlohmann::json config_to_json(const RunConfig& cfg);
+nlohmann::json cell_to_json(const CellResult& cell);
+
+// The whole report; speedups need every cell, so they are computed here.
+nlohmann::json make_report(const RunConfig& cfg, const nlohmann::json& context,
+                           const std::vector<CellResult>& cells, bool complete);
+
+// Writes `report` to `path` through a temporary file in the same directory and rename(2), so a
+// reader (or a crash) sees the old file or the new one, never half of one. Throws
+// std::runtime_error on failure.
+void write_report_atomic(const std::string& path, const nlohmann::json& report);
+// Checks up front that `path` could be written (its directory exists and is writable, it is not
+// a directory); throws UsageError naming the problem.
+void check_writable(const std::string& path);
+
+// The summary table bench_runner prints.
+std::string format_table(const nlohmann::json& report);
+
+}  // namespace concbench

@@ -1,0 +1,97 @@
+// The runner: the matrix workloads x models x worker counts x repetitions, with a warm-up,
+// calibration to --min-time, verification of every task's checksum, and a per-cell timeout
+// after which the cell is recorded as timed out and the suite goes on.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "concbench/counters.hpp"
+#include "concbench/params.hpp"
+#include "concbench/stats.hpp"
+
+namespace concbench {
+
+struct RunConfig {
+  std::string suite = "quick";
+  std::vector<std::string> workloads;
+  std::vector<std::string> models;
+  std::vector<int> workers;
+  int repetitions = 5;
+  double min_time_s = 0.1;
+  double timeout_s = 120;
+  // Parameters the suite sets per workload (smaller ones for smoke), then the user's --param,
+  // which apply to every selected workload or model that declares the key.
+  std::map<std::string, std::map<std::string, std::string>> suite_params;
+  std::map<std::string, std::string> params;
+  uint64_t seed = 1;
+};
+
+// The named suites: "smoke" (seconds, for tests), "quick" (the default, about a minute),
+// "full". Throws UsageError for another name.
+RunConfig suite_config(const std::string& name);
+std::vector<std::string> suite_names();
+
+// Checks names, numbers and parameters; throws UsageError naming the first problem.
+void validate(const RunConfig& cfg);
+
+struct RepetitionResult {
+  uint64_t wall_ns = 0;
+  uint64_t cpu_user_ns = 0;  // whole process, every thread (helpers such as the echo peer too)
+  uint64_t cpu_sys_ns = 0;
+  uint64_t tasks = 0;  // completed work items
+  double throughput_per_s = 0;
+  LatencySummary latency;
+  CounterValues counters;
+  nlohmann::json metrics = nlohmann::json::object();
+  nlohmann::json model_metrics = nlohmann::json::object();
+  bool verified = false;
+  uint64_t failed_tasks = 0;    // threw or crashed
+  uint64_t wrong_checksums = 0; // completed with a result that does not verify
+  uint64_t not_run = 0;         // never completed (cancelled)
+  std::vector<std::string> failure_samples;  // the first few reasons
+};
+
+struct CellResult {
+  std::string workload;
+  std::string model;
+  int workers = 1;
+  std::map<std::string, std::string> params;  // resolved workload and model parameters
+  std::string status = "ok";                  // ok | failed | timed_out | error
+  std::string error;
+  uint64_t setup_ns = 0;
+  uint64_t teardown_ns = 0;
+  uint64_t warmup_wall_ns = 0;
+  uint64_t rounds = 1;           // passes over the task list per repetition (calibration)
+  uint64_t tasks_per_round = 0;
+  std::vector<RepetitionResult> repetitions;
+};
+
+struct CellSpec {
+  std::string workload;
+  std::string model;
+  int workers = 1;
+};
+
+// The cells of the matrix in run order. Single-worker models get one cell at workers = 1.
+std::vector<CellSpec> expand_matrix(const RunConfig& cfg);
+
+// Runs one cell under the timeout; never throws for a failing model or workload (the failure is
+// the result). Abandons, rather than waits for, a cell whose workers ignore cancellation.
+CellResult run_cell(const CellSpec& spec, const RunConfig& cfg);
+
+// Runs the whole matrix; on_cell is called after each cell (the CLI rewrites its report then,
+// so a crash later loses nothing already measured).
+using CellCallback = std::function<void(const CellResult&, size_t index, size_t total)>;
+using ProgressCallback = std::function<void(const CellSpec&, size_t index, size_t total,
+                                            const std::string& phase)>;
+std::vector<CellResult> run_suite(const RunConfig& cfg, const CellCallback& on_cell = {},
+                                  const ProgressCallback& progress = {});
+
+}  // namespace concbench

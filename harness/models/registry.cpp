@@ -1,0 +1,20 @@
+#include "concbench/model.hpp"
+
+namespace concbench {
+
+// One file per model under harness/models/; each exposes its ModelInfo here.
+ModelInfo serial_model_info();
+ModelInfo free_threads_model_info();
+
+const std::vector<ModelInfo>& all_models() {
+  static const std::vector<ModelInfo> all = {serial_model_info(), free_threads_model_info()};
+  return all;
+}
+
+const ModelInfo* find_model(std::string_view name) {
+  for (const ModelInfo& m : all_models())
+    if (m.name == name) return &m;
+  return nullptr;
+}
+
+}  // namespace concbench

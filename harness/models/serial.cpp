@@ -1,0 +1,44 @@
+// serial: every task inline on the calling thread, one after another. The baseline every
+// speedup_vs_serial is measured against.
+#include <atomic>
+#include <memory>
+
+#include "concbench/io_env.hpp"
+#include "worker_loop.hpp"
+
+namespace concbench {
+namespace {
+
+class Serial final : public Model {
+ public:
+  void setup(const ModelConfig& cfg) override {
+    Model::setup(cfg);
+    io_ = std::make_unique<IoEnv>();
+  }
+  BatchResult run(const Batch& batch) override {
+    BatchResult result(batch.items());
+    std::vector<detail::WorkerLog> logs(1);
+    ThreadCounterScope counters;
+    ExecContext ctx(breaker_, no_lock_hooks(), io_.get(), 0);
+    detail::BatchQueue queue(batch, result);
+    queue.drain(ctx, logs[0]);
+    logs[0].counters = counters.stop();
+    detail::merge_logs(result, logs);
+    return result;
+  }
+  void teardown() override { io_.reset(); }
+  void cancel() override { breaker_.fetch_or(kBreakCancel, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint32_t> breaker_{0};
+  std::unique_ptr<IoEnv> io_;
+};
+
+}  // namespace
+
+ModelInfo serial_model_info() {
+  return {"serial", "every task inline on the calling thread (the baseline)", {}, true,
+          [] { return std::make_unique<Serial>(); }};
+}
+
+}  // namespace concbench

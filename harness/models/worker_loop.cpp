@@ -1,0 +1,55 @@
+#include "worker_loop.hpp"
+
+#include <chrono>
+#include <exception>
+#include <string>
+
+#include "concbench/kernels.hpp"
+
+namespace concbench::detail {
+
+uint64_t monotonic_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+void BatchQueue::drain(ExecContext& ctx, WorkerLog& log) {
+  const std::vector<Task>& tasks = *batch_.tasks;
+  const uint64_t items = batch_.items();
+  for (;;) {
+    if (ctx.cancel_requested()) return;
+    // Relaxed: the counter only hands out distinct indices; results are published to the
+    // model's thread by joining (or the pool's completion handshake), not through it.
+    const uint64_t k = next_.fetch_add(1, std::memory_order_relaxed);
+    if (k >= items) return;
+    const Task& task = tasks[k % tasks.size()];
+    const uint64_t t0 = monotonic_ns();
+    try {
+      result_.checksums[k] = execute_task(task, ctx).checksum;
+      result_.done[k] = 1;
+      log.latency_ns.push_back(monotonic_ns() - t0);
+    } catch (const TaskCancelled&) {
+      return;
+    } catch (const std::exception& e) {
+      log.failures.push_back({k, std::string("task threw: ") + e.what()});
+    } catch (...) {
+      log.failures.push_back({k, "task threw a non-standard exception"});
+    }
+  }
+}
+
+void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs) {
+  CounterValues sum = CounterValues::zero_all();
+  size_t n = result.latency_ns.size();
+  for (auto& l : logs) n += l.latency_ns.size();
+  result.latency_ns.reserve(n);
+  for (auto& l : logs) {
+    result.latency_ns.insert(result.latency_ns.end(), l.latency_ns.begin(), l.latency_ns.end());
+    for (auto& f : l.failures) result.failures.push_back(std::move(f));
+    sum.accumulate(l.counters);
+  }
+  result.counters = sum;
+}
+
+}  // namespace concbench::detail

@@ -1,0 +1,44 @@
+// The loop shared by every model whose workers pull items from one batch (serial, free threads,
+// thread pools, GIL threads): claim an item, run it, record its latency or its failure.
+// Internal to harness/models.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <new>
+#include <vector>
+
+#include "concbench/exec_context.hpp"
+#include "concbench/model.hpp"
+
+namespace concbench::detail {
+
+// Per-worker record, merged into the BatchResult after the workers are done, so the hot path
+// writes nothing shared except the item's own checksum slot.
+struct WorkerLog {
+  std::vector<uint64_t> latency_ns;
+  std::vector<TaskFailure> failures;
+  CounterValues counters;
+};
+
+class BatchQueue {
+ public:
+  BatchQueue(const Batch& batch, BatchResult& result) : batch_(batch), result_(result) {}
+
+  // Runs items until none is left or the model is cancelled. Safe to call from many threads.
+  void drain(ExecContext& ctx, WorkerLog& log);
+
+ private:
+  const Batch& batch_;
+  BatchResult& result_;
+  // Alone on its cache line: every worker hits it once per item.
+  alignas(64) std::atomic<uint64_t> next_{0};
+  char pad_[64 - sizeof(std::atomic<uint64_t>)];
+};
+
+// Folds the workers' logs into `result` (latencies, failures, summed counters).
+void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs);
+
+uint64_t monotonic_ns();
+
+}  // namespace concbench::detail

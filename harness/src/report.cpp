@@ -1,0 +1,319 @@
+#include "concbench/report.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+#include "concbench/params.hpp"
+
+namespace concbench {
+namespace {
+
+using nlohmann::json;
+
+// The counters every repetition reports, in the schema's order; null when unavailable.
+constexpr Counter kReportCounters[] = {
+    Counter::context_switches, Counter::voluntary_context_switches,
+    Counter::involuntary_context_switches, Counter::cpu_migrations, Counter::page_faults,
+    Counter::task_clock_ns, Counter::cycles, Counter::instructions, Counter::cache_references,
+    Counter::cache_misses, Counter::l1d_load_misses, Counter::llc_load_misses};
+
+json counters_to_json(const CounterValues& c) {
+  json j = json::object();
+  for (Counter k : kReportCounters) {
+    auto v = c.get(k);
+    j[std::string(counter_name(k))] = v ? json(*v) : json(nullptr);
+  }
+  j["multiplexed"] = c.multiplexed;
+  return j;
+}
+
+json repetition_to_json(const RepetitionResult& r) {
+  return {{"wall_ns", r.wall_ns},
+          {"cpu_user_ns", r.cpu_user_ns},
+          {"cpu_sys_ns", r.cpu_sys_ns},
+          {"tasks", r.tasks},
+          {"throughput_per_s", r.throughput_per_s},
+          {"task_latency_ns", r.latency},
+          {"counters", counters_to_json(r.counters)},
+          {"metrics", r.metrics},
+          {"model_metrics", r.model_metrics},
+          {"verified", r.verified},
+          {"failed_tasks", r.failed_tasks},
+          {"wrong_checksums", r.wrong_checksums},
+          {"not_run", r.not_run},
+          {"failures", r.failure_samples}};
+}
+
+// Verified repetitions only: a repetition that did not verify measured something else.
+std::vector<const RepetitionResult*> good_reps(const CellResult& c) {
+  std::vector<const RepetitionResult*> out;
+  for (const auto& r : c.repetitions)
+    if (r.verified) out.push_back(&r);
+  return out;
+}
+
+json summary_json(const CellResult& c) {
+  std::vector<double> wall, per_task, thr;
+  for (const RepetitionResult* r : good_reps(c)) {
+    wall.push_back(static_cast<double>(r->wall_ns));
+    per_task.push_back(r->tasks ? static_cast<double>(r->wall_ns) / static_cast<double>(r->tasks) : 0.0);
+    thr.push_back(r->throughput_per_s);
+  }
+  if (wall.empty())
+    return {{"wall_ns", nullptr}, {"wall_ns_per_task", nullptr}, {"throughput_per_s", nullptr},
+            {"speedup", nullptr}, {"speedup_vs_serial", nullptr}};
+  return {{"wall_ns", summarize(wall)},
+          {"wall_ns_per_task", summarize(per_task)},
+          {"throughput_per_s", summarize(thr)},
+          {"speedup", nullptr},
+          {"speedup_vs_serial", nullptr}};
+}
+
+double median_throughput(const json& cell) {
+  const json& s = cell["summary"]["throughput_per_s"];
+  return s.is_object() ? s["median"].get<double>() : 0.0;
+}
+
+json gbench_entry(const CellResult& c, const std::string& name, int reps) {
+  return {{"name", name},       {"run_name", name},     {"family_index", 0},
+          {"per_family_instance_index", 0},             {"repetitions", reps},
+          {"threads", c.workers}, {"time_unit", "ns"}};
+}
+
+}  // namespace
+
+json config_to_json(const RunConfig& cfg) {
+  return {{"suite", cfg.suite},           {"workloads", cfg.workloads},
+          {"models", cfg.models},         {"workers", cfg.workers},
+          {"repetitions", cfg.repetitions}, {"min_time_s", cfg.min_time_s},
+          {"timeout_s", cfg.timeout_s},   {"params", cfg.params},
+          {"seed", cfg.seed}};
+}
+
+json cell_to_json(const CellResult& c) {
+  json reps = json::array();
+  for (const auto& r : c.repetitions) reps.push_back(repetition_to_json(r));
+  return {{"workload", c.workload},
+          {"model", c.model},
+          {"workers", c.workers},
+          {"params", c.params},
+          {"status", c.status},
+          {"error", c.error.empty() ? json(nullptr) : json(c.error)},
+          {"setup_ns", c.setup_ns},
+          {"teardown_ns", c.teardown_ns},
+          {"warmup_wall_ns", c.warmup_wall_ns},
+          {"rounds", c.rounds},
+          {"tasks_per_round", c.tasks_per_round},
+          {"repetitions", reps},
+          {"summary", summary_json(c)}};
+}
+
+json make_report(const RunConfig& cfg, const json& context, const std::vector<CellResult>& cells,
+                 bool complete) {
+  json results = json::array();
+  for (const auto& c : cells) results.push_back(cell_to_json(c));
+
+  // Strong scaling: the same tasks at every worker count, so speedup is a throughput ratio
+  // against the same model at one worker, and speedup_vs_serial against the serial model.
+  for (json& cell : results) {
+    if (!cell["summary"]["throughput_per_s"].is_object()) continue;
+    const double mine = median_throughput(cell);
+    for (const json& other : results) {
+      if (other["workload"] != cell["workload"] || other["status"] != "ok") continue;
+      const double base = median_throughput(other);
+      if (base <= 0) continue;
+      if (other["model"] == cell["model"] && other["workers"] == 1)
+        cell["summary"]["speedup"] = mine / base;
+      if (other["model"] == "serial") cell["summary"]["speedup_vs_serial"] = mine / base;
+    }
+  }
+
+  json benchmarks = json::array();
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const CellResult& c = cells[i];
+    const std::string name = c.workload + "/" + c.model + "/workers:" + std::to_string(c.workers);
+    const int reps = static_cast<int>(c.repetitions.size());
+    std::vector<double> real, cpu;
+    for (int k = 0; k < reps; ++k) {
+      const RepetitionResult& r = c.repetitions[static_cast<size_t>(k)];
+      const double tasks = static_cast<double>(std::max<uint64_t>(r.tasks, 1));
+      json b = gbench_entry(c, name, reps);
+      b["run_type"] = "iteration";
+      b["repetition_index"] = k;
+      b["iterations"] = r.tasks;
+      b["real_time"] = static_cast<double>(r.wall_ns) / tasks;
+      b["cpu_time"] = static_cast<double>(r.cpu_user_ns + r.cpu_sys_ns) / tasks;
+      b["items_per_second"] = r.throughput_per_s;
+      for (Counter k2 : kReportCounters)
+        if (auto v = r.counters.get(k2)) b[std::string(counter_name(k2))] = static_cast<double>(*v) / tasks;
+      if (!r.verified) b["error_occurred"] = true, b["error_message"] = "did not verify";
+      benchmarks.push_back(b);
+      real.push_back(b["real_time"]);
+      cpu.push_back(b["cpu_time"]);
+    }
+    if (reps < 2) continue;
+    const Summary sr = summarize(real), sc = summarize(cpu);
+    const std::pair<const char*, std::pair<double, double>> aggs[] = {
+        {"mean", {sr.mean, sc.mean}}, {"median", {sr.median, sc.median}},
+        {"stddev", {sr.stddev, sc.stddev}}};
+    for (const auto& [agg, vals] : aggs) {
+      json b = gbench_entry(c, name + "_" + agg, reps);
+      b["run_name"] = name;
+      b["run_type"] = "aggregate";
+      b["aggregate_name"] = agg;
+      b["aggregate_unit"] = "time";
+      b["iterations"] = reps;
+      b["real_time"] = vals.first;
+      b["cpu_time"] = vals.second;
+      benchmarks.push_back(b);
+    }
+  }
+
+  return {{"schema_version", kSchemaVersion},
+          {"generator", "concbench bench_runner"},
+          {"complete", complete},
+          {"config", config_to_json(cfg)},
+          {"context", context},
+          {"results", results},
+          {"benchmarks", benchmarks}};
+}
+
+void check_writable(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (path.empty()) throw UsageError("--out: empty path");
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw UsageError("--out: '" + path + "' is a directory");
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  if (!fs::is_directory(dir, ec))
+    throw UsageError("--out: directory '" + dir.string() + "' does not exist");
+  // Probe with a real file, as access(2) is wrong for root and for read-only mounts.
+  const std::string probe = (dir / (".concbench-probe-" + std::to_string(getpid()))).string();
+  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw UsageError("--out: cannot write in '" + dir.string() + "': " + std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+void write_report_atomic(const std::string& path, const json& report) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  std::string tmpl = (dir / (fs::path(path).filename().string() + ".tmp.XXXXXX")).string();
+  int fd = mkostemp(tmpl.data(), O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot create a temporary file beside " + path + ": " + std::strerror(errno));
+  const std::string text = report.dump(2) + "\n";
+  size_t off = 0;
+  bool ok = true;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ok = false;
+      break;
+    }
+    off += static_cast<size_t>(n);
+  }
+  // fsync before rename: otherwise a power loss can leave the new name pointing at an empty file.
+  ok = ok && ::fchmod(fd, 0644) == 0 && ::fsync(fd) == 0;
+  const int saved = errno;
+  ::close(fd);
+  if (!ok || ::rename(tmpl.c_str(), path.c_str()) != 0) {
+    const int e = ok ? errno : saved;
+    ::unlink(tmpl.c_str());
+    throw std::runtime_error("cannot write report " + path + ": " + std::strerror(e));
+  }
+}
+
+namespace {
+
+std::string fmt_time(double ns) {
+  char buf[32];
+  if (ns < 1e3) std::snprintf(buf, sizeof buf, "%.0f ns", ns);
+  else if (ns < 1e6) std::snprintf(buf, sizeof buf, "%.2f us", ns / 1e3);
+  else if (ns < 1e9) std::snprintf(buf, sizeof buf, "%.2f ms", ns / 1e6);
+  else std::snprintf(buf, sizeof buf, "%.2f s", ns / 1e9);
+  return buf;
+}
+
+std::string fmt_num(double v, const char* f = "%.3g") {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+}  // namespace
+
+std::string format_table(const json& report) {
+  const std::vector<std::string> head = {"workload", "model", "workers", "tasks", "time/task",
+                                         "throughput/s", "+-95%", "speedup", "vs serial",
+                                         "p99 latency", "ctxsw/task", "migrations", "status"};
+  std::vector<std::vector<std::string>> rows;
+  for (const json& c : report.at("results")) {
+    std::vector<std::string> row = {c["workload"], c["model"], std::to_string(c["workers"].get<int>())};
+    const json& s = c["summary"];
+    const json& reps = c["repetitions"];
+    if (s["throughput_per_s"].is_object() && !reps.empty()) {
+      const json& t = s["throughput_per_s"];
+      const double med = t["median"], lo = t["ci95"][0], hi = t["ci95"][1];
+      uint64_t tasks = reps[0]["tasks"];
+      // Medians across repetitions for the per-repetition figures.
+      std::vector<double> p99, cs, mig;
+      for (const json& r : reps) {
+        if (!r["verified"].get<bool>()) continue;
+        if (!r["task_latency_ns"]["p99"].is_null()) p99.push_back(r["task_latency_ns"]["p99"]);
+        const double n = std::max<double>(1, r["tasks"].get<double>());
+        if (!r["counters"]["context_switches"].is_null())
+          cs.push_back(r["counters"]["context_switches"].get<double>() / n);
+        if (!r["counters"]["cpu_migrations"].is_null())
+          mig.push_back(r["counters"]["cpu_migrations"].get<double>());
+      }
+      auto med_of = [](const std::vector<double>& v) { return summarize(v).median; };
+      row.push_back(std::to_string(tasks));
+      row.push_back(fmt_time(s["wall_ns_per_task"]["median"].get<double>()));
+      row.push_back(fmt_num(med, "%.4g"));
+      row.push_back(med > 0 ? fmt_num(100.0 * (hi - lo) / 2 / med, "%.1f%%") : "-");
+      row.push_back(s["speedup"].is_null() ? "-" : fmt_num(s["speedup"].get<double>(), "%.2fx"));
+      row.push_back(s["speedup_vs_serial"].is_null() ? "-" : fmt_num(s["speedup_vs_serial"].get<double>(), "%.2fx"));
+      row.push_back(p99.empty() ? "-" : fmt_time(med_of(p99)));
+      row.push_back(cs.empty() ? "n/a" : fmt_num(med_of(cs), "%.3g"));
+      row.push_back(mig.empty() ? "n/a" : fmt_num(med_of(mig), "%.0f"));
+    } else {
+      for (int i = 0; i < 9; ++i) row.push_back("-");
+    }
+    row.push_back(c["status"]);
+    rows.push_back(std::move(row));
+  }
+  std::vector<size_t> width(head.size());
+  for (size_t i = 0; i < head.size(); ++i) width[i] = head[i].size();
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  std::ostringstream out;
+  auto line = [&](const std::vector<std::string>& r) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      const bool left = i < 2 || i + 1 == r.size();
+      std::string cell = r[i];
+      std::string padding(width[i] - cell.size(), ' ');
+      out << (left ? cell + padding : padding + cell) << (i + 1 < r.size() ? "  " : "");
+    }
+    out << "\n";
+  };
+  line(head);
+  size_t total = 0;
+  for (size_t w : width) total += w + 2;
+  out << std::string(total - 2, '-') << "\n";
+  for (const auto& r : rows) line(r);
+  return out.str();
+}
+
+}  // namespace concbench

@@ -1,0 +1,151 @@
+// bench_runner as a user meets it: bad input gets one line and exit 2; a smoke run writes a
+// report that parses and holds what the schema promises.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "concbench/counters.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+fs::path scratch_dir() {
+  static const fs::path d = [] {
+    fs::path p = fs::temp_directory_path() / ("concbench-cli-" + std::to_string(getpid()));
+    fs::create_directories(p);
+    return p;
+  }();
+  return d;
+}
+
+Result run(const std::string& args) {
+  const fs::path out = scratch_dir() / "stdout", err = scratch_dir() / "stderr";
+  const std::string cmd = std::string(BENCH_RUNNER) + " " + args + " >" + out.string() + " 2>" +
+                          err.string() + " </dev/null";
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+class BadInput : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(BadInput, ExitsTwoWithOneLine) {
+  const Result r = run(GetParam());
+  EXPECT_EQ(r.code, 2) << r.err;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
+  EXPECT_EQ(r.err.rfind("bench_runner: ", 0), 0u) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cli, BadInput,
+    ::testing::Values("", "frobnicate", "run --frobnicate", "run --workers 0", "run --workers -1",
+                      "run --workers abc", "run --workers 1,,2", "run --workers 99999",
+                      "run --workers ''", "run --repetitions 0", "run --repetitions -3",
+                      "run --repetitions x", "run --repetitions 1e3", "run --param tasks=0",
+                      "run --param tasks=-5", "run --param units=1.5", "run --param nokey=1",
+                      "run --param novalue", "run --param =3", "run --workloads nope",
+                      "run --workloads cpu.spin,", "run --models nope", "run --suite nope",
+                      "run --out /nonexistent-dir/x.json", "run --out /tmp", "run --timeout 0",
+                      "run --timeout -4", "run --min-time -1", "run --min-time nan",
+                      "run --seed -1", "run --seed 12abc", "micro --bogus",
+                      "run --workloads cpu.spin --param sleep_us=5"));
+
+TEST(Cli, ListNamesEveryWorkloadAndModel) {
+  const Result r = run("list");
+  EXPECT_EQ(r.code, 0);
+  for (const char* name : {"cpu.spin", "cpu.pidigits", "io.sleep", "io.pipe_echo",
+                           "overhead.noop", "serial", "free_threads", "payload_bytes", "smoke"})
+    EXPECT_NE(r.out.find(name), std::string::npos) << name;
+}
+
+TEST(Cli, HelpExitsZero) {
+  EXPECT_EQ(run("--help").code, 0);
+  EXPECT_EQ(run("run --help").code, 0);
+  EXPECT_EQ(run("micro --help").code, 0);
+}
+
+TEST(Cli, MicroRunsGoogleBenchmark) {
+  const Result r = run("micro --benchmark_filter=BM_TimerNow --benchmark_min_time=0.01");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("BM_TimerNow"), std::string::npos) << r.out;
+}
+
+TEST(Cli, SmokeRunWritesAVerifiedReport) {
+  const fs::path report_path = scratch_dir() / "smoke.json";
+  const Result r = run("run --suite smoke --out " + report_path.string());
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("throughput/s"), std::string::npos);
+  EXPECT_NE(r.out.find("report: "), std::string::npos);
+  const json report = json::parse(slurp(report_path));
+  EXPECT_EQ(report["schema_version"], 1);
+  EXPECT_TRUE(report["complete"]);
+  const json& ctx = report["context"];
+  for (const char* k : {"date", "hostname", "cpu_model", "logical_cpus", "physical_cores",
+                        "topology", "kernel", "compiler", "build_type", "cpu_governor",
+                        "virtualized", "load_average", "git_revision", "counters_unavailable"})
+    EXPECT_TRUE(ctx.contains(k)) << k;
+  const auto& probe = concbench::counter_probe();
+  // 5 workloads x (serial + free_threads at 1 and 2 workers).
+  ASSERT_EQ(report["results"].size(), 15u);
+  for (const json& cell : report["results"]) {
+    SCOPED_TRACE(cell["workload"].get<std::string>() + "/" + cell["model"].get<std::string>());
+    EXPECT_EQ(cell["status"], "ok") << cell["error"];
+    ASSERT_EQ(cell["repetitions"].size(), 2u);
+    for (const json& rep : cell["repetitions"]) {
+      EXPECT_TRUE(rep["verified"]);
+      for (int c = 0; c < concbench::kCounterCount; ++c) {
+        const auto k = static_cast<concbench::Counter>(c);
+        const std::string name(concbench::counter_name(k));
+        if (probe.available(k)) {
+          EXPECT_TRUE(rep["counters"][name].is_number()) << name;
+        } else {
+          EXPECT_TRUE(rep["counters"][name].is_null()) << name;
+          EXPECT_TRUE(ctx["counters_unavailable"][name].is_string()) << name;
+        }
+      }
+    }
+    if (cell["workload"] == "io.sleep" && probe.available(concbench::Counter::context_switches))
+      EXPECT_GT(cell["repetitions"][0]["counters"]["context_switches"].get<int64_t>(), 0);
+    EXPECT_TRUE(cell["summary"]["speedup"].is_number());
+    EXPECT_TRUE(cell["summary"]["speedup_vs_serial"].is_number());
+  }
+  EXPECT_FALSE(report["benchmarks"].empty());
+}
+
+TEST(Cli, ATimedOutCellIsRecordedAndTheRunExitsOne) {
+  const fs::path report_path = scratch_dir() / "timeout.json";
+  const Result r = run("run --workloads io.sleep --models free_threads --workers 1 --repetitions 1 "
+                       "--param sleep_us=600000000 --param tasks=2 --timeout 0.3 --out " +
+                       report_path.string());
+  EXPECT_EQ(r.code, 1) << r.err;
+  const json report = json::parse(slurp(report_path));
+  EXPECT_TRUE(report["complete"]);
+  EXPECT_EQ(report["results"][0]["status"], "timed_out");
+}
+
+}  // namespace

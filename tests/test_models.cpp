@@ -1,0 +1,114 @@
+// The models run every item exactly once, verify, record failures, sum counters and stop when
+// cancelled.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "concbench/model.hpp"
+#include "concbench/workload.hpp"
+
+namespace concbench {
+namespace {
+
+TaskSet tasks_of(const char* workload, std::map<std::string, std::string> given) {
+  const Workload& w = *find_workload(workload);
+  return w.make_tasks(Params::resolve(w.params(), given, workload), 3);
+}
+
+std::unique_ptr<Model> start(const char* name, int workers) {
+  auto m = find_model(name)->create();
+  ModelConfig cfg;
+  cfg.workers = workers;
+  cfg.params = Params::resolve(find_model(name)->params, {}, name);
+  m->setup(cfg);
+  return m;
+}
+
+class EveryModel : public ::testing::TestWithParam<std::tuple<const char*, int>> {};
+
+TEST_P(EveryModel, RunsEveryItemOnceAndVerifies) {
+  const auto [name, workers] = GetParam();
+  auto m = start(name, workers);
+  for (const char* wl : {"cpu.spin", "io.pipe_echo", "overhead.noop"}) {
+    SCOPED_TRACE(wl);
+    const TaskSet ts = tasks_of(wl, {{"tasks", "7"}, {"units", "10"}});
+    const Batch batch{&ts.tasks, 3};
+    BatchResult r = m->run(batch);
+    ASSERT_EQ(r.done.size(), 21u);
+    for (size_t k = 0; k < r.done.size(); ++k) {
+      EXPECT_TRUE(r.done[k]) << k;
+      EXPECT_EQ(r.checksums[k], ts.expected[k % 7]) << k;
+    }
+    EXPECT_EQ(r.latency_ns.size(), 21u);
+    EXPECT_TRUE(r.failures.empty());
+    // Summed counters are available where the probe says they are, never silently zero-filled.
+    EXPECT_EQ(r.counters.has(Counter::cycles), counter_probe().available(Counter::cycles));
+    EXPECT_TRUE(r.counters.has(Counter::voluntary_context_switches));
+  }
+  m->teardown();
+}
+
+TEST_P(EveryModel, AThrowingTaskIsRecordedAndTheRestVerify) {
+  const auto [name, workers] = GetParam();
+  auto m = start(name, workers);
+  TaskSet ts = tasks_of("cpu.spin", {{"tasks", "5"}, {"units", "5"}});
+  ts.tasks[2].steps[0].kernel = 999;  // no such kernel: execute_task throws
+  BatchResult r = m->run(Batch{&ts.tasks, 1});
+  ASSERT_EQ(r.failures.size(), 1u);
+  EXPECT_EQ(r.failures[0].item, 2u);
+  EXPECT_NE(r.failures[0].reason.find("bad kernel id"), std::string::npos);
+  EXPECT_FALSE(r.done[2]);
+  for (size_t k : {0, 1, 3, 4}) EXPECT_EQ(r.checksums[k], ts.expected[k]);
+  m->teardown();
+}
+
+TEST_P(EveryModel, CancelStopsALongBatchPromptly) {
+  const auto [name, workers] = GetParam();
+  auto m = start(name, workers);
+  const TaskSet ts = tasks_of("io.sleep", {{"tasks", "4"}, {"sleep_us", "30000000"}});
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    m->cancel();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  BatchResult r = m->run(Batch{&ts.tasks, 1});
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  canceller.join();
+  EXPECT_LT(elapsed, std::chrono::seconds(5));  // each sleep would take 30 s
+  for (auto d : r.done) EXPECT_FALSE(d);
+  m->teardown();
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, EveryModel,
+                         ::testing::Values(std::make_tuple("serial", 1),
+                                           std::make_tuple("free_threads", 1),
+                                           std::make_tuple("free_threads", 3)));
+
+TEST(FreeThreads, RunsInParallelOnTwoCores) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs two CPUs";
+  // A ratio within one run, with a wide margin: two threads must overlap real work.
+  const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "8"}, {"units", "3000"}});
+  auto one = start("free_threads", 1), two = start("free_threads", 2);
+  auto time_of = [&](Model& m) {
+    auto best = std::chrono::steady_clock::duration::max();
+    for (int i = 0; i < 3; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      m.run(Batch{&ts.tasks, 1});
+      best = std::min(best, std::chrono::steady_clock::now() - t0);
+    }
+    return std::chrono::duration<double>(best).count();
+  };
+  const double t1 = time_of(*one), t2 = time_of(*two);
+  EXPECT_GT(t1 / t2, 1.25) << "1 worker " << t1 << " s, 2 workers " << t2 << " s";
+}
+
+TEST(Registry, SerialIsSingleWorker) {
+  ASSERT_NE(find_model("serial"), nullptr);
+  EXPECT_TRUE(find_model("serial")->single_worker);
+  EXPECT_FALSE(find_model("free_threads")->single_worker);
+  EXPECT_EQ(find_model("nope"), nullptr);
+}
+
+}  // namespace
+}  // namespace concbench

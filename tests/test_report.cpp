@@ -1,0 +1,127 @@
+// The report's schema, speedups, Google Benchmark shape and atomic writing.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "concbench/machine.hpp"
+#include "concbench/report.hpp"
+
+namespace concbench {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+CellResult fake_cell(const std::string& model, int workers, double per_task_ns) {
+  CellResult c;
+  c.workload = "cpu.spin";
+  c.model = model;
+  c.workers = workers;
+  c.params = {{"tasks", "10"}};
+  c.tasks_per_round = 10;
+  for (int i = 0; i < 3; ++i) {
+    RepetitionResult r;
+    r.tasks = 10;
+    r.wall_ns = static_cast<uint64_t>(per_task_ns * 10 * (1 + 0.01 * i));
+    r.throughput_per_s = 10 * 1e9 / static_cast<double>(r.wall_ns);
+    r.verified = true;
+    r.latency = latency_summary({100, 200, 300});
+    CounterValues cv;
+    cv.set(Counter::context_switches, 4);
+    r.counters = cv;  // everything else unavailable
+    c.repetitions.push_back(r);
+  }
+  return c;
+}
+
+TEST(Report, SchemaRoundTripsAndSpeedupsAreComputed) {
+  RunConfig cfg = suite_config("smoke");
+  std::vector<CellResult> cells = {fake_cell("serial", 1, 1000), fake_cell("free_threads", 1, 1100),
+                                   fake_cell("free_threads", 2, 550)};
+  const json report = json::parse(make_report(cfg, json{{"hostname", "h"}}, cells, true).dump());
+  EXPECT_EQ(report["schema_version"], kSchemaVersion);
+  EXPECT_TRUE(report["complete"]);
+  ASSERT_EQ(report["results"].size(), 3u);
+  const json& c = report["results"][2];
+  for (const char* k : {"workload", "model", "workers", "params", "repetitions", "summary", "status"})
+    EXPECT_TRUE(c.contains(k)) << k;
+  const json& r = c["repetitions"][0];
+  for (const char* k : {"wall_ns", "cpu_user_ns", "cpu_sys_ns", "tasks", "throughput_per_s",
+                        "task_latency_ns", "counters", "metrics", "model_metrics", "verified"})
+    EXPECT_TRUE(r.contains(k)) << k;
+  for (const char* k : {"context_switches", "voluntary_context_switches",
+                        "involuntary_context_switches", "cpu_migrations", "page_faults", "cycles",
+                        "instructions", "cache_references", "cache_misses", "l1d_load_misses",
+                        "llc_load_misses"})
+    EXPECT_TRUE(r["counters"].contains(k)) << k;
+  EXPECT_EQ(r["counters"]["context_switches"], 4);
+  EXPECT_TRUE(r["counters"]["cache_misses"].is_null());  // unavailable is null, never 0
+  EXPECT_EQ(r["task_latency_ns"]["p99"], 300);
+  for (const char* k : {"median", "mean", "stddev", "cv", "min", "max", "ci95"})
+    EXPECT_TRUE(c["summary"]["wall_ns"].contains(k)) << k;
+  EXPECT_NEAR(c["summary"]["speedup"].get<double>(), 2.0, 1e-9);
+  EXPECT_NEAR(c["summary"]["speedup_vs_serial"].get<double>(), 1000.0 / 550, 1e-9);
+  EXPECT_NEAR(report["results"][0]["summary"]["speedup"].get<double>(), 1.0, 1e-9);
+}
+
+TEST(Report, BenchmarksHaveGoogleBenchmarksShape) {
+  RunConfig cfg = suite_config("smoke");
+  const json report = make_report(cfg, json::object(), {fake_cell("free_threads", 2, 500)}, true);
+  const json& b = report["benchmarks"];
+  ASSERT_EQ(b.size(), 3u + 3u);  // three iterations, then mean, median, stddev
+  for (const json& e : b) {
+    for (const char* k : {"name", "run_name", "run_type", "repetitions", "real_time", "cpu_time",
+                          "time_unit", "iterations", "threads"})
+      EXPECT_TRUE(e.contains(k)) << k;
+    EXPECT_EQ(e["run_name"], "cpu.spin/free_threads/workers:2");
+    EXPECT_EQ(e["time_unit"], "ns");
+  }
+  EXPECT_EQ(b[0]["run_type"], "iteration");
+  EXPECT_EQ(b[0]["repetition_index"], 0);
+  EXPECT_NEAR(b[0]["real_time"].get<double>(), 500, 1e-9);
+  EXPECT_EQ(b[4]["aggregate_name"], "median");
+}
+
+TEST(Report, WritesAtomicallyAndLeavesNoTemporaryFiles) {
+  const fs::path dir = fs::temp_directory_path() / ("concbench-report-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "r.json").string();
+  write_report_atomic(path, json{{"a", 1}});
+  write_report_atomic(path, json{{"a", 2}});
+  std::ifstream in(path);
+  EXPECT_EQ(json::parse(in)["a"], 2);
+  size_t files = 0;
+  for (auto& e : fs::directory_iterator(dir)) files += e.is_regular_file();
+  EXPECT_EQ(files, 1u);
+  // A directory that vanished: the error says so and nothing is left behind.
+  EXPECT_THROW(write_report_atomic((dir / "missing" / "r.json").string(), json::object()),
+               std::runtime_error);
+  fs::remove_all(dir);
+}
+
+TEST(Report, CheckWritableNamesTheProblem) {
+  EXPECT_THROW(check_writable(fs::temp_directory_path().string()), UsageError);
+  EXPECT_THROW(check_writable("/nonexistent-dir/x.json"), UsageError);
+  EXPECT_THROW(check_writable(""), UsageError);
+  EXPECT_NO_THROW(check_writable((fs::temp_directory_path() / "ok.json").string()));
+  if (geteuid() != 0) {
+    EXPECT_THROW(check_writable("/proc/x.json"), UsageError);
+  }
+  EXPECT_THROW(check_writable("/proc/x.json"), UsageError);  // procfs refuses even root
+}
+
+TEST(Report, TableListsEveryCell) {
+  RunConfig cfg = suite_config("smoke");
+  const json report = make_report(cfg, json::object(),
+                                  {fake_cell("serial", 1, 1000), fake_cell("free_threads", 2, 500)},
+                                  true);
+  const std::string t = format_table(report);
+  EXPECT_NE(t.find("serial"), std::string::npos);
+  EXPECT_NE(t.find("free_threads"), std::string::npos);
+  EXPECT_NE(t.find("2.00x"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace concbench

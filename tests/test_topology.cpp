@@ -1,0 +1,142 @@
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "concbench/topology.hpp"
+
+namespace concbench {
+namespace {
+
+const CacheInfo* find_cache(const TopologySummary& s, int level, const std::string& type) {
+  for (const CacheInfo& c : s.caches) {
+    if (c.level == level && c.type == type) return &c;
+  }
+  return nullptr;
+}
+
+TEST(Topology, SyntheticTwoPackagesWithNumaAndL3) {
+  // numa:2 under each package gives 4 nodes; l3:2 under each node gives 8 L3s of 4 cores x 2 PUs.
+  const TopologySummary s = Topology::synthetic("pack:2 numa:2 l3:2 core:4 pu:2").summary();
+  EXPECT_EQ(s.packages, 2);
+  EXPECT_EQ(s.numa_nodes, 4);
+  EXPECT_EQ(s.cores, 32);
+  EXPECT_EQ(s.pus, 64);
+  ASSERT_EQ(s.caches.size(), 1u);
+  const CacheInfo* l3 = find_cache(s, 3, "unified");
+  ASSERT_NE(l3, nullptr);
+  EXPECT_EQ(l3->count, 8);
+  EXPECT_EQ(l3->pus_per_cache, 8);
+  EXPECT_GT(l3->size_bytes, 0u);
+}
+
+TEST(Topology, SyntheticTinyHasNoCaches) {
+  const TopologySummary s = Topology::synthetic("pack:1 core:2 pu:1").summary();
+  EXPECT_EQ(s.packages, 1);
+  EXPECT_EQ(s.numa_nodes, 1);  // hwloc always adds one NUMA node to hold the memory
+  EXPECT_EQ(s.cores, 2);
+  EXPECT_EQ(s.pus, 2);
+  EXPECT_TRUE(s.caches.empty());
+}
+
+TEST(Topology, SyntheticCacheLevelsAreSorted) {
+  const TopologySummary s =
+      Topology::synthetic("pack:1 l3:1 l2:2 l1d:1 l1i:1 core:1 pu:2").summary();
+  ASSERT_EQ(s.caches.size(), 4u);
+  EXPECT_EQ(s.caches[0].level, 1);
+  EXPECT_EQ(s.caches[0].type, "data");
+  EXPECT_EQ(s.caches[1].level, 1);
+  EXPECT_EQ(s.caches[1].type, "instruction");
+  EXPECT_EQ(s.caches[2].level, 2);
+  EXPECT_EQ(s.caches[2].type, "unified");
+  EXPECT_EQ(s.caches[3].level, 3);
+  EXPECT_EQ(s.caches[3].type, "unified");
+  EXPECT_EQ(s.caches[0].count, 2);
+  EXPECT_EQ(s.caches[0].pus_per_cache, 2);
+  EXPECT_EQ(s.caches[2].count, 2);
+  EXPECT_EQ(s.caches[3].count, 1);
+  EXPECT_EQ(s.caches[3].pus_per_cache, 4);
+}
+
+TEST(Topology, SyntheticBeyondOneBitmapWord) {
+  // 256 PUs needs several bitmap words, which is where a 64-bit shortcut would break.
+  const TopologySummary s = Topology::synthetic("pack:2 numa:2 l3:4 core:4 pu:4").summary();
+  EXPECT_EQ(s.packages, 2);
+  EXPECT_EQ(s.numa_nodes, 4);
+  EXPECT_EQ(s.cores, 64);
+  EXPECT_EQ(s.pus, 256);
+  const CacheInfo* l3 = find_cache(s, 3, "unified");
+  ASSERT_NE(l3, nullptr);
+  EXPECT_EQ(l3->count, 16);
+  EXPECT_EQ(l3->pus_per_cache, 16);
+}
+
+TEST(Topology, MalformedDescriptionThrows) {
+  EXPECT_THROW(Topology::synthetic("pack:two core:banana"), TopologyError);
+  EXPECT_THROW(Topology::synthetic("not a topology"), TopologyError);
+  try {
+    Topology::synthetic("pack:two");
+    FAIL() << "expected TopologyError";
+  } catch (const TopologyError& e) {
+    EXPECT_NE(std::string(e.what()).find("hwloc_topology_set_synthetic"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Topology, HostMatchesTheOs) {
+  const TopologySummary s = Topology::host().summary();
+  EXPECT_GE(s.pus, 1);
+  EXPECT_GE(s.cores, 1);
+  EXPECT_LE(s.cores, s.pus);
+  EXPECT_GE(s.numa_nodes, 1);
+  // hwloc shows the PUs this process may use (cgroup cpuset), which lies between the affinity
+  // mask and the online count; without restrictions all three agree.
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  ASSERT_GE(online, 1);
+  EXPECT_LE(s.pus, online);
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    EXPECT_GE(s.pus, CPU_COUNT(&set));
+  }
+  for (const CacheInfo& c : s.caches) {
+    EXPECT_GE(c.level, 1);
+    EXPECT_GT(c.count, 0);
+    EXPECT_GE(c.pus_per_cache, 1);
+    EXPECT_LE(c.pus_per_cache, s.pus);
+  }
+}
+
+TEST(Topology, MovedFromTopologyIsReplaced) {
+  Topology a = Topology::synthetic("pack:1 core:2 pu:1");
+  Topology b = Topology::synthetic("pack:2 core:2 pu:2");
+  a = std::move(b);
+  EXPECT_EQ(a.summary().pus, 8);
+}
+
+TEST(Topology, JsonHasAllFields) {
+  const TopologySummary s = Topology::synthetic("pack:2 numa:2 l3:2 core:4 pu:2").summary();
+  const nlohmann::json j = s;
+  const nlohmann::json back = nlohmann::json::parse(j.dump());
+  for (const char* key : {"packages", "numa_nodes", "cores", "pus", "caches"}) {
+    EXPECT_TRUE(back.contains(key)) << key;
+  }
+  EXPECT_EQ(back["packages"], 2);
+  EXPECT_EQ(back["numa_nodes"], 4);
+  EXPECT_EQ(back["cores"], 32);
+  EXPECT_EQ(back["pus"], 64);
+  ASSERT_TRUE(back["caches"].is_array());
+  ASSERT_EQ(back["caches"].size(), 1u);
+  const nlohmann::json& c = back["caches"][0];
+  EXPECT_EQ(c["level"], 3);
+  EXPECT_EQ(c["type"], "unified");
+  EXPECT_EQ(c["count"], 8);
+  EXPECT_EQ(c["pus_per_cache"], 8);
+  EXPECT_TRUE(c["size_bytes"].is_number_unsigned());
+  EXPECT_EQ(c["size_bytes"].get<uint64_t>(), s.caches[0].size_bytes);
+}
+
+}  // namespace
+}  // namespace concbench

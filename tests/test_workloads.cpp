@@ -1,0 +1,164 @@
+// Every kernel and IO step verifies, and a wrong checksum is caught.
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "concbench/checksum.hpp"
+#include "concbench/io_env.hpp"
+#include "concbench/kernels.hpp"
+#include "concbench/workload.hpp"
+
+namespace concbench {
+namespace {
+
+struct Env {
+  std::atomic<uint32_t> breaker{0};
+  IoEnv io;
+  ExecContext ctx{breaker, no_lock_hooks(), &io, 0};
+};
+
+Params small_params(const Workload& w) {
+  std::map<std::string, std::string> given = {{"tasks", "3"}};
+  for (const auto& s : w.params()) {
+    if (s.name == "units") given["units"] = "20";
+    if (s.name == "sleep_us") given["sleep_us"] = "100";
+    if (s.name == "round_trips") given["round_trips"] = "3";
+    if (s.name == "payload_bytes") given["payload_bytes"] = "100";
+  }
+  return Params::resolve(w.params(), given, std::string(w.name()));
+}
+
+TEST(Workloads, RegistryHasTheRequiredWorkloads) {
+  for (const char* name : {"cpu.spin", "cpu.pidigits", "io.sleep", "io.pipe_echo", "overhead.noop"})
+    EXPECT_NE(find_workload(name), nullptr) << name;
+  EXPECT_EQ(find_workload("no.such"), nullptr);
+}
+
+TEST(Workloads, EveryWorkloadVerifiesAndAWrongChecksumIsCaught) {
+  Env env;
+  for (const Workload* w : all_workloads()) {
+    SCOPED_TRACE(std::string(w->name()));
+    const Params p = small_params(*w);
+    const TaskSet ts = w->make_tasks(p, 42);
+    ASSERT_EQ(ts.tasks.size(), 3u);
+    ASSERT_EQ(ts.expected.size(), 3u);
+    for (size_t i = 0; i < ts.tasks.size(); ++i) {
+      EXPECT_EQ(execute_task(ts.tasks[i], env.ctx).checksum, ts.expected[i]);
+      // A task whose payload was corrupted in transit, or that skipped its steps, must not verify.
+      Task corrupted = ts.tasks[i];
+      corrupted.payload.at(0) ^= std::byte{1};
+      EXPECT_NE(execute_task(corrupted, env.ctx).checksum, ts.expected[i]);
+      Task skipped = ts.tasks[i];
+      if (!skipped.steps.empty()) {
+        skipped.steps.clear();
+        EXPECT_NE(execute_task(skipped, env.ctx).checksum, ts.expected[i]);
+      }
+    }
+    // Different tasks of one batch have different checksums (the seed reaches every task).
+    EXPECT_NE(ts.expected[0], ts.expected[1]);
+  }
+}
+
+TEST(Workloads, SpinPredictsEveryUnitCount) {
+  Env env;
+  const Workload& w = *find_workload("cpu.spin");
+  for (const char* units : {"1", "2", "3", "17", "1000"}) {
+    const Params p = Params::resolve(w.params(), {{"tasks", "1"}, {"units", units}}, "cpu.spin");
+    const TaskSet ts = w.make_tasks(p, 7);
+    EXPECT_EQ(execute_task(ts.tasks[0], env.ctx).checksum, ts.expected[0]) << units;
+  }
+}
+
+TEST(Workloads, PidigitsMatchesKnownDigitsUpToTheMaximum) {
+  Env env;
+  const Workload& w = *find_workload("cpu.pidigits");
+  for (const char* units : {"1", "2", "7", "191", "1000"}) {
+    const Params p = Params::resolve(w.params(), {{"tasks", "1"}, {"units", units}}, "cpu.pidigits");
+    const TaskSet ts = w.make_tasks(p, 7);
+    EXPECT_EQ(execute_task(ts.tasks[0], env.ctx).checksum, ts.expected[0]) << units;
+  }
+  EXPECT_THROW(Params::resolve(w.params(), {{"units", "1001"}}, "cpu.pidigits"), UsageError);
+}
+
+TEST(Workloads, IoStepsOfEveryKindVerify) {
+  Env env;
+  Task t = make_task(1, 2, 16);
+  for (StepKind k : {StepKind::sleep, StepKind::pipe_echo, StepKind::tcp_echo, StepKind::file_read}) {
+    SCOPED_TRACE(step_kind_name(k));
+    Step s;
+    s.kind = k;
+    s.bytes = 200000;  // larger than a socket buffer: the echo must interleave
+    s.units = 2;
+    s.duration_ns = 200000;
+    const uint64_t got = run_blocking_io_step(s, t.seed, 0, env.ctx);
+    EXPECT_EQ(got, predict_io_step(s, t.seed, 0));
+  }
+  EXPECT_GT(env.io.bytes_echoed(), 0u);
+}
+
+TEST(Workloads, CancellationInterruptsIoAndCheckpoints) {
+  Env env;
+  env.breaker.fetch_or(kBreakCancel);
+  Step sleep;
+  sleep.kind = StepKind::sleep;
+  sleep.duration_ns = 60'000'000'000ULL;  // would take a minute
+  EXPECT_THROW(run_blocking_io_step(sleep, 1, 0, env.ctx), TaskCancelled);
+  const Workload& w = *find_workload("cpu.spin");
+  const TaskSet ts = w.make_tasks(Params::resolve(w.params(), {{"tasks", "1"}}, "cpu.spin"), 1);
+  EXPECT_THROW(execute_task(ts.tasks[0], env.ctx), TaskCancelled);
+}
+
+TEST(Workloads, NativeSectionsIgnoreDropRequestsButNotCancellation) {
+  struct CountingHooks : ExecHooks {
+    int breaks = 0, releases = 0, reacquires = 0;
+    void on_break(ExecContext& ctx) override {
+      ++breaks;
+      ExecHooks::on_break(ctx);
+    }
+    void release(ExecContext&) override { ++releases; }
+    void reacquire(ExecContext&) override { ++reacquires; }
+  } hooks;
+  std::atomic<uint32_t> breaker{kBreakDropRequest};
+  ExecContext ctx(breaker, hooks, nullptr, 0);
+  Step s;
+  s.kind = StepKind::cpu;
+  s.kernel = kernel_id("spin");
+  s.units = 5;
+  s.native = true;
+  run_cpu_step(s, 1, 0, ctx);
+  EXPECT_EQ(hooks.breaks, 0);
+  EXPECT_EQ(hooks.releases, 1);
+  EXPECT_EQ(hooks.reacquires, 1);
+  s.native = false;
+  run_cpu_step(s, 1, 0, ctx);
+  EXPECT_EQ(hooks.breaks, 5);  // one per unit while the request stands
+}
+
+TEST(Params, StrictParsingAndRanges) {
+  const auto specs = std::vector<ParamSpec>{ParamSpec::integer("n", "", 5, 1, 10),
+                                            ParamSpec::choice("c", "", "a", {"a", "b"})};
+  EXPECT_EQ(Params::resolve(specs, {}, "x").get_int("n"), 5);
+  EXPECT_EQ(Params::resolve(specs, {{"n", "10"}, {"c", "b"}}, "x").get("c"), "b");
+  for (const char* bad : {"0", "11", "-1", "", "1.5", "5x", "0x5", " 5", "99999999999999999999"})
+    EXPECT_THROW(Params::resolve(specs, {{"n", bad}}, "x"), UsageError) << bad;
+  EXPECT_THROW(Params::resolve(specs, {{"c", "d"}}, "x"), UsageError);
+  EXPECT_THROW(parse_seconds("nan", "t"), UsageError);
+  EXPECT_THROW(parse_seconds("inf", "t"), UsageError);
+  EXPECT_THROW(parse_seconds("-1", "t"), UsageError);
+  EXPECT_DOUBLE_EQ(parse_seconds("0.25", "t"), 0.25);
+}
+
+TEST(Checksum, HashCoversLengthAndEveryByte) {
+  std::vector<std::byte> a(13), b(14);
+  fill_bytes(a, 1);
+  fill_bytes(b, 1);
+  // fill_bytes is a stream: a shorter fill is a prefix of a longer one.
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin()));
+  EXPECT_NE(hash_bytes(a), hash_bytes(std::span<const std::byte>(b).first(12)));
+  auto c = a;
+  c[12] ^= std::byte{0x80};
+  EXPECT_NE(hash_bytes(a), hash_bytes(c));
+}
+
+}  // namespace
+}  // namespace concbench

@@ -1,0 +1,66 @@
+#include "concbench/workload.hpp"
+
+#include "concbench/checksum.hpp"
+#include "concbench/kernels.hpp"
+
+namespace concbench {
+
+// Each workload lives in workloads/<name>/ and exposes one accessor; this list is the registry.
+const Workload& cpu_spin_workload();
+const Workload& cpu_pidigits_workload();
+const Workload& io_sleep_workload();
+const Workload& io_pipe_echo_workload();
+const Workload& overhead_noop_workload();
+
+nlohmann::json Workload::metrics(const Params&, uint64_t, uint64_t) const {
+  return nlohmann::json::object();
+}
+
+std::vector<ParamSpec> common_params(int64_t default_tasks, int64_t default_payload_bytes) {
+  return {
+      ParamSpec::integer("tasks", "tasks per batch", default_tasks, 1, 100'000'000),
+      ParamSpec::integer("payload_bytes", "bytes of payload each task carries",
+                         default_payload_bytes, 0, 1LL << 30),
+      ParamSpec::choice("fault", "inject a fault into task 0 (to test failure reporting)", "none",
+                        {"none", "throw", "wrong_checksum"}),
+  };
+}
+
+TaskSet Workload::make_tasks(const Params& p, uint64_t seed) const {
+  TaskSet ts = generate(p, seed);
+  const std::string& fault = p.get("fault");
+  if (fault != "none" && !ts.tasks.empty()) {
+    Step s;
+    s.kind = StepKind::cpu;
+    s.kernel = kernel_id("fault");
+    s.units = 1;
+    s.arg = fault == "throw" ? kFaultThrow : kFaultWrongResult;
+    ts.tasks[0].steps.push_back(s);
+  }
+  return ts;
+}
+
+Task make_task(uint64_t id, uint64_t seed, int64_t payload_bytes) {
+  Task t;
+  t.id = id;
+  t.seed = mix64(seed ^ mix64(id + 1));
+  t.payload.resize(static_cast<size_t>(payload_bytes));
+  fill_bytes(t.payload, t.seed ^ 0x7061796c6f6164ULL);
+  return t;
+}
+
+const std::vector<const Workload*>& all_workloads() {
+  static const std::vector<const Workload*> all = {
+      &cpu_spin_workload(),    &cpu_pidigits_workload(),  &io_sleep_workload(),
+      &io_pipe_echo_workload(), &overhead_noop_workload(),
+  };
+  return all;
+}
+
+const Workload* find_workload(std::string_view name) {
+  for (const Workload* w : all_workloads())
+    if (w->name() == name) return w;
+  return nullptr;
+}
+
+}  // namespace concbench

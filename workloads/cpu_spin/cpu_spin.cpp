@@ -1,0 +1,85 @@
+// cpu.spin: a pure integer loop. Each unit advances a 64-bit linear congruential generator
+// kIterationsPerUnit times: a serial dependency chain the compiler can neither vectorize nor
+// fold, and whose final state is predicted in O(log n) by LCG jump-ahead.
+#include "concbench/checksum.hpp"
+#include "concbench/kernels.hpp"
+#include "concbench/workload.hpp"
+
+namespace concbench {
+namespace {
+
+constexpr uint64_t kMul = 6364136223846793005ULL;
+constexpr uint64_t kInc = 1442695040888963407ULL;
+// About a microsecond on a current core: a "bytecode boundary" far finer than any switch
+// interval, yet coarse enough that the checkpoint costs nothing measurable.
+constexpr uint64_t kIterationsPerUnit = 1000;
+
+// x after n steps of x = kMul * x + kInc (mod 2^64), by repeated squaring of the affine map
+// (F. Brown, "Random number generation with arbitrary strides", 1994).
+uint64_t lcg_jump(uint64_t x, uint64_t n) {
+  uint64_t acc_mul = 1, acc_inc = 0, cur_mul = kMul, cur_inc = kInc;
+  while (n != 0) {
+    if (n & 1) {
+      acc_mul *= cur_mul;
+      acc_inc = acc_inc * cur_mul + cur_inc;
+    }
+    cur_inc = (cur_mul + 1) * cur_inc;
+    cur_mul *= cur_mul;
+    n >>= 1;
+  }
+  return acc_mul * x + acc_inc;
+}
+
+class Spin final : public Workload {
+ public:
+  std::string_view name() const override { return "cpu.spin"; }
+  std::string_view description() const override {
+    return "integer loop; a unit is 1000 dependent multiply-adds (about 1 us)";
+  }
+  std::vector<ParamSpec> params() const override {
+    auto p = common_params(32, 0);
+    p.push_back(ParamSpec::integer("units", "units of work per task", 2000, 1, 1'000'000'000));
+    p.push_back(ParamSpec::integer("native", "1: run as a native section (releases a GIL)", 0, 0, 1));
+    return p;
+  }
+  TaskSet generate(const Params& p, uint64_t seed) const override {
+    TaskSet ts;
+    const int64_t n = p.get_int("tasks");
+    const auto units = static_cast<uint64_t>(p.get_int("units"));
+    for (int64_t i = 0; i < n; ++i) {
+      Task t = make_task(static_cast<uint64_t>(i), seed, p.get_int("payload_bytes"));
+      Step s;
+      s.kind = StepKind::cpu;
+      s.kernel = kernel_id("spin");
+      s.units = units;
+      s.native = p.get_int("native") != 0;
+      t.steps.push_back(s);
+      const uint64_t result = lcg_jump(step_seed(t.seed, 0), units * kIterationsPerUnit);
+      ts.expected.push_back(fold(task_checksum_start(t), result));
+      ts.tasks.push_back(std::move(t));
+    }
+    return ts;
+  }
+  nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns) const override {
+    const double units = static_cast<double>(p.get_int("units")) * static_cast<double>(tasks_run);
+    return {{"units_per_s", wall_ns ? units * 1e9 / static_cast<double>(wall_ns) : 0.0}};
+  }
+};
+
+}  // namespace
+
+uint64_t spin_kernel(ExecContext& ctx, const KernelArgs& a) {
+  uint64_t x = a.seed;
+  for (uint64_t u = 0; u < a.units; ++u) {
+    for (uint64_t i = 0; i < kIterationsPerUnit; ++i) x = x * kMul + kInc;
+    ctx.checkpoint();
+  }
+  return x;
+}
+
+const Workload& cpu_spin_workload() {
+  static const Spin w;
+  return w;
+}
+
+}  // namespace concbench

@@ -1,0 +1,56 @@
+// CPU kernels and the step executor. A kernel performs `units` units of work, calling
+// ctx.checkpoint() once per unit, and returns a value that depends on all of it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "concbench/exec_context.hpp"
+#include "concbench/task.hpp"
+
+namespace concbench {
+
+// Arguments of the "fault" kernel, which exists to prove that failures are caught.
+inline constexpr uint64_t kFaultThrow = 0;
+inline constexpr uint64_t kFaultWrongResult = 1;
+
+struct KernelArgs {
+  uint64_t units = 0;
+  uint64_t arg = 0;
+  uint64_t seed = 0;
+};
+
+using KernelFn = uint64_t (*)(ExecContext&, const KernelArgs&);
+
+struct KernelInfo {
+  std::string_view name;
+  KernelFn fn;
+};
+
+// Every kernel, indexed by KernelId. The table is the same in every process, so a KernelId can
+// cross a process boundary.
+std::span<const KernelInfo> kernel_table();
+// Throws std::invalid_argument for an unknown name.
+KernelId kernel_id(std::string_view name);
+
+// Runs every step of `task` in `ctx`: CPU steps inline (native ones inside ctx.blocking()), IO
+// steps blocking inside ctx.blocking(). Throws TaskCancelled when the model is cancelled, and
+// whatever a step throws on failure.
+TaskOutcome execute_task(const Task& task, ExecContext& ctx);
+
+// One step's contribution to the checksum; exposed for models that run steps themselves (an
+// event loop awaits IO steps rather than blocking on them).
+uint64_t run_cpu_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx);
+uint64_t run_blocking_io_step(const Step& s, uint64_t task_seed, size_t step_index,
+                              ExecContext& ctx);
+// The seed of the message a step sends; the checksum of an echo step is predictable from it.
+uint64_t step_seed(uint64_t task_seed, size_t step_index);
+// The seed of round `round`'s message in an echo step.
+uint64_t echo_message_seed(uint64_t step_seed, uint64_t round);
+// What an IO step returns when it worked, computed without doing the IO.
+uint64_t predict_io_step(const Step& s, uint64_t task_seed, size_t step_index);
+// Start and final values of a task checksum: payload hash folded with each step's result.
+uint64_t task_checksum_start(const Task& task);
+
+}  // namespace concbench

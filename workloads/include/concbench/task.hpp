@@ -1,0 +1,49 @@
+// Tasks as data. A task is a list of steps; a step is CPU work (a named kernel times a number of
+// units) or an IO operation. Because steps are plain data, every model runs exactly the same
+// task: thread models perform the IO blocking, the async model awaits it, the process pool
+// serializes the task and runs it in another process.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace concbench {
+
+enum class StepKind : uint8_t {
+  cpu,        // kernel(units); `native` marks a section that would release the GIL
+  sleep,      // a timer wait of duration_ns
+  pipe_echo,  // `units` round trips of a `bytes`-byte message through a socketpair echo peer
+  file_read,  // read `bytes` bytes of a scratch file
+  tcp_echo,   // like pipe_echo, over a TCP loopback connection
+};
+
+const char* step_kind_name(StepKind k);
+
+using KernelId = uint16_t;
+
+struct Step {
+  StepKind kind = StepKind::cpu;
+  bool native = false;       // cpu only: runs as native code outside the interpreter lock
+  KernelId kernel = 0;       // cpu only: index into the kernel table (kernels.hpp)
+  uint32_t bytes = 0;        // message or read size
+  uint64_t units = 0;        // cpu: units of work; echo: round trips
+  uint64_t duration_ns = 0;  // sleep only
+  uint64_t arg = 0;          // kernel-specific argument (e.g. a buffer size)
+};
+
+struct Task {
+  uint64_t id = 0;
+  uint64_t seed = 0;
+  std::vector<Step> steps;
+  std::vector<std::byte> payload;  // carried by the task (and across process boundaries)
+};
+
+// What executing a task produces. The checksum covers the payload and every step's result; the
+// runner compares it with the checksum the workload predicted, which models never see.
+struct TaskOutcome {
+  uint64_t checksum = 0;
+};
+
+}  // namespace concbench

@@ -1,0 +1,51 @@
+// A workload produces the tasks of a batch and predicts each task's checksum. The prediction is
+// computed independently of the execution path (a closed form, known digits, the bytes that
+// were sent), so a model that skips work fails verification instead of looking fast.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "concbench/params.hpp"
+#include "concbench/task.hpp"
+
+namespace concbench {
+
+struct TaskSet {
+  std::vector<Task> tasks;
+  std::vector<uint64_t> expected;  // expected[i] is tasks[i]'s checksum; models never see it
+};
+
+class Workload {
+ public:
+  virtual ~Workload() = default;
+  virtual std::string_view name() const = 0;
+  virtual std::string_view description() const = 0;
+  // Every workload has `tasks`, `payload_bytes` and `fault`; the rest are its own.
+  virtual std::vector<ParamSpec> params() const = 0;
+  // The batch, with the fault the `fault` parameter asks for injected into task 0 (after its
+  // checksum was predicted, so the runner must notice).
+  TaskSet make_tasks(const Params& p, uint64_t seed) const;
+  // Workload-specific figures for a repetition that ran `tasks_run` tasks in `wall_ns`.
+  virtual nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns) const;
+
+ protected:
+  virtual TaskSet generate(const Params& p, uint64_t seed) const = 0;
+};
+
+// The `tasks`, `payload_bytes` and `fault` parameters with a workload's own defaults.
+// fault=throw makes task 0 throw; fault=wrong_checksum makes it return a wrong result. They
+// exist so tests (and users) can see that failures are reported as failures, never as speed.
+std::vector<ParamSpec> common_params(int64_t default_tasks, int64_t default_payload_bytes);
+// A task with the common fields filled: id, a seed derived from (seed, id), a payload.
+Task make_task(uint64_t id, uint64_t seed, int64_t payload_bytes);
+
+const std::vector<const Workload*>& all_workloads();
+// nullptr when there is no such workload.
+const Workload* find_workload(std::string_view name);
+
+}  // namespace concbench
