@@ -6,9 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "concbench/counters.hpp"
 
@@ -78,8 +77,8 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Cli, ListNamesEveryWorkloadAndModel) {
   const Result r = run("list");
   EXPECT_EQ(r.code, 0);
-  for (const char* name : {"cpu.spin", "cpu.pidigits", "io.sleep", "io.pipe_echo",
-                           "overhead.noop", "serial", "free_threads", "payload_bytes", "smoke"})
+  for (const char* name : {"cpu.spin", "cpu.pidigits", "io.sleep", "io.pipe_echo", "overhead.noop",
+                           "serial", "free_threads", "payload_bytes", "smoke"})
     EXPECT_NE(r.out.find(name), std::string::npos) << name;
 }
 
@@ -139,9 +138,10 @@ TEST(Cli, SmokeRunWritesAVerifiedReport) {
 
 TEST(Cli, ATimedOutCellIsRecordedAndTheRunExitsOne) {
   const fs::path report_path = scratch_dir() / "timeout.json";
-  const Result r = run("run --workloads io.sleep --models free_threads --workers 1 --repetitions 1 "
-                       "--param sleep_us=600000000 --param tasks=2 --timeout 0.3 --out " +
-                       report_path.string());
+  const Result r =
+      run("run --workloads io.sleep --models free_threads --workers 1 --repetitions 1 "
+          "--param sleep_us=600000000 --param tasks=2 --timeout 0.3 --out " +
+          report_path.string());
   EXPECT_EQ(r.code, 1) << r.err;
   const json report = json::parse(slurp(report_path));
   EXPECT_TRUE(report["complete"]);

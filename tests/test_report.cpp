@@ -45,16 +45,17 @@ TEST(Report, SchemaRoundTripsAndSpeedupsAreComputed) {
   EXPECT_TRUE(report["complete"]);
   ASSERT_EQ(report["results"].size(), 3u);
   const json& c = report["results"][2];
-  for (const char* k : {"workload", "model", "workers", "params", "repetitions", "summary", "status"})
+  for (const char* k :
+       {"workload", "model", "workers", "params", "repetitions", "summary", "status"})
     EXPECT_TRUE(c.contains(k)) << k;
   const json& r = c["repetitions"][0];
   for (const char* k : {"wall_ns", "cpu_user_ns", "cpu_sys_ns", "tasks", "throughput_per_s",
                         "task_latency_ns", "counters", "metrics", "model_metrics", "verified"})
     EXPECT_TRUE(r.contains(k)) << k;
-  for (const char* k : {"context_switches", "voluntary_context_switches",
-                        "involuntary_context_switches", "cpu_migrations", "page_faults", "cycles",
-                        "instructions", "cache_references", "cache_misses", "l1d_load_misses",
-                        "llc_load_misses"})
+  for (const char* k :
+       {"context_switches", "voluntary_context_switches", "involuntary_context_switches",
+        "cpu_migrations", "page_faults", "cycles", "instructions", "cache_references",
+        "cache_misses", "l1d_load_misses", "llc_load_misses"})
     EXPECT_TRUE(r["counters"].contains(k)) << k;
   EXPECT_EQ(r["counters"]["context_switches"], 4);
   EXPECT_TRUE(r["counters"]["cache_misses"].is_null());  // unavailable is null, never 0
@@ -114,9 +115,8 @@ TEST(Report, CheckWritableNamesTheProblem) {
 
 TEST(Report, TableListsEveryCell) {
   RunConfig cfg = suite_config("smoke");
-  const json report = make_report(cfg, json::object(),
-                                  {fake_cell("serial", 1, 1000), fake_cell("free_threads", 2, 500)},
-                                  true);
+  const json report = make_report(
+      cfg, json::object(), {fake_cell("serial", 1, 1000), fake_cell("free_threads", 2, 500)}, true);
   const std::string t = format_table(report);
   EXPECT_NE(t.find("serial"), std::string::npos);
   EXPECT_NE(t.find("free_threads"), std::string::npos);

@@ -73,7 +73,8 @@ TEST(Workloads, PidigitsMatchesKnownDigitsUpToTheMaximum) {
   Env env;
   const Workload& w = *find_workload("cpu.pidigits");
   for (const char* units : {"1", "2", "7", "191", "1000"}) {
-    const Params p = Params::resolve(w.params(), {{"tasks", "1"}, {"units", units}}, "cpu.pidigits");
+    const Params p =
+        Params::resolve(w.params(), {{"tasks", "1"}, {"units", units}}, "cpu.pidigits");
     const TaskSet ts = w.make_tasks(p, 7);
     EXPECT_EQ(execute_task(ts.tasks[0], env.ctx).checksum, ts.expected[0]) << units;
   }
@@ -83,7 +84,8 @@ TEST(Workloads, PidigitsMatchesKnownDigitsUpToTheMaximum) {
 TEST(Workloads, IoStepsOfEveryKindVerify) {
   Env env;
   Task t = make_task(1, 2, 16);
-  for (StepKind k : {StepKind::sleep, StepKind::pipe_echo, StepKind::tcp_echo, StepKind::file_read}) {
+  for (StepKind k :
+       {StepKind::sleep, StepKind::pipe_echo, StepKind::tcp_echo, StepKind::file_read}) {
     SCOPED_TRACE(step_kind_name(k));
     Step s;
     s.kind = k;

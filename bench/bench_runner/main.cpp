@@ -3,9 +3,8 @@
 //
 // Exit codes: 0 every cell verified; 1 some cell failed, timed out or errored (the report says
 // which); 2 bad input, with one line on stderr.
-#include <unistd.h>
-
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -37,7 +36,8 @@ std::vector<std::string> split_list(const std::string& s, const std::string& wha
   size_t start = 0;
   while (true) {
     size_t comma = s.find(',', start);
-    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string item =
+        s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (item.empty()) throw UsageError(what + ": empty item in '" + s + "'");
     out.push_back(item);
     if (comma == std::string::npos) break;
@@ -109,7 +109,8 @@ int run_micro(int argc, char** argv) {
 }
 
 struct RunFlags {
-  std::string suite = "quick", workloads, models, workers, repetitions, min_time, timeout, seed, out;
+  std::string suite = "quick", workloads, models, workers, repetitions, min_time, timeout, seed,
+              out;
   std::vector<std::string> params;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
@@ -129,7 +130,8 @@ RunConfig build_config(const RunFlags& f) {
   }
   if (f.has("--repetitions")) {
     int64_t v = parse_int(f.repetitions, "--repetitions");
-    if (v < 1 || v > 100000) throw UsageError("--repetitions: " + f.repetitions + " is outside [1, 100000]");
+    if (v < 1 || v > 100000)
+      throw UsageError("--repetitions: " + f.repetitions + " is outside [1, 100000]");
     cfg.repetitions = static_cast<int>(v);
   }
   if (f.has("--min-time")) cfg.min_time_s = parse_seconds(f.min_time, "--min-time");
@@ -199,7 +201,8 @@ int run_suite_cmd(const RunFlags& flags) {
   if (!context["counters_unavailable"].empty())
     std::cout << "unavailable counters (null in the report): "
               << context["counters_unavailable"].size() << ", see context.counters_unavailable\n";
-  if (bad) std::cout << bad << " cell(s) did not verify or did not finish; see status in the report\n";
+  if (bad)
+    std::cout << bad << " cell(s) did not verify or did not finish; see status in the report\n";
   std::cout.flush();
   // A cell whose workers ignored cancellation still has threads running: leave without
   // destroying what they might touch.

@@ -56,8 +56,10 @@ class FreeThreads final : public Model {
 }  // namespace
 
 ModelInfo free_threads_model_info() {
-  return {"free_threads", "N threads per batch, no lock, unpinned, one shared queue", {}, false,
-          [] { return std::make_unique<FreeThreads>(); }};
+  return {
+      "free_threads", "N threads per batch, no lock, unpinned, one shared queue", {}, false, [] {
+        return std::make_unique<FreeThreads>();
+      }};
 }
 
 }  // namespace concbench

@@ -37,8 +37,9 @@ class Serial final : public Model {
 }  // namespace
 
 ModelInfo serial_model_info() {
-  return {"serial", "every task inline on the calling thread (the baseline)", {}, true,
-          [] { return std::make_unique<Serial>(); }};
+  return {"serial", "every task inline on the calling thread (the baseline)", {}, true, [] {
+            return std::make_unique<Serial>();
+          }};
 }
 
 }  // namespace concbench

@@ -20,11 +20,18 @@ namespace {
 using nlohmann::json;
 
 // The counters every repetition reports, in the schema's order; null when unavailable.
-constexpr Counter kReportCounters[] = {
-    Counter::context_switches, Counter::voluntary_context_switches,
-    Counter::involuntary_context_switches, Counter::cpu_migrations, Counter::page_faults,
-    Counter::task_clock_ns, Counter::cycles, Counter::instructions, Counter::cache_references,
-    Counter::cache_misses, Counter::l1d_load_misses, Counter::llc_load_misses};
+constexpr Counter kReportCounters[] = {Counter::context_switches,
+                                       Counter::voluntary_context_switches,
+                                       Counter::involuntary_context_switches,
+                                       Counter::cpu_migrations,
+                                       Counter::page_faults,
+                                       Counter::task_clock_ns,
+                                       Counter::cycles,
+                                       Counter::instructions,
+                                       Counter::cache_references,
+                                       Counter::cache_misses,
+                                       Counter::l1d_load_misses,
+                                       Counter::llc_load_misses};
 
 json counters_to_json(const CounterValues& c) {
   json j = json::object();
@@ -65,12 +72,16 @@ json summary_json(const CellResult& c) {
   std::vector<double> wall, per_task, thr;
   for (const RepetitionResult* r : good_reps(c)) {
     wall.push_back(static_cast<double>(r->wall_ns));
-    per_task.push_back(r->tasks ? static_cast<double>(r->wall_ns) / static_cast<double>(r->tasks) : 0.0);
+    per_task.push_back(r->tasks ? static_cast<double>(r->wall_ns) / static_cast<double>(r->tasks)
+                                : 0.0);
     thr.push_back(r->throughput_per_s);
   }
   if (wall.empty())
-    return {{"wall_ns", nullptr}, {"wall_ns_per_task", nullptr}, {"throughput_per_s", nullptr},
-            {"speedup", nullptr}, {"speedup_vs_serial", nullptr}};
+    return {{"wall_ns", nullptr},
+            {"wall_ns_per_task", nullptr},
+            {"throughput_per_s", nullptr},
+            {"speedup", nullptr},
+            {"speedup_vs_serial", nullptr}};
   return {{"wall_ns", summarize(wall)},
           {"wall_ns_per_task", summarize(per_task)},
           {"throughput_per_s", summarize(thr)},
@@ -84,18 +95,23 @@ double median_throughput(const json& cell) {
 }
 
 json gbench_entry(const CellResult& c, const std::string& name, int reps) {
-  return {{"name", name},       {"run_name", name},     {"family_index", 0},
-          {"per_family_instance_index", 0},             {"repetitions", reps},
-          {"threads", c.workers}, {"time_unit", "ns"}};
+  return {{"name", name},        {"run_name", name},
+          {"family_index", 0},   {"per_family_instance_index", 0},
+          {"repetitions", reps}, {"threads", c.workers},
+          {"time_unit", "ns"}};
 }
 
 }  // namespace
 
 json config_to_json(const RunConfig& cfg) {
-  return {{"suite", cfg.suite},           {"workloads", cfg.workloads},
-          {"models", cfg.models},         {"workers", cfg.workers},
-          {"repetitions", cfg.repetitions}, {"min_time_s", cfg.min_time_s},
-          {"timeout_s", cfg.timeout_s},   {"params", cfg.params},
+  return {{"suite", cfg.suite},
+          {"workloads", cfg.workloads},
+          {"models", cfg.models},
+          {"workers", cfg.workers},
+          {"repetitions", cfg.repetitions},
+          {"min_time_s", cfg.min_time_s},
+          {"timeout_s", cfg.timeout_s},
+          {"params", cfg.params},
           {"seed", cfg.seed}};
 }
 
@@ -154,7 +170,8 @@ json make_report(const RunConfig& cfg, const json& context, const std::vector<Ce
       b["cpu_time"] = static_cast<double>(r.cpu_user_ns + r.cpu_sys_ns) / tasks;
       b["items_per_second"] = r.throughput_per_s;
       for (Counter k2 : kReportCounters)
-        if (auto v = r.counters.get(k2)) b[std::string(counter_name(k2))] = static_cast<double>(*v) / tasks;
+        if (auto v = r.counters.get(k2))
+          b[std::string(counter_name(k2))] = static_cast<double>(*v) / tasks;
       if (!r.verified) b["error_occurred"] = true, b["error_message"] = "did not verify";
       benchmarks.push_back(b);
       real.push_back(b["real_time"]);
@@ -163,7 +180,8 @@ json make_report(const RunConfig& cfg, const json& context, const std::vector<Ce
     if (reps < 2) continue;
     const Summary sr = summarize(real), sc = summarize(cpu);
     const std::pair<const char*, std::pair<double, double>> aggs[] = {
-        {"mean", {sr.mean, sc.mean}}, {"median", {sr.median, sc.median}},
+        {"mean", {sr.mean, sc.mean}},
+        {"median", {sr.median, sc.median}},
         {"stddev", {sr.stddev, sc.stddev}}};
     for (const auto& [agg, vals] : aggs) {
       json b = gbench_entry(c, name + "_" + agg, reps);
@@ -211,7 +229,9 @@ void write_report_atomic(const std::string& path, const json& report) {
   if (dir.empty()) dir = ".";
   std::string tmpl = (dir / (fs::path(path).filename().string() + ".tmp.XXXXXX")).string();
   int fd = mkostemp(tmpl.data(), O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot create a temporary file beside " + path + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw std::runtime_error("cannot create a temporary file beside " + path + ": " +
+                             std::strerror(errno));
   const std::string text = report.dump(2) + "\n";
   size_t off = 0;
   bool ok = true;
@@ -239,10 +259,14 @@ namespace {
 
 std::string fmt_time(double ns) {
   char buf[32];
-  if (ns < 1e3) std::snprintf(buf, sizeof buf, "%.0f ns", ns);
-  else if (ns < 1e6) std::snprintf(buf, sizeof buf, "%.2f us", ns / 1e3);
-  else if (ns < 1e9) std::snprintf(buf, sizeof buf, "%.2f ms", ns / 1e6);
-  else std::snprintf(buf, sizeof buf, "%.2f s", ns / 1e9);
+  if (ns < 1e3)
+    std::snprintf(buf, sizeof buf, "%.0f ns", ns);
+  else if (ns < 1e6)
+    std::snprintf(buf, sizeof buf, "%.2f us", ns / 1e3);
+  else if (ns < 1e9)
+    std::snprintf(buf, sizeof buf, "%.2f ms", ns / 1e6);
+  else
+    std::snprintf(buf, sizeof buf, "%.2f s", ns / 1e9);
   return buf;
 }
 
@@ -255,12 +279,13 @@ std::string fmt_num(double v, const char* f = "%.3g") {
 }  // namespace
 
 std::string format_table(const json& report) {
-  const std::vector<std::string> head = {"workload", "model", "workers", "tasks", "time/task",
-                                         "throughput/s", "+-95%", "speedup", "vs serial",
-                                         "p99 latency", "ctxsw/task", "migrations", "status"};
+  const std::vector<std::string> head = {
+      "workload", "model",     "workers",     "tasks",      "time/task",  "throughput/s", "+-95%",
+      "speedup",  "vs serial", "p99 latency", "ctxsw/task", "migrations", "status"};
   std::vector<std::vector<std::string>> rows;
   for (const json& c : report.at("results")) {
-    std::vector<std::string> row = {c["workload"], c["model"], std::to_string(c["workers"].get<int>())};
+    std::vector<std::string> row = {c["workload"], c["model"],
+                                    std::to_string(c["workers"].get<int>())};
     const json& s = c["summary"];
     const json& reps = c["repetitions"];
     if (s["throughput_per_s"].is_object() && !reps.empty()) {
@@ -284,7 +309,9 @@ std::string format_table(const json& report) {
       row.push_back(fmt_num(med, "%.4g"));
       row.push_back(med > 0 ? fmt_num(100.0 * (hi - lo) / 2 / med, "%.1f%%") : "-");
       row.push_back(s["speedup"].is_null() ? "-" : fmt_num(s["speedup"].get<double>(), "%.2fx"));
-      row.push_back(s["speedup_vs_serial"].is_null() ? "-" : fmt_num(s["speedup_vs_serial"].get<double>(), "%.2fx"));
+      row.push_back(s["speedup_vs_serial"].is_null()
+                        ? "-"
+                        : fmt_num(s["speedup_vs_serial"].get<double>(), "%.2fx"));
       row.push_back(p99.empty() ? "-" : fmt_time(med_of(p99)));
       row.push_back(cs.empty() ? "n/a" : fmt_num(med_of(cs), "%.3g"));
       row.push_back(mig.empty() ? "n/a" : fmt_num(med_of(mig), "%.0f"));

@@ -50,7 +50,9 @@ std::map<std::string, std::string> given_params(const RunConfig& cfg, const std:
 
 }  // namespace
 
-std::vector<std::string> suite_names() { return {"smoke", "quick", "full"}; }
+std::vector<std::string> suite_names() {
+  return {"smoke", "quick", "full"};
+}
 
 RunConfig suite_config(const std::string& name) {
   RunConfig c;
@@ -74,7 +76,7 @@ RunConfig suite_config(const std::string& name) {
   } else if (name == "quick") {
     c.workers = {1, 2, 4};
     c.repetitions = 5;
-    c.min_time_s = 0.1;
+    c.min_time_s = 0.2;
     c.timeout_s = 120;
   } else if (name == "full") {
     for (int w = 1; w <= 2 * cpus; w *= 2) c.workers.push_back(w);
@@ -93,7 +95,8 @@ void validate(const RunConfig& cfg) {
   if (cfg.models.empty()) throw UsageError("no models selected");
   if (cfg.workers.empty()) throw UsageError("no worker counts selected");
   for (int w : cfg.workers)
-    if (w < 1 || w > 4096) throw UsageError("workers: " + std::to_string(w) + " is outside [1, 4096]");
+    if (w < 1 || w > 4096)
+      throw UsageError("workers: " + std::to_string(w) + " is outside [1, 4096]");
   if (cfg.repetitions < 1 || cfg.repetitions > 100000)
     throw UsageError("repetitions: " + std::to_string(cfg.repetitions) + " is outside [1, 100000]");
   if (!(cfg.min_time_s >= 0) || cfg.min_time_s > 3600)
@@ -173,7 +176,8 @@ RepetitionResult measure_repetition(Model& model, const Batch& batch, const Task
                                 b.failures[i].reason);
   r.not_run = batch.items() - r.tasks - std::min<uint64_t>(r.failed_tasks, batch.items() - r.tasks);
   r.verified = r.wrong_checksums == 0 && r.failed_tasks == 0 && r.not_run == 0;
-  r.throughput_per_s = r.wall_ns ? static_cast<double>(r.tasks) * 1e9 / static_cast<double>(r.wall_ns) : 0;
+  r.throughput_per_s =
+      r.wall_ns ? static_cast<double>(r.tasks) * 1e9 / static_cast<double>(r.wall_ns) : 0;
   r.latency = latency_summary(std::move(b.latency_ns));
   r.counters = b.counters;
   r.metrics = workload.metrics(wparams, r.tasks, r.wall_ns);
@@ -188,8 +192,8 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   };
   const Workload& workload = *find_workload(spec.workload);
   const ModelInfo& info = *find_model(spec.model);
-  const Params wparams = Params::resolve(workload.params(), given_params(cfg, spec.workload),
-                                         spec.workload);
+  const Params wparams =
+      Params::resolve(workload.params(), given_params(cfg, spec.workload), spec.workload);
   ModelConfig mc;
   mc.workers = spec.workers;
   mc.params = Params::resolve(info.params, cfg.params, spec.model);
@@ -220,7 +224,8 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   if (cfg.min_time_s > 0 && warm.wall_ns > 0) {
     const double want = cfg.min_time_s * 1e9 / static_cast<double>(warm.wall_ns);
     rounds = static_cast<uint64_t>(std::ceil(want));
-    rounds = std::clamp<uint64_t>(rounds, 1, std::max<uint64_t>(1, kMaxItemsPerBatch / ts.tasks.size()));
+    rounds =
+        std::clamp<uint64_t>(rounds, 1, std::max<uint64_t>(1, kMaxItemsPerBatch / ts.tasks.size()));
   }
   batch.rounds = rounds;
   {
@@ -231,9 +236,9 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
     st->result.tasks_per_round = ts.tasks.size();
     if (!warm.verified) {
       st->result.status = "failed";
-      st->result.error = "warm-up did not verify: " +
-                         (warm.failure_samples.empty() ? std::string("tasks did not complete")
-                                                       : warm.failure_samples.front());
+      st->result.error = "warm-up did not verify: " + (warm.failure_samples.empty()
+                                                           ? std::string("tasks did not complete")
+                                                           : warm.failure_samples.front());
     }
   }
   for (int rep = 0; rep < cfg.repetitions; ++rep) {
@@ -247,7 +252,8 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
     if (st->cancelled && r.not_run > 0) break;  // cut short by the timeout: not a measurement
     if (!r.verified && st->result.status == "ok") {
       st->result.status = "failed";
-      st->result.error = r.failure_samples.empty() ? "tasks did not complete" : r.failure_samples.front();
+      st->result.error =
+          r.failure_samples.empty() ? "tasks did not complete" : r.failure_samples.front();
     }
     st->result.repetitions.push_back(std::move(r));
   }

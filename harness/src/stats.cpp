@@ -8,10 +8,10 @@ namespace concbench {
 
 double t_critical_95(size_t df) {
   // Exact table for small samples, where the t distribution differs most from the normal.
-  static constexpr double kTable[] = {
-      0,      12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-      2.201,  2.179,  2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080,
-      2.074,  2.069,  2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  static constexpr double kTable[] = {0,     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365,
+                                      2.306, 2.262,  2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+                                      2.120, 2.110,  2.101, 2.093, 2.086, 2.080, 2.074, 2.069,
+                                      2.064, 2.060,  2.056, 2.052, 2.048, 2.045, 2.042};
   if (df == 0) return 0;
   if (df < std::size(kTable)) return kTable[df];
   if (df <= 40) return 2.021;
@@ -63,9 +63,8 @@ LatencySummary latency_summary(std::vector<uint64_t> xs) {
 }
 
 void to_json(nlohmann::json& j, const Summary& s) {
-  j = {{"n", s.n},           {"median", s.median}, {"mean", s.mean},
-       {"stddev", s.stddev}, {"cv", s.cv},         {"min", s.min},
-       {"max", s.max},       {"ci95", {s.ci95_low, s.ci95_high}}};
+  j = {{"n", s.n},   {"median", s.median}, {"mean", s.mean}, {"stddev", s.stddev},
+       {"cv", s.cv}, {"min", s.min},       {"max", s.max},   {"ci95", {s.ci95_low, s.ci95_high}}};
 }
 
 void to_json(nlohmann::json& j, const LatencySummary& s) {

@@ -2,6 +2,8 @@
 
 namespace concbench {
 
-void ExecHooks::on_break(ExecContext& ctx) { ctx.throw_if_cancelled(); }
+void ExecHooks::on_break(ExecContext& ctx) {
+  ctx.throw_if_cancelled();
+}
 
 }  // namespace concbench

@@ -26,7 +26,9 @@ constexpr KernelInfo kKernels[] = {
 };
 }  // namespace
 
-std::span<const KernelInfo> kernel_table() { return kKernels; }
+std::span<const KernelInfo> kernel_table() {
+  return kKernels;
+}
 
 KernelId kernel_id(std::string_view name) {
   for (size_t i = 0; i < std::size(kKernels); ++i)
@@ -36,11 +38,16 @@ KernelId kernel_id(std::string_view name) {
 
 const char* step_kind_name(StepKind k) {
   switch (k) {
-    case StepKind::cpu: return "cpu";
-    case StepKind::sleep: return "sleep";
-    case StepKind::pipe_echo: return "pipe_echo";
-    case StepKind::file_read: return "file_read";
-    case StepKind::tcp_echo: return "tcp_echo";
+    case StepKind::cpu:
+      return "cpu";
+    case StepKind::sleep:
+      return "sleep";
+    case StepKind::pipe_echo:
+      return "pipe_echo";
+    case StepKind::file_read:
+      return "file_read";
+    case StepKind::tcp_echo:
+      return "tcp_echo";
   }
   return "?";
 }
@@ -49,7 +56,9 @@ uint64_t step_seed(uint64_t task_seed, size_t step_index) {
   return mix64(task_seed + (step_index + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
-uint64_t task_checksum_start(const Task& task) { return hash_bytes(task.payload, task.seed); }
+uint64_t task_checksum_start(const Task& task) {
+  return hash_bytes(task.payload, task.seed);
+}
 
 uint64_t run_cpu_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx) {
   if (s.kernel >= std::size(kKernels)) throw std::invalid_argument("bad kernel id");

@@ -272,8 +272,8 @@ int IoEnv::scratch_fd(uint64_t bytes) {
     fill_bytes(data, kScratchSeed);
     size_t off = 0;
     while (off < data.size()) {
-      ssize_t n = pwrite(impl_->scratch, data.data() + off, data.size() - off,
-                         static_cast<off_t>(off));
+      ssize_t n =
+          pwrite(impl_->scratch, data.data() + off, data.size() - off, static_cast<off_t>(off));
       if (n < 0) {
         if (errno == EINTR) continue;
         throw_errno("pwrite(scratch)");
@@ -285,8 +285,12 @@ int IoEnv::scratch_fd(uint64_t bytes) {
   return impl_->scratch;
 }
 
-uint64_t IoEnv::bytes_echoed() const { return impl_->echoed.load(std::memory_order_relaxed); }
+uint64_t IoEnv::bytes_echoed() const {
+  return impl_->echoed.load(std::memory_order_relaxed);
+}
 
-uint64_t scratch_file_seed() { return kScratchSeed; }
+uint64_t scratch_file_seed() {
+  return kScratchSeed;
+}
 
 }  // namespace concbench

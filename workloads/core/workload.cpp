@@ -51,7 +51,7 @@ Task make_task(uint64_t id, uint64_t seed, int64_t payload_bytes) {
 
 const std::vector<const Workload*>& all_workloads() {
   static const std::vector<const Workload*> all = {
-      &cpu_spin_workload(),    &cpu_pidigits_workload(),  &io_sleep_workload(),
+      &cpu_spin_workload(),     &cpu_pidigits_workload(),  &io_sleep_workload(),
       &io_pipe_echo_workload(), &overhead_noop_workload(),
   };
   return all;

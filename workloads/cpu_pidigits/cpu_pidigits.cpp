@@ -85,7 +85,8 @@ class PiDigits final : public Workload {
   std::vector<ParamSpec> params() const override {
     auto p = common_params(16, 0);
     p.push_back(ParamSpec::integer("units", "groups of four digits per task", 200, 1, kMaxGroups));
-    p.push_back(ParamSpec::integer("native", "1: run as a native section (releases a GIL)", 0, 0, 1));
+    p.push_back(
+        ParamSpec::integer("native", "1: run as a native section (releases a GIL)", 0, 0, 1));
     return p;
   }
   TaskSet generate(const Params& p, uint64_t seed) const override {
@@ -107,7 +108,8 @@ class PiDigits final : public Workload {
     return ts;
   }
   nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns) const override {
-    const double digits = 4.0 * static_cast<double>(p.get_int("units")) * static_cast<double>(tasks_run);
+    const double digits =
+        4.0 * static_cast<double>(p.get_int("units")) * static_cast<double>(tasks_run);
     return {{"digits_per_s", wall_ns ? digits * 1e9 / static_cast<double>(wall_ns) : 0.0}};
   }
 };

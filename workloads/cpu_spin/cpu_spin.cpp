@@ -39,7 +39,8 @@ class Spin final : public Workload {
   std::vector<ParamSpec> params() const override {
     auto p = common_params(32, 0);
     p.push_back(ParamSpec::integer("units", "units of work per task", 2000, 1, 1'000'000'000));
-    p.push_back(ParamSpec::integer("native", "1: run as a native section (releases a GIL)", 0, 0, 1));
+    p.push_back(
+        ParamSpec::integer("native", "1: run as a native section (releases a GIL)", 0, 0, 1));
     return p;
   }
   TaskSet generate(const Params& p, uint64_t seed) const override {

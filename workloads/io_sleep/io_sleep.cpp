@@ -13,8 +13,8 @@ class Sleep final : public Workload {
   std::string_view description() const override { return "a timer wait of sleep_us per task"; }
   std::vector<ParamSpec> params() const override {
     auto p = common_params(32, 0);
-    p.push_back(ParamSpec::integer("sleep_us", "microseconds each task waits", 1000, 0,
-                                   3'600'000'000LL));
+    p.push_back(
+        ParamSpec::integer("sleep_us", "microseconds each task waits", 1000, 0, 3'600'000'000LL));
     return p;
   }
   TaskSet generate(const Params& p, uint64_t seed) const override {
@@ -33,7 +33,8 @@ class Sleep final : public Workload {
   }
   nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns) const override {
     // Overlap: how many sleeps were in progress at once, on average (1 = fully serialized).
-    const double slept = static_cast<double>(p.get_int("sleep_us")) * 1e3 * static_cast<double>(tasks_run);
+    const double slept =
+        static_cast<double>(p.get_int("sleep_us")) * 1e3 * static_cast<double>(tasks_run);
     return {{"sleep_overlap", wall_ns ? slept / static_cast<double>(wall_ns) : 0.0}};
   }
 };

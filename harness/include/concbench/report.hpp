@@ -12,10 +12,9 @@
 //   benchmarks[]: the same cells in Google Benchmark's JSON shape (per task times).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "concbench/runner.hpp"
 

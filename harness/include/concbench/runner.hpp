@@ -6,11 +6,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "concbench/counters.hpp"
 #include "concbench/params.hpp"
@@ -33,7 +32,7 @@ struct RunConfig {
   uint64_t seed = 1;
 };
 
-// The named suites: "smoke" (seconds, for tests), "quick" (the default, about a minute),
+// The named suites: "smoke" (seconds, for tests), "quick" (the default, under a minute),
 // "full". Throws UsageError for another name.
 RunConfig suite_config(const std::string& name);
 std::vector<std::string> suite_names();
@@ -52,9 +51,9 @@ struct RepetitionResult {
   nlohmann::json metrics = nlohmann::json::object();
   nlohmann::json model_metrics = nlohmann::json::object();
   bool verified = false;
-  uint64_t failed_tasks = 0;    // threw or crashed
-  uint64_t wrong_checksums = 0; // completed with a result that does not verify
-  uint64_t not_run = 0;         // never completed (cancelled)
+  uint64_t failed_tasks = 0;                 // threw or crashed
+  uint64_t wrong_checksums = 0;              // completed with a result that does not verify
+  uint64_t not_run = 0;                      // never completed (cancelled)
   std::vector<std::string> failure_samples;  // the first few reasons
 };
 
@@ -68,7 +67,7 @@ struct CellResult {
   uint64_t setup_ns = 0;
   uint64_t teardown_ns = 0;
   uint64_t warmup_wall_ns = 0;
-  uint64_t rounds = 1;           // passes over the task list per repetition (calibration)
+  uint64_t rounds = 1;  // passes over the task list per repetition (calibration)
   uint64_t tasks_per_round = 0;
   std::vector<RepetitionResult> repetitions;
 };
@@ -89,8 +88,8 @@ CellResult run_cell(const CellSpec& spec, const RunConfig& cfg);
 // Runs the whole matrix; on_cell is called after each cell (the CLI rewrites its report then,
 // so a crash later loses nothing already measured).
 using CellCallback = std::function<void(const CellResult&, size_t index, size_t total)>;
-using ProgressCallback = std::function<void(const CellSpec&, size_t index, size_t total,
-                                            const std::string& phase)>;
+using ProgressCallback =
+    std::function<void(const CellSpec&, size_t index, size_t total, const std::string& phase)>;
 std::vector<CellResult> run_suite(const RunConfig& cfg, const CellCallback& on_cell = {},
                                   const ProgressCallback& progress = {});
 

@@ -7,11 +7,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace concbench {
 
@@ -21,11 +20,11 @@ class TopologyError : public std::runtime_error {
 };
 
 struct CacheInfo {
-  int level = 0;            // 1, 2, 3...
-  std::string type;         // "data", "instruction" or "unified"
+  int level = 0;     // 1, 2, 3...
+  std::string type;  // "data", "instruction" or "unified"
   uint64_t size_bytes = 0;
-  int count = 0;            // how many such caches the machine has
-  int pus_per_cache = 0;    // PUs that share one of them
+  int count = 0;          // how many such caches the machine has
+  int pus_per_cache = 0;  // PUs that share one of them
 };
 
 struct TopologySummary {

@@ -20,7 +20,9 @@ constexpr uint64_t mix64(uint64_t x) {
 }
 
 // Order-sensitive fold of a sequence of values.
-constexpr uint64_t fold(uint64_t acc, uint64_t v) { return mix64(acc ^ (v + 0x9e3779b97f4a7c15ULL)); }
+constexpr uint64_t fold(uint64_t acc, uint64_t v) {
+  return mix64(acc ^ (v + 0x9e3779b97f4a7c15ULL));
+}
 
 // Hash of a byte buffer, eight bytes at a time; length is part of the hash.
 inline uint64_t hash_bytes(std::span<const std::byte> data, uint64_t seed = 0) {

@@ -45,8 +45,7 @@ class Params {
   // Defaults from `specs`, overridden by `given` (only keys that `specs` declares are taken).
   // Throws UsageError for a value that does not parse or is out of range.
   static Params resolve(const std::vector<ParamSpec>& specs,
-                        const std::map<std::string, std::string>& given,
-                        const std::string& owner);
+                        const std::map<std::string, std::string>& given, const std::string& owner);
 
   int64_t get_int(const std::string& name) const;
   const std::string& get(const std::string& name) const;
