@@ -72,7 +72,7 @@ INSTANTIATE_TEST_SUITE_P(
                       "run --out /nonexistent-dir/x.json", "run --out /tmp", "run --timeout 0",
                       "run --timeout -4", "run --min-time -1", "run --min-time nan",
                       "run --seed -1", "run --seed 12abc", "micro --bogus",
-                      "run --workloads cpu.spin --param sleep_us=5"));
+                      "run --workloads cpu.spin --param sleep_us=5", "run --scaling sideways"));
 
 TEST(Cli, ListNamesEveryWorkloadAndModel) {
   const Result r = run("list");

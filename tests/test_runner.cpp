@@ -73,6 +73,18 @@ TEST(Runner, CellsVerifyAndRecordEveryRepetition) {
   }
 }
 
+TEST(Runner, WeakScalingGrowsTheBatchWithTheWorkers) {
+  RunConfig c = tiny();
+  c.models = {"free_threads"};
+  c.weak_scaling = true;
+  const auto cells = run_suite(c);
+  ASSERT_EQ(cells.size(), 2u);
+  EXPECT_EQ(cells[0].tasks_per_round, 8u);
+  EXPECT_EQ(cells[1].tasks_per_round, 16u);
+  EXPECT_EQ(cells[1].params.at("tasks"), "16");
+  EXPECT_EQ(cells[1].status, "ok");
+}
+
 TEST(Runner, CalibrationRepeatsTheBatchToReachMinTime) {
   RunConfig c = tiny();
   c.models = {"serial"};

@@ -109,8 +109,8 @@ int run_micro(int argc, char** argv) {
 }
 
 struct RunFlags {
-  std::string suite = "quick", workloads, models, workers, repetitions, min_time, timeout, seed,
-              out;
+  std::string suite = "quick", scaling = "strong", workloads, models, workers, repetitions,
+              min_time, timeout, seed, out;
   std::vector<std::string> params;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
@@ -144,6 +144,9 @@ RunConfig build_config(const RunFlags& f) {
     if (v < 0) throw UsageError("--seed: " + f.seed + " must not be negative");
     cfg.seed = static_cast<uint64_t>(v);
   }
+  if (f.scaling != "strong" && f.scaling != "weak")
+    throw UsageError("--scaling: '" + f.scaling + "' is not strong or weak");
+  cfg.weak_scaling = f.scaling == "weak";
   for (const auto& p : f.params) {
     size_t eq = p.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -230,6 +233,8 @@ int main(int argc, char** argv) {
   run->add_option("--timeout", f.timeout, "seconds per cell before it is cancelled and recorded");
   run->add_option("--param", f.params, "key=value for workloads and models (repeatable)")
       ->allow_extra_args(false);
+  run->add_option("--scaling", f.scaling,
+                  "strong (default: same tasks split across workers) or weak (tasks x workers)");
   run->add_option("--seed", f.seed, "seed of the task generator");
   run->add_option("--out", f.out, "report path (default results/bench-<time>.json)");
 

@@ -112,7 +112,8 @@ json config_to_json(const RunConfig& cfg) {
           {"min_time_s", cfg.min_time_s},
           {"timeout_s", cfg.timeout_s},
           {"params", cfg.params},
-          {"seed", cfg.seed}};
+          {"seed", cfg.seed},
+          {"scaling", cfg.weak_scaling ? "weak" : "strong"}};
 }
 
 json cell_to_json(const CellResult& c) {

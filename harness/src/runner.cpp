@@ -192,8 +192,12 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   };
   const Workload& workload = *find_workload(spec.workload);
   const ModelInfo& info = *find_model(spec.model);
-  const Params wparams =
-      Params::resolve(workload.params(), given_params(cfg, spec.workload), spec.workload);
+  auto given = given_params(cfg, spec.workload);
+  if (cfg.weak_scaling) {
+    const Params base = Params::resolve(workload.params(), given, spec.workload);
+    given["tasks"] = std::to_string(base.get_int("tasks") * spec.workers);
+  }
+  const Params wparams = Params::resolve(workload.params(), given, spec.workload);
   ModelConfig mc;
   mc.workers = spec.workers;
   mc.params = Params::resolve(info.params, cfg.params, spec.model);

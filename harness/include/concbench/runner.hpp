@@ -30,6 +30,9 @@ struct RunConfig {
   std::map<std::string, std::map<std::string, std::string>> suite_params;
   std::map<std::string, std::string> params;
   uint64_t seed = 1;
+  // Strong scaling (default): the same tasks split across N workers. Weak scaling: N times the
+  // tasks at N workers, so ideal scaling keeps wall time flat; speedup stays a throughput ratio.
+  bool weak_scaling = false;
 };
 
 // The named suites: "smoke" (seconds, for tests), "quick" (the default, under a minute),
