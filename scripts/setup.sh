@@ -9,7 +9,7 @@ packages=(
   libbenchmark-dev libgtest-dev libgmock-dev
   libhwloc-dev hwloc nlohmann-json3-dev libcli11-dev
   pybind11-dev libasio-dev
-  python3-dev python3-pytest python3-matplotlib python3-scipy
+  libssl-dev python3-dev python3-pytest python3-matplotlib python3-scipy
   linux-perf
 )
 

@@ -109,8 +109,8 @@ int run_micro(int argc, char** argv) {
 }
 
 struct RunFlags {
-  std::string suite = "quick", scaling = "strong", workloads, models, workers, repetitions,
-              min_time, timeout, seed, out;
+  std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, workloads,
+              models, workers, repetitions, min_time, timeout, seed, out;
   std::vector<std::string> params;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
@@ -147,6 +147,9 @@ RunConfig build_config(const RunFlags& f) {
   if (f.scaling != "strong" && f.scaling != "weak")
     throw UsageError("--scaling: '" + f.scaling + "' is not strong or weak");
   cfg.weak_scaling = f.scaling == "weak";
+  // Shorthands for the GIL model's parameters.
+  if (f.has("--checkpoint")) cfg.params["checkpoint"] = f.checkpoint;
+  if (f.has("--switch-interval-us")) cfg.params["switch_interval_us"] = f.switch_interval_us;
   for (const auto& p : f.params) {
     size_t eq = p.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -235,6 +238,10 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   run->add_option("--scaling", f.scaling,
                   "strong (default: same tasks split across workers) or weak (tasks x workers)");
+  run->add_option("--checkpoint", f.checkpoint,
+                  "gil_threads: backedge (CPython 3.10+) or per_instruction (3.9 and earlier)");
+  run->add_option("--switch-interval-us", f.switch_interval_us,
+                  "gil_threads: the GIL switch interval in microseconds (default 5000)");
   run->add_option("--seed", f.seed, "seed of the task generator");
   run->add_option("--out", f.out, "report path (default results/bench-<time>.json)");
 

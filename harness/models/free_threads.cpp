@@ -3,7 +3,6 @@
 // persistent pool (thread_pool) is the comparison that removes it.
 #include <atomic>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "concbench/io_env.hpp"
@@ -20,29 +19,21 @@ class FreeThreads final : public Model {
   }
   BatchResult run(const Batch& batch) override {
     BatchResult result(batch.items());
-    const int n = cfg_.workers;
-    std::vector<detail::WorkerLog> logs(static_cast<size_t>(n));
+    std::vector<detail::WorkerLog> logs(static_cast<size_t>(cfg_.workers));
     detail::BatchQueue queue(batch, result);
-    std::vector<std::thread> threads;
-    threads.reserve(static_cast<size_t>(n));
-    try {
-      for (int w = 0; w < n; ++w) {
-        threads.emplace_back([this, w, &queue, &logs] {
+    io_->begin_batch();
+    detail::run_on_threads(
+        cfg_.workers,
+        [&](int w) {
           ThreadCounterScope counters;
           ExecContext ctx(breaker_, no_lock_hooks(), io_.get(), w);
           queue.drain(ctx, logs[static_cast<size_t>(w)]);
           logs[static_cast<size_t>(w)].counters = counters.stop();
-        });
-      }
-    } catch (...) {
-      // Could not start every thread: stop the ones that did before the batch goes away.
-      cancel();
-      for (auto& t : threads) t.join();
-      throw;
-    }
-    for (auto& t : threads) t.join();
+        },
+        [this] { cancel(); });
+    result.observations = io_->end_batch();
     detail::merge_logs(result, logs);
-    result.model_metrics["threads_started"] = n;
+    result.model_metrics["threads_started"] = cfg_.workers;
     return result;
   }
   void teardown() override { io_.reset(); }

@@ -5,9 +5,11 @@ namespace concbench {
 // One file per model under harness/models/; each exposes its ModelInfo here.
 ModelInfo serial_model_info();
 ModelInfo free_threads_model_info();
+ModelInfo gil_threads_model_info();
 
 const std::vector<ModelInfo>& all_models() {
-  static const std::vector<ModelInfo> all = {serial_model_info(), free_threads_model_info()};
+  static const std::vector<ModelInfo> all = {serial_model_info(), free_threads_model_info(),
+                                             gil_threads_model_info()};
   return all;
 }
 

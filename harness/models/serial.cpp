@@ -21,8 +21,10 @@ class Serial final : public Model {
     ThreadCounterScope counters;
     ExecContext ctx(breaker_, no_lock_hooks(), io_.get(), 0);
     detail::BatchQueue queue(batch, result);
+    io_->begin_batch();
     queue.drain(ctx, logs[0]);
     logs[0].counters = counters.stop();
+    result.observations = io_->end_batch();
     detail::merge_logs(result, logs);
     return result;
   }

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <exception>
 #include <string>
+#include <thread>
 
 #include "concbench/kernels.hpp"
 
@@ -50,6 +51,20 @@ void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs) {
     sum.accumulate(l.counters);
   }
   result.counters = sum;
+}
+
+void run_on_threads(int n, const std::function<void(int)>& body,
+                    const std::function<void()>& on_fail) {
+  std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(n));
+  try {
+    for (int w = 0; w < n; ++w) threads.emplace_back(body, w);
+  } catch (...) {
+    on_fail();
+    for (auto& t : threads) t.join();
+    throw;
+  }
+  for (auto& t : threads) t.join();
 }
 
 }  // namespace concbench::detail

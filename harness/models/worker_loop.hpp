@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <new>
 #include <vector>
 
@@ -38,6 +39,11 @@ class BatchQueue {
 
 // Folds the workers' logs into `result` (latencies, failures, summed counters).
 void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs);
+
+// Runs body(w) on `n` new threads and joins them. If a thread cannot be started, `on_fail`
+// stops the ones that were (it must make them return), they are joined, and the error rethrown.
+void run_on_threads(int n, const std::function<void(int)>& body,
+                    const std::function<void()>& on_fail);
 
 uint64_t monotonic_ns();
 

@@ -58,7 +58,7 @@ RunConfig suite_config(const std::string& name) {
   RunConfig c;
   c.suite = name;
   for (const Workload* w : all_workloads()) c.workloads.emplace_back(w->name());
-  c.models = {"serial", "free_threads"};
+  c.models = {"serial", "free_threads", "gil_threads"};
   const int cpus = std::max(1u, std::thread::hardware_concurrency());
   if (name == "smoke") {
     // Seconds in all: enough to exercise every path, far too little to mean anything.
@@ -72,6 +72,9 @@ RunConfig suite_config(const std::string& name) {
         {"io.sleep", {{"tasks", "8"}, {"sleep_us", "200"}}},
         {"io.pipe_echo", {{"tasks", "8"}, {"round_trips", "4"}}},
         {"overhead.noop", {{"tasks", "200"}}},
+        {"cpu.counter_race", {{"units", "20000"}}},
+        {"cpu.sha256", {{"tasks", "4"}, {"units", "16"}}},
+        {"latency.echo_under_load", {{"round_trips", "20"}}},
     };
   } else if (name == "quick") {
     c.workers = {1, 2, 4};
@@ -124,13 +127,18 @@ void validate(const RunConfig& cfg) {
 std::vector<CellSpec> expand_matrix(const RunConfig& cfg) {
   std::vector<CellSpec> cells;
   for (const auto& w : cfg.workloads) {
+    const Workload* wl = find_workload(w);
+    const int fixed =
+        wl ? wl->required_workers(Params::resolve(wl->params(), given_params(cfg, w), w)) : 0;
     for (const auto& m : cfg.models) {
       const ModelInfo* info = find_model(m);
       if (info && info->single_worker) {
         cells.push_back({w, m, 1});
-        continue;
+      } else if (fixed > 0) {
+        cells.push_back({w, m, fixed});  // the workload's tasks must all run at once
+      } else {
+        for (int n : cfg.workers) cells.push_back({w, m, n});
       }
-      for (int n : cfg.workers) cells.push_back({w, m, n});
     }
   }
   return cells;
@@ -180,7 +188,7 @@ RepetitionResult measure_repetition(Model& model, const Batch& batch, const Task
       r.wall_ns ? static_cast<double>(r.tasks) * 1e9 / static_cast<double>(r.wall_ns) : 0;
   r.latency = latency_summary(std::move(b.latency_ns));
   r.counters = b.counters;
-  r.metrics = workload.metrics(wparams, r.tasks, r.wall_ns);
+  r.metrics = workload.metrics(wparams, r.tasks, r.wall_ns, b.observations);
   r.model_metrics = std::move(b.model_metrics);
   return r;
 }
@@ -193,7 +201,12 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   const Workload& workload = *find_workload(spec.workload);
   const ModelInfo& info = *find_model(spec.model);
   auto given = given_params(cfg, spec.workload);
-  if (cfg.weak_scaling) {
+  const auto declares = [&](const char* key) {
+    for (const auto& ps : workload.params())
+      if (ps.name == key) return true;
+    return false;
+  };
+  if (cfg.weak_scaling && declares("tasks")) {
     const Params base = Params::resolve(workload.params(), given, spec.workload);
     given["tasks"] = std::to_string(base.get_int("tasks") * spec.workers);
   }
@@ -225,7 +238,7 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   phase("warm-up");
   RepetitionResult warm = measure_repetition(*m, batch, ts, workload, wparams);
   uint64_t rounds = 1;
-  if (cfg.min_time_s > 0 && warm.wall_ns > 0) {
+  if (cfg.min_time_s > 0 && warm.wall_ns > 0 && workload.calibrate()) {
     const double want = cfg.min_time_s * 1e9 / static_cast<double>(warm.wall_ns);
     rounds = static_cast<uint64_t>(std::ceil(want));
     rounds =

@@ -10,6 +10,9 @@ namespace concbench {
 // Kernels live beside their workloads (workloads/<name>/); the table gives them stable ids.
 uint64_t spin_kernel(ExecContext& ctx, const KernelArgs& a);
 uint64_t pidigits_kernel(ExecContext& ctx, const KernelArgs& a);
+uint64_t spin_until_stop_kernel(ExecContext& ctx, const KernelArgs& a);
+uint64_t counter_race_kernel(ExecContext& ctx, const KernelArgs& a);
+uint64_t sha256_kernel(ExecContext& ctx, const KernelArgs& a);
 
 namespace {
 
@@ -23,6 +26,9 @@ constexpr KernelInfo kKernels[] = {
     {"spin", &spin_kernel},
     {"pidigits", &pidigits_kernel},
     {"fault", &fault_kernel},
+    {"spin_until_stop", &spin_until_stop_kernel},
+    {"counter_race", &counter_race_kernel},
+    {"sha256", &sha256_kernel},
 };
 }  // namespace
 
@@ -48,6 +54,8 @@ const char* step_kind_name(StepKind k) {
       return "file_read";
     case StepKind::tcp_echo:
       return "tcp_echo";
+    case StepKind::echo_respond:
+      return "echo_respond";
   }
   return "?";
 }
@@ -74,7 +82,8 @@ uint64_t predict_io_step(const Step& s, uint64_t task_seed, size_t step_index) {
     case StepKind::sleep:
       return s.duration_ns;
     case StepKind::pipe_echo:
-    case StepKind::tcp_echo: {
+    case StepKind::tcp_echo:
+    case StepKind::echo_respond: {
       std::vector<std::byte> msg(s.bytes);
       uint64_t h = 0;
       for (uint64_t r = 0; r < s.units; ++r) {
@@ -103,7 +112,7 @@ TaskOutcome execute_task(const Task& task, ExecContext& ctx) {
       v = run_cpu_step(s, task.seed, i, ctx);
     } else {
       if (!ctx.has_io()) throw std::logic_error("IO step without an IoEnv");
-      v = ctx.blocking([&] { return run_blocking_io_step(s, task.seed, i, ctx); });
+      v = run_blocking_io_step(s, task.seed, i, ctx);
     }
     h = fold(h, v);
   }

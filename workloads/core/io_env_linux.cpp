@@ -285,6 +285,31 @@ int IoEnv::scratch_fd(uint64_t bytes) {
   return impl_->scratch;
 }
 
+void IoEnv::begin_batch() {
+  // Relaxed: workers are started (or woken) after this, and that hand-off orders it.
+  counter_.store(0, std::memory_order_relaxed);
+  stop_.store(false, std::memory_order_relaxed);
+  companions_.store(0, std::memory_order_relaxed);
+  std::lock_guard lock(obs_mu_);
+  rtt_.clear();
+  companions_seen_ = 0;
+}
+
+Observations IoEnv::end_batch() {
+  Observations o;
+  o.shared_counter = counter_.load(std::memory_order_relaxed);
+  std::lock_guard lock(obs_mu_);
+  o.rtt_ns = std::move(rtt_);
+  rtt_.clear();
+  o.companions_started = companions_seen_;
+  return o;
+}
+
+void IoEnv::record_rtts(const std::vector<uint64_t>& samples) {
+  std::lock_guard lock(obs_mu_);  // also publishes companions_seen_ to end_batch()
+  rtt_.insert(rtt_.end(), samples.begin(), samples.end());
+}
+
 uint64_t IoEnv::bytes_echoed() const {
   return impl_->echoed.load(std::memory_order_relaxed);
 }

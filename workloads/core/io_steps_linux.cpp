@@ -2,13 +2,17 @@
 // the kernel. Waits are sliced (poll timeouts, sleep slices) so a cancelled run is noticed within
 // kWaitSlice even when a peer never answers.
 #include <poll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <exception>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "concbench/checksum.hpp"
@@ -26,10 +30,12 @@ uint64_t now_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-void wait_fd(int fd, short events, ExecContext& ctx) {
+// `stop` returns true when the wait should give up (cancellation, or an aborted client).
+template <class Stop>
+void wait_fd(int fd, short events, const Stop& stop) {
   pollfd p{fd, events, 0};
   for (;;) {
-    ctx.throw_if_cancelled();
+    if (stop()) throw TaskCancelled{};
     int r = ::poll(&p, 1, kWaitSliceMs);
     if (r > 0) {
       if (p.revents & (POLLERR | POLLNVAL)) throw std::runtime_error("echo peer socket error");
@@ -39,21 +45,23 @@ void wait_fd(int fd, short events, ExecContext& ctx) {
   }
 }
 
-void write_all(int fd, const std::byte* p, size_t n, ExecContext& ctx) {
+template <class Stop>
+void write_all(int fd, const std::byte* p, size_t n, const Stop& stop) {
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
     if (w > 0) {
       p += w;
       n -= static_cast<size_t>(w);
     } else if (w < 0 && errno == EAGAIN) {
-      wait_fd(fd, POLLOUT, ctx);
+      wait_fd(fd, POLLOUT, stop);
     } else if (w < 0 && errno != EINTR) {
       throw std::system_error(errno, std::generic_category(), "write to echo peer");
     }
   }
 }
 
-void read_all(int fd, std::byte* p, size_t n, ExecContext& ctx) {
+template <class Stop>
+void read_all(int fd, std::byte* p, size_t n, const Stop& stop) {
   while (n > 0) {
     ssize_t r = ::read(fd, p, n);
     if (r > 0) {
@@ -62,11 +70,81 @@ void read_all(int fd, std::byte* p, size_t n, ExecContext& ctx) {
     } else if (r == 0) {
       throw std::runtime_error("echo peer closed the connection");
     } else if (errno == EAGAIN) {
-      wait_fd(fd, POLLIN, ctx);
+      wait_fd(fd, POLLIN, stop);
     } else if (errno != EINTR) {
       throw std::system_error(errno, std::generic_category(), "read from echo peer");
     }
   }
+}
+
+// The responder's side of ccbench's latency test. The client is a plain thread outside the
+// model (ccbench uses another process): it sends, waits for the echo and times the round trip.
+// The responder reads and writes with the model's lock released, as socket calls release the
+// GIL, and touches the data (hashes it) with the lock held, as Python code would; so the time a
+// CPU-bound thread keeps the lock shows up in the client's round-trip times.
+uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
+  // Start timing only once the CPU-bound companions (s.arg of them) are running, as ccbench
+  // starts its CPU threads first. A model that cannot run them beside the responder (serial)
+  // gives up after kCompanionWait and measures an unloaded responder; the report says how many
+  // companions were running.
+  constexpr uint64_t kCompanionWaitNs = 200'000'000;
+  const uint64_t wait_start = now_ns();
+  ctx.blocking([&] {
+    while (ctx.io().companions().load(std::memory_order_relaxed) < s.arg &&
+           now_ns() - wait_start < kCompanionWaitNs) {
+      ctx.throw_if_cancelled();
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  ctx.io().set_companions_seen(ctx.io().companions().load(std::memory_order_relaxed));
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+    throw std::system_error(errno, std::generic_category(), "socketpair");
+  std::atomic<bool> abort{false};
+  std::vector<uint64_t> rtts;
+  rtts.reserve(s.units);
+  std::exception_ptr client_error;
+  std::thread client([&] {
+    try {
+      std::vector<std::byte> out(s.bytes), in(s.bytes);
+      for (uint64_t r = 0; r < s.units; ++r) {
+        fill_bytes(out, echo_message_seed(seed, r));
+        const uint64_t t0 = now_ns();
+        write_all(sv[1], out.data(), out.size(), [&] { return abort.load(); });
+        read_all(sv[1], in.data(), in.size(), [&] { return abort.load(); });
+        rtts.push_back(now_ns() - t0);
+      }
+    } catch (...) {
+      client_error = std::current_exception();
+    }
+  });
+  struct Cleanup {
+    std::atomic<bool>& abort;
+    std::thread& client;
+    int* sv;
+    ~Cleanup() {
+      abort.store(true);
+      if (client.joinable()) client.join();
+      close(sv[0]);
+      close(sv[1]);
+    }
+  } cleanup{abort, client, sv};
+
+  std::vector<std::byte> buf(s.bytes);
+  auto cancelled = [&] { return ctx.cancel_requested(); };
+  uint64_t h = 0;
+  for (uint64_t r = 0; r < s.units; ++r) {
+    ctx.blocking([&] { read_all(sv[0], buf.data(), buf.size(), cancelled); });
+    ctx.throw_if_cancelled();
+    h = fold(h, hash_bytes(buf));
+    ctx.blocking([&] { write_all(sv[0], buf.data(), buf.size(), cancelled); });
+  }
+  client.join();
+  if (client_error) std::rethrow_exception(client_error);
+  ctx.io().record_rtts(rtts);
+  // Relaxed: a hint for spinning companions; nothing is published through it.
+  ctx.io().stop_flag().store(true, std::memory_order_relaxed);
+  return h;
 }
 
 uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
@@ -78,12 +156,13 @@ uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
   in.resize(s.bytes);
   uint64_t h = 0;
   constexpr size_t kChunk = 64 * 1024;
+  auto cancelled = [&] { return ctx.cancel_requested(); };
   for (uint64_t r = 0; r < s.units; ++r) {
     fill_bytes(out, echo_message_seed(seed, r));
     for (size_t off = 0; off < out.size(); off += kChunk) {
       size_t len = std::min(kChunk, out.size() - off);
-      write_all(fd, out.data() + off, len, ctx);
-      read_all(fd, in.data() + off, len, ctx);
+      write_all(fd, out.data() + off, len, cancelled);
+      read_all(fd, in.data() + off, len, cancelled);
     }
     h = fold(h, hash_bytes(in));
   }
@@ -92,12 +171,21 @@ uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
 
 }  // namespace
 
+uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx);
+
 uint64_t echo_message_seed(uint64_t step_seed, uint64_t round) {
   return mix64(step_seed ^ (round * 0x2545f4914f6cdd1dULL));
 }
 
 uint64_t run_blocking_io_step(const Step& s, uint64_t task_seed, size_t step_index,
                               ExecContext& ctx) {
+  if (s.kind == StepKind::echo_respond)
+    return respond_rounds(s, step_seed(task_seed, step_index), ctx);
+  // Every other IO step blocks from start to end with the lock released.
+  return ctx.blocking([&] { return blocking_step(s, task_seed, step_index, ctx); });
+}
+
+uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx) {
   const uint64_t seed = step_seed(task_seed, step_index);
   switch (s.kind) {
     case StepKind::sleep: {
@@ -132,9 +220,10 @@ uint64_t run_blocking_io_step(const Step& s, uint64_t task_seed, size_t step_ind
       return hash_bytes(buf);
     }
     case StepKind::cpu:
+    case StepKind::echo_respond:
       break;
   }
-  throw std::logic_error("run_blocking_io_step: not an IO step");
+  throw std::logic_error("run_blocking_io_step: not a blocking IO step");
 }
 
 }  // namespace concbench

@@ -11,8 +11,11 @@ const Workload& cpu_pidigits_workload();
 const Workload& io_sleep_workload();
 const Workload& io_pipe_echo_workload();
 const Workload& overhead_noop_workload();
+const Workload& cpu_counter_race_workload();
+const Workload& cpu_sha256_workload();
+const Workload& latency_echo_under_load_workload();
 
-nlohmann::json Workload::metrics(const Params&, uint64_t, uint64_t) const {
+nlohmann::json Workload::metrics(const Params&, uint64_t, uint64_t, const Observations&) const {
   return nlohmann::json::object();
 }
 
@@ -51,8 +54,10 @@ Task make_task(uint64_t id, uint64_t seed, int64_t payload_bytes) {
 
 const std::vector<const Workload*>& all_workloads() {
   static const std::vector<const Workload*> all = {
-      &cpu_spin_workload(),     &cpu_pidigits_workload(),  &io_sleep_workload(),
-      &io_pipe_echo_workload(), &overhead_noop_workload(),
+      &cpu_spin_workload(),      &cpu_pidigits_workload(),
+      &io_sleep_workload(),      &io_pipe_echo_workload(),
+      &overhead_noop_workload(), &cpu_counter_race_workload(),
+      &cpu_sha256_workload(),    &latency_echo_under_load_workload(),
   };
   return all;
 }

@@ -107,7 +107,8 @@ class PiDigits final : public Workload {
     }
     return ts;
   }
-  nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns) const override {
+  nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns,
+                         const Observations&) const override {
     const double digits =
         4.0 * static_cast<double>(p.get_int("units")) * static_cast<double>(tasks_run);
     return {{"digits_per_s", wall_ns ? digits * 1e9 / static_cast<double>(wall_ns) : 0.0}};

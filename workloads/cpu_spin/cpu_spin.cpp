@@ -1,7 +1,10 @@
 // cpu.spin: a pure integer loop. Each unit advances a 64-bit linear congruential generator
 // kIterationsPerUnit times: a serial dependency chain the compiler can neither vectorize nor
 // fold, and whose final state is predicted in O(log n) by LCG jump-ahead.
+#include <atomic>
+
 #include "concbench/checksum.hpp"
+#include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
 #include "concbench/workload.hpp"
 
@@ -55,19 +58,43 @@ class Spin final : public Workload {
       s.units = units;
       s.native = p.get_int("native") != 0;
       t.steps.push_back(s);
-      const uint64_t result = lcg_jump(step_seed(t.seed, 0), units * kIterationsPerUnit);
+      const uint64_t result = spin_state_after(step_seed(t.seed, 0), units);
       ts.expected.push_back(fold(task_checksum_start(t), result));
       ts.tasks.push_back(std::move(t));
     }
     return ts;
   }
-  nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns) const override {
+  nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns,
+                         const Observations&) const override {
     const double units = static_cast<double>(p.get_int("units")) * static_cast<double>(tasks_run);
     return {{"units_per_s", wall_ns ? units * 1e9 / static_cast<double>(wall_ns) : 0.0}};
   }
 };
 
 }  // namespace
+
+uint64_t spin_state_after(uint64_t seed, uint64_t units) {
+  return lcg_jump(seed, units * kIterationsPerUnit);
+}
+
+uint64_t lcg_advance(uint64_t x, uint64_t steps) {
+  return lcg_jump(x, steps);
+}
+
+// Spins until the batch's responder is done (or `units`, a safety bound, run out), then checks
+// its own work: the number of units varies, so the runner cannot predict the state, but the
+// kernel can, by jump-ahead, and returns a fixed token only if the state is right.
+uint64_t spin_until_stop_kernel(ExecContext& ctx, const KernelArgs& a) {
+  const std::atomic<bool>& stop = ctx.io().stop_flag();
+  ctx.io().companions().fetch_add(1, std::memory_order_relaxed);
+  uint64_t x = a.seed;
+  uint64_t u = 0;
+  for (; u < a.units && !stop.load(std::memory_order_relaxed); ++u) {
+    for (uint64_t i = 0; i < kIterationsPerUnit; ++i) x = x * kMul + kInc;
+    ctx.checkpoint();
+  }
+  return x == spin_state_after(a.seed, u) ? kSpinOkToken : 0;
+}
 
 uint64_t spin_kernel(ExecContext& ctx, const KernelArgs& a) {
   uint64_t x = a.seed;

@@ -34,7 +34,8 @@ class PipeEcho final : public Workload {
     }
     return ts;
   }
-  nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns) const override {
+  nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns,
+                         const Observations&) const override {
     const double trips =
         static_cast<double>(p.get_int("round_trips")) * static_cast<double>(tasks_run);
     const double per_s = wall_ns ? trips * 1e9 / static_cast<double>(wall_ns) : 0.0;

@@ -31,7 +31,8 @@ class Sleep final : public Workload {
     }
     return ts;
   }
-  nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns) const override {
+  nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns,
+                         const Observations&) const override {
     // Overlap: how many sleeps were in progress at once, on average (1 = fully serialized).
     const double slept =
         static_cast<double>(p.get_int("sleep_us")) * 1e3 * static_cast<double>(tasks_run);

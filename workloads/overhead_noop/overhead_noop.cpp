@@ -24,7 +24,8 @@ class Noop final : public Workload {
     }
     return ts;
   }
-  nlohmann::json metrics(const Params&, uint64_t tasks_run, uint64_t wall_ns) const override {
+  nlohmann::json metrics(const Params&, uint64_t tasks_run, uint64_t wall_ns,
+                         const Observations&) const override {
     return {{"ns_per_task",
              tasks_run ? static_cast<double>(wall_ns) / static_cast<double>(tasks_run) : 0.0}};
   }

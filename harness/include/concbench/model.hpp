@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "concbench/counters.hpp"
+#include "concbench/io_env.hpp"
 #include "concbench/params.hpp"
 #include "concbench/task.hpp"
 
@@ -50,6 +51,8 @@ struct BatchResult {
   // Summed over every thread (and process) that ran tasks; see counters.hpp.
   CounterValues counters;
   nlohmann::json model_metrics = nlohmann::json::object();
+  // What the batch's shared state recorded (io_env.hpp), for the workload's metrics.
+  Observations observations;
 
   explicit BatchResult(uint64_t items = 0) : checksums(items, 0), done(items, 0) {}
 };

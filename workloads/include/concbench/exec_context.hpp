@@ -46,6 +46,19 @@ class ExecContext {
     if ((breaker_->load(std::memory_order_relaxed) & mask_) != 0) [[unlikely]]
       hooks_->on_break(*this);
   }
+  // A check between the "instructions" of one unit (a load, an add, a store). CPython 3.9 and
+  // earlier looked at the eval breaker there; 3.10 and later only at back-edges and calls, which
+  // is why `x += 1` stopped losing updates. The model picks the policy.
+  void instruction_checkpoint() {
+    if (per_instruction_) checkpoint();
+  }
+  void set_per_instruction(bool on) { per_instruction_ = on; }
+  bool per_instruction() const { return per_instruction_; }
+
+  // Model-private per-thread state (the GIL model keeps its thread record here).
+  void* model_data() const { return model_data_; }
+  void set_model_data(void* p) { model_data_ = p; }
+
   // True inside blocking(): the thread holds no lock, so only cancellation may interrupt it.
   bool in_blocking_section() const { return mask_ == kBreakCancel; }
 
@@ -82,6 +95,8 @@ class ExecContext {
   IoEnv* io_;
   int worker_;
   uint32_t mask_ = ~0u;  // breaker bits this context reacts to
+  bool per_instruction_ = false;
+  void* model_data_ = nullptr;
 };
 
 // Hooks for models without a lock: checkpoints only honour cancellation.

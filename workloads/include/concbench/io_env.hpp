@@ -1,17 +1,30 @@
-// The IO peers that IO steps talk to: one echo server thread (socketpairs and a TCP loopback
-// listener, multiplexed with epoll) and a scratch file for reads. A model creates one IoEnv per
-// run and hands every worker an ExecContext pointing at it; a worker process builds its own.
+// What the tasks of one run share. The IO peers that IO steps talk to: one echo server thread
+// (socketpairs and a TCP loopback listener, multiplexed with epoll) and a scratch file for
+// reads. And the state of workloads whose tasks interact within a batch: cpu.counter_race's
+// shared counter, latency.echo_under_load's stop flag and round-trip samples. A model creates
+// one IoEnv per run and hands every worker an ExecContext pointing at it; a worker process
+// builds its own (so processes share no counter, exactly as with multiprocessing).
 //
 // Client descriptors are non-blocking, so the same descriptor serves blocking execution (which
 // waits in poll() with a timeout so cancellation is noticed) and an event loop (which awaits
 // readiness).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace concbench {
+
+// What a batch observed beyond its checksums; the runner hands it to Workload::metrics.
+struct Observations {
+  uint64_t shared_counter = 0;      // the shared counter's final value
+  std::vector<uint64_t> rtt_ns;     // round trips measured by echo_respond clients
+  uint64_t companions_started = 0;  // spinners that were running when the responder began
+};
 
 class IoEnv {
  public:
@@ -30,9 +43,27 @@ class IoEnv {
   // Bytes echoed so far (a cheap sanity figure for tests).
   uint64_t bytes_echoed() const;
 
+  // Models call begin_batch() before a batch's first task and end_batch() after its last.
+  void begin_batch();
+  Observations end_batch();
+  // Deliberately racy users (cpu.counter_race) load and store it with relaxed atomics.
+  std::atomic<uint64_t>& shared_counter() { return counter_; }
+  // Set when a batch's responder has finished, so its CPU-bound companions stop.
+  std::atomic<bool>& stop_flag() { return stop_; }
+  // Spinners count themselves in, so the responder can wait until the load is really there.
+  std::atomic<uint64_t>& companions() { return companions_; }
+  void set_companions_seen(uint64_t n) { companions_seen_ = n; }
+  void record_rtts(const std::vector<uint64_t>& samples);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  std::atomic<uint64_t> counter_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> companions_{0};
+  uint64_t companions_seen_ = 0;  // written by the responder before end_batch() reads it
+  std::mutex obs_mu_;             // guards rtt_
+  std::vector<uint64_t> rtt_;
 };
 
 // The seed the scratch file's contents are generated from (fill_bytes), so a file_read step's

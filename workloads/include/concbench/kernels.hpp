@@ -35,8 +35,8 @@ std::span<const KernelInfo> kernel_table();
 KernelId kernel_id(std::string_view name);
 
 // Runs every step of `task` in `ctx`: CPU steps inline (native ones inside ctx.blocking()), IO
-// steps blocking inside ctx.blocking(). Throws TaskCancelled when the model is cancelled, and
-// whatever a step throws on failure.
+// steps blocking inside ctx.blocking() (echo_respond releases around each read and write only).
+// Throws TaskCancelled when the model is cancelled, and whatever a step throws on failure.
 TaskOutcome execute_task(const Task& task, ExecContext& ctx);
 
 // One step's contribution to the checksum; exposed for models that run steps themselves (an
@@ -46,6 +46,17 @@ uint64_t run_blocking_io_step(const Step& s, uint64_t task_seed, size_t step_ind
                               ExecContext& ctx);
 // The seed of the message a step sends; the checksum of an echo step is predictable from it.
 uint64_t step_seed(uint64_t task_seed, size_t step_index);
+// cpu.spin's state after `units` units from `seed` (LCG jump-ahead, no looping).
+uint64_t spin_state_after(uint64_t seed, uint64_t units);
+// One step of cpu.spin's generator, and its jump-ahead by `steps` steps: the building blocks of
+// "interpreter work" that kernels can both do and predict.
+inline constexpr uint64_t lcg_step(uint64_t x) {
+  return x * 6364136223846793005ULL + 1442695040888963407ULL;
+}
+uint64_t lcg_advance(uint64_t x, uint64_t steps);
+// What spin_until_stop returns when the units it did check out against spin_state_after.
+inline constexpr uint64_t kSpinOkToken = 0x5350494e2d4f4b21ULL;
+
 // The seed of round `round`'s message in an echo step.
 uint64_t echo_message_seed(uint64_t step_seed, uint64_t round);
 // What an IO step returns when it worked, computed without doing the IO.

@@ -17,6 +17,10 @@ enum class StepKind : uint8_t {
   pipe_echo,  // `units` round trips of a `bytes`-byte message through a socketpair echo peer
   file_read,  // read `bytes` bytes of a scratch file
   tcp_echo,   // like pipe_echo, over a TCP loopback connection
+  // Serve `units` round trips of `bytes`-byte messages sent by a client thread outside the
+  // model, which records each round trip's latency (ccbench's latency test); then tell the
+  // run's CPU-bound tasks to stop.
+  echo_respond,
 };
 
 const char* step_kind_name(StepKind k);

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "concbench/io_env.hpp"
 #include "concbench/params.hpp"
 #include "concbench/task.hpp"
 
@@ -24,13 +25,22 @@ class Workload {
   virtual ~Workload() = default;
   virtual std::string_view name() const = 0;
   virtual std::string_view description() const = 0;
-  // Every workload has `tasks`, `payload_bytes` and `fault`; the rest are its own.
+  // Workloads have `tasks` (unless the batch is fixed), `payload_bytes` and `fault`; the rest
+  // are their own.
   virtual std::vector<ParamSpec> params() const = 0;
   // The batch, with the fault the `fault` parameter asks for injected into task 0 (after its
   // checksum was predicted, so the runner must notice).
   TaskSet make_tasks(const Params& p, uint64_t seed) const;
-  // Workload-specific figures for a repetition that ran `tasks_run` tasks in `wall_ns`.
-  virtual nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns) const;
+  // Workload-specific figures for a repetition that ran `tasks_run` tasks in `wall_ns`, given
+  // what the batch observed (shared counter, round-trip samples).
+  virtual nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns,
+                                 const Observations& obs) const;
+  // A workload whose tasks must all run at once (a responder and its CPU-bound companions)
+  // fixes the worker count; 0 means any count will do.
+  virtual int required_workers(const Params&) const { return 0; }
+  // False when repeating the batch to reach --min-time makes no sense (its length is set by
+  // its own parameters, as a latency test's is).
+  virtual bool calibrate() const { return true; }
 
  protected:
   virtual TaskSet generate(const Params& p, uint64_t seed) const = 0;

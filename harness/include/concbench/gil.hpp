@@ -1,0 +1,73 @@
+// An emulated CPython GIL with the semantics of CPython 3.11/3.12 (Python/ceval_gil.c),
+// implemented from its description:
+//
+//  take:  while the lock is held, wait on `cond_` for one switch interval; if the wait timed out
+//         and no switch happened meanwhile (same switch number), set the drop request. Each wait
+//         is a fresh interval. On acquiring: bump the switch number if the holder changed,
+//         signal `switch_cond_`, and clear any pending drop request (the new holder clears it,
+//         so other waiters must time out again).
+//  drop:  release and signal one waiter; then, if a drop request was pending and nobody has
+//         taken the lock yet, wait until another thread has (FORCE_SWITCHING). This applies to
+//         voluntary releases (around IO and native code) too.
+//  check: at an eval-breaker check with the drop request set: drop, then take.
+//
+// The drop request is a bit of the model's breaker word (exec_context.hpp), so the holder's
+// checkpoint stays one relaxed load.
+//
+// Lock order: mu_ before switch_mu_ (take holds both while it publishes the new holder; drop
+// holds them one after the other, never together). last_holder_ is written only with both held,
+// so either mutex suffices to read it consistently.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+namespace concbench {
+
+// One thread's view of the GIL. Written only by its thread; read by others after it finished.
+struct GilThread {
+  uint64_t acquisitions = 0;
+  uint64_t switches = 0;         // acquisitions that changed the holder
+  uint64_t drop_requests = 0;    // requests this thread set after a timed-out wait
+  uint64_t forced_switches = 0;  // drops that waited until another thread took the lock
+  uint64_t hold_ns = 0;
+  std::vector<uint64_t> wait_ns;  // one per acquisition (0 when the lock was free)
+  uint64_t hold_start_ns = 0;
+};
+
+class Gil {
+ public:
+  // `breaker` is the model's breaker word: this GIL sets and clears kBreakDropRequest in it, and
+  // gives up a forced-switch wait when kBreakCancel appears.
+  Gil(std::atomic<uint32_t>& breaker, std::chrono::microseconds interval);
+
+  void take(GilThread& t);
+  // `force_switch` false skips the FORCE_SWITCHING wait: for a thread that exits and so can
+  // never be handed the lock back.
+  void drop(GilThread& t, bool force_switch = true);
+  // The eval breaker's slow path: if a drop is requested, let another thread run.
+  void yield_if_requested(GilThread& t);
+
+  uint64_t switch_number() const;
+  bool held_by(const GilThread& t) const;
+  std::chrono::microseconds interval() const { return interval_; }
+
+ private:
+  std::atomic<uint32_t>& breaker_;
+  const std::chrono::microseconds interval_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cond_;  // signalled on every release
+  bool locked_ = false;
+  uint64_t switch_number_ = 0;
+  std::atomic<const GilThread*> last_holder_{nullptr};
+
+  std::mutex switch_mu_;
+  std::condition_variable switch_cond_;  // signalled on every acquisition
+};
+
+}  // namespace concbench

@@ -1,0 +1,130 @@
+// gil_threads: N OS threads per batch, as threading.Thread starts them, behind an emulated
+// CPython GIL (gil.hpp). A thread holds the GIL while it runs kernel code; at each checkpoint it
+// yields if another thread has asked for the lock (one switch interval after it started
+// waiting); it releases the lock around IO and native sections. So threads are concurrent but
+// not parallel, exactly where CPython's are.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "concbench/gil.hpp"
+#include "concbench/io_env.hpp"
+#include "concbench/stats.hpp"
+#include "worker_loop.hpp"
+
+namespace concbench {
+namespace {
+
+class GilHooks final : public ExecHooks {
+ public:
+  explicit GilHooks(Gil& gil) : gil_(gil) {}
+  void on_break(ExecContext& ctx) override {
+    ctx.throw_if_cancelled();
+    gil_.yield_if_requested(thread_of(ctx));
+  }
+  void release(ExecContext& ctx) override { gil_.drop(thread_of(ctx)); }
+  void reacquire(ExecContext& ctx) override { gil_.take(thread_of(ctx)); }
+
+ private:
+  static GilThread& thread_of(ExecContext& ctx) {
+    return *static_cast<GilThread*>(ctx.model_data());
+  }
+  Gil& gil_;
+};
+
+nlohmann::json gil_metrics(const std::vector<GilThread>& threads) {
+  uint64_t acq = 0, sw = 0, req = 0, forced = 0, hold = 0, wait_total = 0;
+  std::vector<uint64_t> waits;
+  for (const GilThread& t : threads) {
+    acq += t.acquisitions;
+    sw += t.switches;
+    req += t.drop_requests;
+    forced += t.forced_switches;
+    hold += t.hold_ns;
+    for (uint64_t w : t.wait_ns) wait_total += w;
+    waits.insert(waits.end(), t.wait_ns.begin(), t.wait_ns.end());
+  }
+  const LatencySummary ws = latency_summary(std::move(waits));
+  return {
+      {"gil_acquisitions", acq},
+      {"gil_switches", sw},
+      {"gil_drop_requests", req},
+      {"gil_forced_switches", forced},
+      {"gil_wait_ns", {{"total", wait_total}, {"p50", ws.p50}, {"p99", ws.p99}, {"max", ws.max}}},
+      {"gil_hold_ns", hold}};
+}
+
+class GilThreads final : public Model {
+ public:
+  void setup(const ModelConfig& cfg) override {
+    Model::setup(cfg);
+    io_ = std::make_unique<IoEnv>();
+    const auto us = std::chrono::microseconds(cfg.params.get_int("switch_interval_us"));
+    gil_ = std::make_unique<Gil>(breaker_, us);
+    hooks_ = std::make_unique<GilHooks>(*gil_);
+    per_instruction_ = cfg.params.get("checkpoint") == "per_instruction";
+  }
+
+  BatchResult run(const Batch& batch) override {
+    BatchResult result(batch.items());
+    const auto n = static_cast<size_t>(cfg_.workers);
+    std::vector<detail::WorkerLog> logs(n);
+    // Reused across batches, never reallocated: the GIL remembers its last holder by address.
+    threads_.resize(n);
+    for (GilThread& t : threads_) t = GilThread{};
+    std::vector<GilThread>& threads = threads_;
+    detail::BatchQueue queue(batch, result);
+    io_->begin_batch();
+    detail::run_on_threads(
+        cfg_.workers,
+        [&](int w) {
+          const auto i = static_cast<size_t>(w);
+          ThreadCounterScope counters;
+          ExecContext ctx(breaker_, *hooks_, io_.get(), w);
+          ctx.set_model_data(&threads[i]);
+          ctx.set_per_instruction(per_instruction_);
+          // A Python thread runs with the GIL from its first bytecode to its last.
+          gil_->take(threads[i]);
+          queue.drain(ctx, logs[i]);
+          gil_->drop(threads[i], /*force_switch=*/false);
+          logs[i].counters = counters.stop();
+        },
+        [this] { cancel(); });
+    result.observations = io_->end_batch();
+    detail::merge_logs(result, logs);
+    result.model_metrics = gil_metrics(threads);
+    result.model_metrics["threads_started"] = cfg_.workers;
+    result.model_metrics["switch_interval_us"] = gil_->interval().count();
+    result.model_metrics["checkpoint"] = per_instruction_ ? "per_instruction" : "backedge";
+    return result;
+  }
+
+  void teardown() override { io_.reset(); }
+  void cancel() override { breaker_.fetch_or(kBreakCancel, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint32_t> breaker_{0};
+  std::unique_ptr<IoEnv> io_;
+  std::unique_ptr<Gil> gil_;
+  std::unique_ptr<GilHooks> hooks_;
+  bool per_instruction_ = false;
+  std::vector<GilThread> threads_;
+};
+
+}  // namespace
+
+ModelInfo gil_threads_model_info() {
+  return {"gil_threads",
+          "N threads per batch behind an emulated CPython 3.11/3.12 GIL",
+          {ParamSpec::integer("switch_interval_us", "GIL switch interval (sys.setswitchinterval)",
+                              5000, 1, 10'000'000),
+           ParamSpec::choice("checkpoint",
+                             "eval-breaker checks: backedge (3.10+) or per_instruction (<= 3.9)",
+                             "backedge", {"backedge", "per_instruction"})},
+          false,
+          [] { return std::make_unique<GilThreads>(); }};
+}
+
+}  // namespace concbench

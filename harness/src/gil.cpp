@@ -1,0 +1,94 @@
+#include "concbench/gil.hpp"
+
+#include <algorithm>
+
+#include "concbench/exec_context.hpp"
+
+namespace concbench {
+namespace {
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// A forced-switch wait is untimed in CPython; here it wakes this often to notice cancellation.
+constexpr std::chrono::milliseconds kCancelPoll{50};
+
+}  // namespace
+
+Gil::Gil(std::atomic<uint32_t>& breaker, std::chrono::microseconds interval)
+    : breaker_(breaker), interval_(std::max(interval, std::chrono::microseconds(1))) {}
+
+void Gil::take(GilThread& t) {
+  const uint64_t t0 = now_ns();
+  std::unique_lock lock(mu_);
+  while (locked_) {
+    const uint64_t saved_switch = switch_number_;
+    // A fresh interval per wait. Only a real timeout counts: a spurious or signalled wake-up
+    // that finds the lock taken again waits another full interval, as in CPython.
+    const bool timed_out = cond_.wait_for(lock, interval_) == std::cv_status::timeout;
+    if (timed_out && locked_ && switch_number_ == saved_switch) {
+      // Relaxed: the holder only needs to see the bit eventually; the hand-over itself is
+      // ordered by mu_.
+      breaker_.fetch_or(kBreakDropRequest, std::memory_order_relaxed);
+      ++t.drop_requests;
+    }
+  }
+  locked_ = true;
+  {
+    std::lock_guard sw(switch_mu_);  // last_holder_ changes only with switch_mu_ held too
+    if (last_holder_.load(std::memory_order_relaxed) != &t) {
+      last_holder_.store(&t, std::memory_order_relaxed);
+      ++switch_number_;
+      ++t.switches;
+    }
+    switch_cond_.notify_all();
+  }
+  // The new holder clears a pending request: whoever wants the lock next must time out anew.
+  breaker_.fetch_and(~kBreakDropRequest, std::memory_order_relaxed);
+  lock.unlock();
+  const uint64_t t1 = now_ns();
+  ++t.acquisitions;
+  t.wait_ns.push_back(t1 - t0);
+  t.hold_start_ns = t1;
+}
+
+void Gil::drop(GilThread& t, bool force_switch) {
+  t.hold_ns += now_ns() - t.hold_start_ns;
+  {
+    std::lock_guard lock(mu_);
+    locked_ = false;
+    cond_.notify_one();
+  }
+  if (!force_switch) return;
+  if ((breaker_.load(std::memory_order_relaxed) & kBreakDropRequest) == 0) return;
+  std::unique_lock sw(switch_mu_);
+  if (last_holder_.load(std::memory_order_relaxed) != &t) return;  // already handed over
+  // FORCE_SWITCHING: whoever asked for the lock gets it before we can take it back.
+  breaker_.fetch_and(~kBreakDropRequest, std::memory_order_relaxed);
+  ++t.forced_switches;
+  while (last_holder_.load(std::memory_order_relaxed) == &t) {
+    if (breaker_.load(std::memory_order_relaxed) & kBreakCancel) break;
+    switch_cond_.wait_for(sw, kCancelPoll);
+  }
+}
+
+void Gil::yield_if_requested(GilThread& t) {
+  if ((breaker_.load(std::memory_order_relaxed) & kBreakDropRequest) == 0) return;
+  drop(t);
+  take(t);
+}
+
+uint64_t Gil::switch_number() const {
+  std::lock_guard lock(mu_);
+  return switch_number_;
+}
+
+bool Gil::held_by(const GilThread& t) const {
+  std::lock_guard lock(mu_);
+  return locked_ && last_holder_.load(std::memory_order_relaxed) == &t;
+}
+
+}  // namespace concbench

@@ -1,0 +1,99 @@
+// latency.echo_under_load: ccbench's latency test. Task 0 is an IO responder that serves
+// round_trips echoes for a client outside the model; tasks 1..cpu_workers spin until the
+// responder is done. The workload asks for cpu_workers + 1 workers, so they all run at once
+// (under `serial` they cannot: the responder then runs unloaded, and the spinners find it done).
+// What it shows: how long an IO-bound thread waits for a lock that CPU-bound threads hold (the
+// convoy effect): about one switch interval per round trip behind a GIL.
+#include <algorithm>
+
+#include "concbench/checksum.hpp"
+#include "concbench/kernels.hpp"
+#include "concbench/workload.hpp"
+
+namespace concbench {
+namespace {
+
+class EchoUnderLoad final : public Workload {
+ public:
+  std::string_view name() const override { return "latency.echo_under_load"; }
+  std::string_view description() const override {
+    return "one IO responder serves round trips while cpu_workers CPU-bound tasks run "
+           "(workers = cpu_workers + 1)";
+  }
+  std::vector<ParamSpec> params() const override {
+    // No `tasks`: the batch is always the responder plus cpu_workers spinners.
+    auto p = common_params(1, 0);
+    p.erase(p.begin());
+    p.push_back(
+        ParamSpec::integer("cpu_workers", "CPU-bound tasks beside the responder", 1, 0, 4095));
+    p.push_back(
+        ParamSpec::integer("round_trips", "round trips the client times", 200, 1, 100'000'000));
+    p.push_back(ParamSpec::integer("message_bytes", "bytes per message", 64, 1, 1 << 20));
+    p.push_back(ParamSpec::integer("max_cpu_units", "safety bound on a spinner's units",
+                                   120'000'000, 1, 1LL << 40));
+    return p;
+  }
+  int required_workers(const Params& p) const override {
+    return static_cast<int>(p.get_int("cpu_workers")) + 1;
+  }
+  bool calibrate() const override { return false; }
+
+  nlohmann::json metrics(const Params&, uint64_t, uint64_t wall_ns,
+                         const Observations& obs) const override {
+    std::vector<uint64_t> rtt = obs.rtt_ns;
+    if (rtt.empty()) return {{"round_trips", 0}, {"cpu_workers_running", obs.companions_started}};
+    std::sort(rtt.begin(), rtt.end());
+    uint64_t total = 0;
+    for (uint64_t r : rtt) total += r;
+    // Nearest rank, as everywhere in the report.
+    auto pct = [&](double q) {
+      size_t rank = static_cast<size_t>(q / 100.0 * static_cast<double>(rtt.size()) + 0.999999);
+      return rtt[std::clamp<size_t>(rank, 1, rtt.size()) - 1];
+    };
+    // Round trips per second of the client's own time: back-to-back round trips, so this is
+    // 1 / mean round-trip time, comparable with ccbench's figure.
+    return {
+        {"round_trips", rtt.size()},
+        {"round_trips_per_s", static_cast<double>(rtt.size()) * 1e9 / static_cast<double>(total)},
+        {"rtt_p50_ns", pct(50)},
+        {"rtt_p99_ns", pct(99)},
+        {"rtt_max_ns", rtt.back()},
+        {"batch_wall_ns", wall_ns},
+        {"cpu_workers_running", obs.companions_started}};
+  }
+
+ protected:
+  TaskSet generate(const Params& p, uint64_t seed) const override {
+    TaskSet ts;
+    const int64_t spinners = p.get_int("cpu_workers");
+    for (int64_t i = 0; i <= spinners; ++i) {
+      Task t = make_task(static_cast<uint64_t>(i), seed, p.get_int("payload_bytes"));
+      Step s;
+      if (i == 0) {
+        s.kind = StepKind::echo_respond;
+        s.units = static_cast<uint64_t>(p.get_int("round_trips"));
+        s.bytes = static_cast<uint32_t>(p.get_int("message_bytes"));
+        s.arg = static_cast<uint64_t>(spinners);  // companions to wait for
+        t.steps.push_back(s);
+        ts.expected.push_back(fold(task_checksum_start(t), predict_io_step(s, t.seed, 0)));
+      } else {
+        s.kind = StepKind::cpu;
+        s.kernel = kernel_id("spin_until_stop");
+        s.units = static_cast<uint64_t>(p.get_int("max_cpu_units"));
+        t.steps.push_back(s);
+        ts.expected.push_back(fold(task_checksum_start(t), kSpinOkToken));
+      }
+      ts.tasks.push_back(std::move(t));
+    }
+    return ts;
+  }
+};
+
+}  // namespace
+
+const Workload& latency_echo_under_load_workload() {
+  static const EchoUnderLoad w;
+  return w;
+}
+
+}  // namespace concbench
