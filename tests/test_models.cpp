@@ -16,11 +16,12 @@ TaskSet tasks_of(const char* workload, std::map<std::string, std::string> given)
   return w.make_tasks(Params::resolve(w.params(), given, workload), 3);
 }
 
-std::unique_ptr<Model> start(const char* name, int workers) {
+std::unique_ptr<Model> start(const char* name, int workers,
+                             std::map<std::string, std::string> params = {}) {
   auto m = find_model(name)->create();
   ModelConfig cfg;
   cfg.workers = workers;
-  cfg.params = Params::resolve(find_model(name)->params, {}, name);
+  cfg.params = Params::resolve(find_model(name)->params, params, name);
   m->setup(cfg);
   return m;
 }
@@ -80,10 +81,12 @@ TEST_P(EveryModel, CancelStopsALongBatchPromptly) {
   m->teardown();
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, EveryModel,
-                         ::testing::Values(std::make_tuple("serial", 1),
-                                           std::make_tuple("free_threads", 1),
-                                           std::make_tuple("free_threads", 3)));
+INSTANTIATE_TEST_SUITE_P(
+    Models, EveryModel,
+    ::testing::Values(std::make_tuple("serial", 1), std::make_tuple("free_threads", 1),
+                      std::make_tuple("free_threads", 3), std::make_tuple("gil_threads", 2),
+                      std::make_tuple("thread_pool", 1), std::make_tuple("thread_pool", 3),
+                      std::make_tuple("pinned_pool", 2)));
 
 TEST(FreeThreads, RunsInParallelOnTwoCores) {
   if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs two CPUs";
@@ -101,6 +104,61 @@ TEST(FreeThreads, RunsInParallelOnTwoCores) {
   };
   const double t1 = time_of(*one), t2 = time_of(*two);
   EXPECT_GT(t1 / t2, 1.25) << "1 worker " << t1 << " s, 2 workers " << t2 << " s";
+}
+
+TEST(FreeThreads, SpawnPerTaskRunsEveryTaskOnAThreadOfItsOwn) {
+  auto m = start("free_threads", 2, {{"spawn", "per_task"}});
+  const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "9"}, {"units", "5"}});
+  BatchResult r = m->run(Batch{&ts.tasks, 2});
+  for (size_t k = 0; k < r.done.size(); ++k) EXPECT_EQ(r.checksums[k], ts.expected[k % 9]) << k;
+  EXPECT_EQ(r.model_metrics["threads_started"], 2 + 18);
+  EXPECT_EQ(r.model_metrics["spawn"], "per_task");
+  // A failing task on its own thread is still a recorded failure, not a crash.
+  TaskSet bad = ts;
+  bad.tasks[0].steps[0].kernel = 999;
+  r = m->run(Batch{&bad.tasks, 1});
+  EXPECT_EQ(r.failures.size(), 1u);
+  m->teardown();
+}
+
+TEST(Pools, WorkersReportWhereTheyRanAndPinnedOnesWhereTheyWereBound) {
+  const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "8"}, {"units", "5"}});
+  for (const char* name : {"thread_pool", "pinned_pool"}) {
+    SCOPED_TRACE(name);
+    auto m = start(name, 2,
+                   std::string(name) == "pinned_pool"
+                       ? std::map<std::string, std::string>{{"pin", "compact"}}
+                       : std::map<std::string, std::string>{});
+    BatchResult r = m->run(Batch{&ts.tasks, 1});
+    const auto& workers = r.model_metrics["workers"];
+    ASSERT_EQ(workers.size(), 2u);
+    for (const auto& w : workers) {
+      EXPECT_FALSE(w["cpus_seen"].empty());
+      if (std::string(name) == "pinned_pool") {
+        ASSERT_TRUE(w["bound_pu"].is_number());
+        if (w["bound"].get<bool>()) {
+          // A bound worker is only ever seen on its PU.
+          ASSERT_EQ(w["cpus_seen"].size(), 1u) << w.dump();
+          EXPECT_EQ(w["cpus_seen"][0], w["bound_pu"]);
+        } else {
+          EXPECT_FALSE(w["bind_error"].get<std::string>().empty());
+        }
+      } else {
+        EXPECT_TRUE(w["bound_pu"].is_null());
+      }
+    }
+    m->teardown();
+  }
+}
+
+TEST(Pools, APlacementThisMachineCannotHonourIsRefusedUpFront) {
+  const ModelInfo& info = *find_model("pinned_pool");
+  ASSERT_TRUE(info.validate);
+  EXPECT_THROW(info.validate(Params::resolve(info.params, {{"pin", "list:99999"}}, "pinned_pool")),
+               UsageError);
+  EXPECT_THROW(info.validate(Params::resolve(info.params, {{"pin", "sideways"}}, "pinned_pool")),
+               UsageError);
+  EXPECT_NO_THROW(info.validate(Params::resolve(info.params, {{"pin", "list:0"}}, "pinned_pool")));
 }
 
 TEST(Registry, SerialIsSingleWorker) {

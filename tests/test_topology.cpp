@@ -3,8 +3,11 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
+#include <thread>
 
+#include "concbench/params.hpp"
 #include "concbench/topology.hpp"
 
 namespace concbench {
@@ -136,6 +139,97 @@ TEST(Topology, JsonHasAllFields) {
   EXPECT_EQ(c["pus_per_cache"], 8);
   EXPECT_TRUE(c["size_bytes"].is_number_unsigned());
   EXPECT_EQ(c["size_bytes"].get<uint64_t>(), s.caches[0].size_bytes);
+}
+
+// ---- placement, computed on synthetic topologies (nothing is bound) ----
+// In a synthetic topology PU OS indexes follow the logical order, so for
+// "pack:2 numa:2 l3:2 core:4 pu:2" PU = pkg*32 + numa*16 + l3*8 + core*2 + smt.
+
+TEST(Placement, ParsesPoliciesAndRefusesGarbage) {
+  EXPECT_EQ(Placement::parse("compact").policy, Placement::Policy::compact);
+  EXPECT_EQ(Placement::parse("scatter").policy, Placement::Policy::scatter);
+  const Placement l = Placement::parse("list:0,2,4");
+  EXPECT_EQ(l.policy, Placement::Policy::list);
+  EXPECT_EQ(l.list, (std::vector<unsigned>{0, 2, 4}));
+  EXPECT_EQ(l.to_string(), "list:0,2,4");
+  for (const char* bad : {"", "spread", "list:", "list:1,,2", "list:-1", "list:a", "list:1.5"})
+    EXPECT_THROW(Placement::parse(bad), UsageError) << bad;
+}
+
+TEST(Placement, CompactFillsPusInTopologyOrder) {
+  const Topology t = Topology::synthetic("pack:2 numa:2 l3:2 core:4 pu:2");
+  const auto p = t.place(Placement::parse("compact"), 5);
+  EXPECT_EQ(p, (std::vector<unsigned>{0, 1, 2, 3, 4}));  // SMT siblings, then the next core
+}
+
+TEST(Placement, ScatterSpreadsPackagesThenNumaThenL3ThenCoresThenSmt) {
+  const Topology t = Topology::synthetic("pack:2 numa:2 l3:2 core:4 pu:2");
+  const auto p = t.place(Placement::parse("scatter"), 64);
+  const std::vector<unsigned> first = {0, 32, 16, 48, 8, 40, 24, 56, 2, 34};
+  EXPECT_EQ(std::vector<unsigned>(p.begin(), p.begin() + 10), first);
+  // No SMT sibling (odd PU) before every core has one worker.
+  for (int w = 0; w < 32; ++w) EXPECT_EQ(p[static_cast<size_t>(w)] % 2, 0u) << w;
+  for (int w = 32; w < 64; ++w) EXPECT_EQ(p[static_cast<size_t>(w)] % 2, 1u) << w;
+  std::set<unsigned> distinct(p.begin(), p.end());
+  EXPECT_EQ(distinct.size(), 64u);
+  // More workers than PUs wrap around.
+  EXPECT_EQ(t.place(Placement::parse("scatter"), 65)[64], 0u);
+}
+
+TEST(Placement, TwoCoreMachine) {
+  const Topology t = Topology::synthetic("pack:1 core:2 pu:1");
+  EXPECT_EQ(t.place(Placement::parse("compact"), 2), (std::vector<unsigned>{0, 1}));
+  EXPECT_EQ(t.place(Placement::parse("scatter"), 3), (std::vector<unsigned>{0, 1, 0}));
+}
+
+TEST(Placement, ScatterOn256Pus) {
+  const Topology t = Topology::synthetic("pack:2 numa:2 l3:4 core:4 pu:4");
+  ASSERT_EQ(t.summary().pus, 256);
+  const auto p = t.place(Placement::parse("scatter"), 256);
+  // PU = pkg*128 + numa*64 + l3*16 + core*4 + smt.
+  auto pkg = [](unsigned pu) { return pu / 128; };
+  auto numa = [](unsigned pu) { return pu / 64; };
+  auto l3 = [](unsigned pu) { return pu / 16; };
+  auto core = [](unsigned pu) { return pu / 4; };
+  auto distinct = [&](int n, auto key) {
+    std::set<unsigned> s;
+    for (int w = 0; w < n; ++w) s.insert(key(p[static_cast<size_t>(w)]));
+    return s.size();
+  };
+  EXPECT_EQ(distinct(2, pkg), 2u);
+  EXPECT_EQ(distinct(4, numa), 4u);
+  EXPECT_EQ(distinct(16, l3), 16u);
+  EXPECT_EQ(distinct(64, core), 64u);  // every core before any SMT sibling
+  EXPECT_EQ(std::set<unsigned>(p.begin(), p.end()).size(), 256u);
+  // NUMA node of each worker's PU, as used for first-touch memory.
+  EXPECT_EQ(t.numa_nodes(), 4);
+  EXPECT_EQ(t.numa_node_of(p[1]), static_cast<int>(numa(p[1])));
+}
+
+TEST(Placement, ListNamesPusAndRefusesMissingOnes) {
+  const Topology t = Topology::synthetic("pack:1 core:4 pu:1");
+  EXPECT_EQ(t.place(Placement::parse("list:3,1"), 3), (std::vector<unsigned>{3, 1, 3}));
+  EXPECT_THROW(t.place(Placement::parse("list:0,9"), 2), UsageError);
+}
+
+TEST(Placement, SyntheticTopologiesNeverBind) {
+  const Topology t = Topology::synthetic("pack:1 core:2 pu:1");
+  EXPECT_FALSE(t.bind_thread(0).empty());
+  EXPECT_FALSE(t.bind_memory_near(0).empty());
+}
+
+TEST(Placement, HostBindingPinsTheCallingThread) {
+  const Topology t = Topology::host();
+  const unsigned last = t.pus().back();
+  std::string err;
+  int cpu = -1;
+  std::thread th([&] {
+    err = t.bind_thread(last);
+    cpu = sched_getcpu();
+  });
+  th.join();
+  if (!err.empty()) GTEST_SKIP() << "binding refused here: " << err;
+  EXPECT_EQ(cpu, static_cast<int>(last));
 }
 
 }  // namespace

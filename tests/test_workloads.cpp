@@ -24,13 +24,15 @@ Params small_params(const Workload& w) {
     if (s.name == "sleep_us") given["sleep_us"] = "100";
     if (s.name == "round_trips") given["round_trips"] = "3";
     if (s.name == "payload_bytes") given["payload_bytes"] = "100";
+    if (s.name == "buffer_bytes") given["buffer_bytes"] = "4096";
   }
   return Params::resolve(w.params(), given, std::string(w.name()));
 }
 
 TEST(Workloads, RegistryHasTheRequiredWorkloads) {
-  for (const char* name : {"cpu.spin", "cpu.pidigits", "io.sleep", "io.pipe_echo", "overhead.noop",
-                           "cpu.counter_race", "cpu.sha256", "latency.echo_under_load"})
+  for (const char* name :
+       {"cpu.spin", "cpu.pidigits", "io.sleep", "io.pipe_echo", "overhead.noop", "cpu.counter_race",
+        "cpu.sha256", "latency.echo_under_load", "cpu.stream", "cpu.false_sharing"})
     EXPECT_NE(find_workload(name), nullptr) << name;
   EXPECT_EQ(find_workload("no.such"), nullptr);
 }

@@ -52,6 +52,8 @@ void print_list() {
       std::cout << "      " << p.name << " = " << p.default_value;
       if (p.kind == ParamSpec::Kind::integer) {
         std::cout << "  [" << p.min << ", " << p.max << "]";
+      } else if (p.kind == ParamSpec::Kind::text) {
+        std::cout << "  (text)";
       } else {
         std::cout << "  {";
         for (size_t i = 0; i < p.choices.size(); ++i) std::cout << (i ? "|" : "") << p.choices[i];
@@ -109,7 +111,7 @@ int run_micro(int argc, char** argv) {
 }
 
 struct RunFlags {
-  std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, workloads,
+  std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, pin, workloads,
               models, workers, repetitions, min_time, timeout, seed, out;
   std::vector<std::string> params;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
@@ -150,6 +152,7 @@ RunConfig build_config(const RunFlags& f) {
   // Shorthands for the GIL model's parameters.
   if (f.has("--checkpoint")) cfg.params["checkpoint"] = f.checkpoint;
   if (f.has("--switch-interval-us")) cfg.params["switch_interval_us"] = f.switch_interval_us;
+  if (f.has("--pin")) cfg.params["pin"] = f.pin;
   for (const auto& p : f.params) {
     size_t eq = p.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -242,6 +245,7 @@ int main(int argc, char** argv) {
                   "gil_threads: backedge (CPython 3.10+) or per_instruction (3.9 and earlier)");
   run->add_option("--switch-interval-us", f.switch_interval_us,
                   "gil_threads: the GIL switch interval in microseconds (default 5000)");
+  run->add_option("--pin", f.pin, "pinned_pool: compact | scatter | list:0,2,4 (OS PU indexes)");
   run->add_option("--seed", f.seed, "seed of the task generator");
   run->add_option("--out", f.out, "report path (default results/bench-<time>.json)");
 

@@ -93,8 +93,9 @@ class GilThreads final : public Model {
         },
         [this] { cancel(); });
     result.observations = io_->end_batch();
+    result.model_metrics["workers"] = detail::workers_json(logs);
     detail::merge_logs(result, logs);
-    result.model_metrics = gil_metrics(threads);
+    result.model_metrics.update(gil_metrics(threads));
     result.model_metrics["threads_started"] = cfg_.workers;
     result.model_metrics["switch_interval_us"] = gil_->interval().count();
     result.model_metrics["checkpoint"] = per_instruction_ ? "per_instruction" : "backedge";
@@ -124,7 +125,8 @@ ModelInfo gil_threads_model_info() {
                              "eval-breaker checks: backedge (3.10+) or per_instruction (<= 3.9)",
                              "backedge", {"backedge", "per_instruction"})},
           false,
-          [] { return std::make_unique<GilThreads>(); }};
+          [] { return std::make_unique<GilThreads>(); },
+          {}};
 }
 
 }  // namespace concbench

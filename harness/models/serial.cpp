@@ -25,6 +25,7 @@ class Serial final : public Model {
     queue.drain(ctx, logs[0]);
     logs[0].counters = counters.stop();
     result.observations = io_->end_batch();
+    result.model_metrics["workers"] = detail::workers_json(logs);
     detail::merge_logs(result, logs);
     return result;
   }
@@ -39,9 +40,12 @@ class Serial final : public Model {
 }  // namespace
 
 ModelInfo serial_model_info() {
-  return {"serial", "every task inline on the calling thread (the baseline)", {}, true, [] {
-            return std::make_unique<Serial>();
-          }};
+  return {"serial",
+          "every task inline on the calling thread (the baseline)",
+          {},
+          true,
+          [] { return std::make_unique<Serial>(); },
+          {}};
 }
 
 }  // namespace concbench

@@ -1,5 +1,8 @@
 #include "worker_loop.hpp"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <string>
@@ -15,9 +18,21 @@ uint64_t monotonic_ns() {
                                    .count());
 }
 
+namespace {
+
+void note_cpu(std::vector<int>& seen) {
+  const int cpu = sched_getcpu();  // vDSO: a few nanoseconds
+  if (cpu < 0) return;
+  if (!seen.empty() && seen.back() == cpu) return;  // the common case: still where it was
+  if (std::find(seen.begin(), seen.end(), cpu) == seen.end()) seen.push_back(cpu);
+}
+
+}  // namespace
+
 void BatchQueue::drain(ExecContext& ctx, WorkerLog& log) {
   const std::vector<Task>& tasks = *batch_.tasks;
   const uint64_t items = batch_.items();
+  note_cpu(log.cpus_seen);  // where the worker was, even if it gets no item
   for (;;) {
     if (ctx.cancel_requested()) return;
     // Relaxed: the counter only hands out distinct indices; results are published to the
@@ -25,9 +40,10 @@ void BatchQueue::drain(ExecContext& ctx, WorkerLog& log) {
     const uint64_t k = next_.fetch_add(1, std::memory_order_relaxed);
     if (k >= items) return;
     const Task& task = tasks[k % tasks.size()];
+    note_cpu(log.cpus_seen);
     const uint64_t t0 = monotonic_ns();
     try {
-      result_.checksums[k] = execute_task(task, ctx).checksum;
+      result_.checksums[k] = runner_ ? runner_(task, ctx) : execute_task(task, ctx).checksum;
       result_.done[k] = 1;
       log.latency_ns.push_back(monotonic_ns() - t0);
     } catch (const TaskCancelled&) {
@@ -51,6 +67,28 @@ void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs) {
     sum.accumulate(l.counters);
   }
   result.counters = sum;
+}
+
+nlohmann::json workers_json(const std::vector<WorkerLog>& logs, const std::vector<int>& bound,
+                            const std::vector<std::string>& bind_errors,
+                            const std::vector<std::string>& memory_notes) {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t w = 0; w < logs.size(); ++w) {
+    std::vector<int> seen = logs[w].cpus_seen;
+    std::sort(seen.begin(), seen.end());
+    nlohmann::json j = {{"worker", w}, {"cpus_seen", seen}};
+    if (w < bound.size()) {
+      const bool ok = w >= bind_errors.size() || bind_errors[w].empty();
+      j["bound_pu"] = bound[w];
+      j["bound"] = ok;
+      if (!ok) j["bind_error"] = bind_errors[w];
+    } else {
+      j["bound_pu"] = nullptr;
+    }
+    if (w < memory_notes.size() && !memory_notes[w].empty()) j["memory"] = memory_notes[w];
+    out.push_back(std::move(j));
+  }
+  return out;
 }
 
 void run_on_threads(int n, const std::function<void(int)>& body,

@@ -20,11 +20,23 @@ struct WorkerLog {
   std::vector<uint64_t> latency_ns;
   std::vector<TaskFailure> failures;
   CounterValues counters;
+  std::vector<int> cpus_seen;  // distinct CPUs the worker was seen on, sampled once per item
 };
+
+// Per worker: the PU it was bound to (or null) with the binding's outcome, and the CPUs it was
+// seen on. `bound` and `bind_errors` may be empty (unpinned models).
+nlohmann::json workers_json(const std::vector<WorkerLog>& logs, const std::vector<int>& bound = {},
+                            const std::vector<std::string>& bind_errors = {},
+                            const std::vector<std::string>& memory_notes = {});
+
+// How an item is executed: inline by default; a model may interpose (free_threads'
+// spawn=per_task runs each task on a thread of its own).
+using TaskRunner = std::function<uint64_t(const Task&, ExecContext&)>;
 
 class BatchQueue {
  public:
-  BatchQueue(const Batch& batch, BatchResult& result) : batch_(batch), result_(result) {}
+  BatchQueue(const Batch& batch, BatchResult& result, TaskRunner runner = {})
+      : batch_(batch), result_(result), runner_(std::move(runner)) {}
 
   // Runs items until none is left or the model is cancelled. Safe to call from many threads.
   void drain(ExecContext& ctx, WorkerLog& log);
@@ -32,6 +44,7 @@ class BatchQueue {
  private:
   const Batch& batch_;
   BatchResult& result_;
+  TaskRunner runner_;
   // Alone on its cache line: every worker hits it once per item.
   alignas(64) std::atomic<uint64_t> next_{0};
   char pad_[64 - sizeof(std::atomic<uint64_t>)];

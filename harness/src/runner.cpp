@@ -75,6 +75,8 @@ RunConfig suite_config(const std::string& name) {
         {"cpu.counter_race", {{"units", "20000"}}},
         {"cpu.sha256", {{"tasks", "4"}, {"units", "16"}}},
         {"latency.echo_under_load", {{"round_trips", "20"}}},
+        {"cpu.stream", {{"tasks", "4"}, {"units", "2"}, {"buffer_bytes", "1048576"}}},
+        {"cpu.false_sharing", {{"tasks", "4"}, {"units", "20000"}}},
     };
   } else if (name == "quick") {
     c.workers = {1, 2, 4};
@@ -117,7 +119,8 @@ void validate(const RunConfig& cfg) {
     const ModelInfo* m = find_model(name);
     if (!m) throw UsageError("unknown model '" + name + "' (see bench_runner list)");
     for (const auto& s : m->params) declared.insert(s.name);
-    Params::resolve(m->params, cfg.params, name);
+    const Params mp = Params::resolve(m->params, cfg.params, name);
+    if (m->validate) m->validate(mp);
   }
   for (const auto& [k, v] : cfg.params)
     if (!declared.count(k))

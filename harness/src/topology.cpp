@@ -11,7 +11,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <utility>
+
+#include "concbench/params.hpp"
 
 namespace concbench {
 
@@ -182,6 +185,174 @@ TopologySummary Topology::summary() const {
     s.caches.push_back(std::move(c));
   }
   return s;
+}
+
+Placement Placement::parse(const std::string& text) {
+  Placement p;
+  if (text == "compact") return p;
+  if (text == "scatter") {
+    p.policy = Policy::scatter;
+    return p;
+  }
+  if (text.rfind("list:", 0) == 0) {
+    p.policy = Policy::list;
+    std::string rest = text.substr(5);
+    size_t start = 0;
+    while (true) {
+      const size_t comma = rest.find(',', start);
+      const std::string item =
+          rest.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      const int64_t v = parse_int(item, "--pin list");
+      if (v < 0 || v > 1'000'000) throw UsageError("--pin list: " + item + " is not a PU index");
+      p.list.push_back(static_cast<unsigned>(v));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    return p;
+  }
+  throw UsageError("--pin: '" + text + "' is not compact, scatter or list:N,M,...");
+}
+
+std::string Placement::to_string() const {
+  switch (policy) {
+    case Policy::compact:
+      return "compact";
+    case Policy::scatter:
+      return "scatter";
+    case Policy::list: {
+      std::string s = "list:";
+      for (size_t i = 0; i < list.size(); ++i) {
+        if (i) s += ',';
+        s += std::to_string(list[i]);
+      }
+      return s;
+    }
+  }
+  return "?";
+}
+
+namespace {
+
+// Rank of `obj` among the objects of `type` that lie inside `container` (by cpuset), in logical
+// order: "the second L3 of this NUMA node".
+int rank_within(hwloc_topology_t topo, hwloc_const_cpuset_t container, hwloc_obj_t obj,
+                hwloc_obj_type_t type) {
+  if (obj == nullptr) return 0;
+  int rank = 0;
+  for (hwloc_obj_t o = hwloc_get_next_obj_by_type(topo, type, nullptr); o != nullptr;
+       o = hwloc_get_next_obj_by_type(topo, type, o)) {
+    if (o->logical_index >= obj->logical_index) break;
+    if (container == nullptr || hwloc_bitmap_isincluded(o->cpuset, container)) ++rank;
+  }
+  return rank;
+}
+
+hwloc_obj_t numa_of(hwloc_topology_t topo, unsigned pu) {
+  for (hwloc_obj_t n = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_NUMANODE, nullptr); n != nullptr;
+       n = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_NUMANODE, n))
+    if (n->cpuset != nullptr && hwloc_bitmap_isset(n->cpuset, pu)) return n;
+  return nullptr;
+}
+
+hwloc_obj_t pu_obj(hwloc_topology_t topo, unsigned os_index) {
+  hwloc_obj_t pu = hwloc_get_pu_obj_by_os_index(topo, os_index);
+  if (pu == nullptr)
+    throw UsageError("PU " + std::to_string(os_index) + " does not exist on this topology");
+  return pu;
+}
+
+struct Bitmap {
+  hwloc_bitmap_t b = hwloc_bitmap_alloc();
+  Bitmap() {
+    if (b == nullptr) fail("hwloc_bitmap_alloc", "out of memory");
+  }
+  ~Bitmap() { hwloc_bitmap_free(b); }
+  Bitmap(const Bitmap&) = delete;
+  Bitmap& operator=(const Bitmap&) = delete;
+};
+
+}  // namespace
+
+std::vector<unsigned> Topology::pus() const {
+  std::vector<unsigned> out;
+  for (hwloc_obj_t o = hwloc_get_next_obj_by_type(impl_->topo, HWLOC_OBJ_PU, nullptr); o != nullptr;
+       o = hwloc_get_next_obj_by_type(impl_->topo, HWLOC_OBJ_PU, o))
+    out.push_back(o->os_index);
+  if (out.empty()) fail("hwloc_get_next_obj_by_type", "topology has no PUs");
+  return out;
+}
+
+int Topology::numa_nodes() const {
+  return impl_->count(HWLOC_OBJ_NUMANODE, "NUMA nodes");
+}
+
+int Topology::numa_node_of(unsigned pu) const {
+  hwloc_obj_t n = numa_of(impl_->topo, pu);
+  return n == nullptr ? -1 : static_cast<int>(n->os_index);
+}
+
+std::vector<unsigned> Topology::place(const Placement& p, int workers) const {
+  hwloc_topology_t topo = impl_->topo;
+  std::vector<unsigned> order;
+  if (p.policy == Placement::Policy::list) {
+    if (p.list.empty()) throw UsageError("--pin list: no PUs given");
+    for (unsigned pu : p.list) pu_obj(topo, pu);  // throws for a PU that does not exist
+    order = p.list;
+  } else if (p.policy == Placement::Policy::compact) {
+    order = pus();  // logical order: siblings, then cores of one cache, then the next cache...
+  } else {
+    // Scatter: sort PUs by their rank at each level, the outermost level varying fastest, so
+    // consecutive workers land in different packages, then NUMA nodes, then L3 domains, then
+    // cores; SMT siblings come last (rank 1 of every core after rank 0 of all of them).
+    using Key = std::tuple<int, int, int, int, int, unsigned>;
+    std::vector<std::pair<Key, unsigned>> keyed;
+    for (unsigned os : pus()) {
+      hwloc_obj_t pu = pu_obj(topo, os);
+      hwloc_obj_t pkg = hwloc_get_ancestor_obj_by_type(topo, HWLOC_OBJ_PACKAGE, pu);
+      hwloc_obj_t numa = numa_of(topo, os);
+      hwloc_obj_t l3 = hwloc_get_ancestor_obj_by_type(topo, HWLOC_OBJ_L3CACHE, pu);
+      hwloc_obj_t core = hwloc_get_ancestor_obj_by_type(topo, HWLOC_OBJ_CORE, pu);
+      hwloc_const_cpuset_t pkg_set = pkg ? pkg->cpuset : nullptr;
+      hwloc_const_cpuset_t numa_set = numa ? numa->cpuset : pkg_set;
+      hwloc_const_cpuset_t l3_set = l3 ? l3->cpuset : numa_set;
+      const int pkg_rank = pkg ? static_cast<int>(pkg->logical_index) : 0;
+      const int numa_rank = rank_within(topo, pkg_set, numa, HWLOC_OBJ_NUMANODE);
+      const int l3_rank = rank_within(topo, numa_set, l3, HWLOC_OBJ_L3CACHE);
+      const int core_rank = rank_within(topo, l3_set, core, HWLOC_OBJ_CORE);
+      const int smt_rank = rank_within(topo, core ? core->cpuset : nullptr, pu, HWLOC_OBJ_PU);
+      keyed.push_back(
+          {Key{smt_rank, core_rank, l3_rank, numa_rank, pkg_rank, pu->logical_index}, os});
+    }
+    std::sort(keyed.begin(), keyed.end());
+    for (const auto& [k, os] : keyed) order.push_back(os);
+  }
+  std::vector<unsigned> out;
+  for (int w = 0; w < workers; ++w) out.push_back(order[static_cast<size_t>(w) % order.size()]);
+  return out;
+}
+
+std::string Topology::bind_thread(unsigned pu) const {
+  if (!impl_->is_this_system) return "not this machine's topology (synthetic)";
+  if (hwloc_get_pu_obj_by_os_index(impl_->topo, pu) == nullptr)
+    return "PU " + std::to_string(pu) + " does not exist";
+  Bitmap set;
+  if (hwloc_bitmap_only(set.b, pu) < 0) return "hwloc_bitmap_only failed";
+  errno = 0;
+  if (hwloc_set_cpubind(impl_->topo, set.b, HWLOC_CPUBIND_THREAD | HWLOC_CPUBIND_STRICT) < 0)
+    return std::string("hwloc_set_cpubind refused: ") + std::strerror(errno);
+  return "";
+}
+
+std::string Topology::bind_memory_near(unsigned pu) const {
+  if (!impl_->is_this_system) return "not this machine's topology (synthetic)";
+  hwloc_obj_t node = numa_of(impl_->topo, pu);
+  if (node == nullptr || node->nodeset == nullptr)
+    return "PU " + std::to_string(pu) + " has no NUMA node";
+  errno = 0;
+  if (hwloc_set_membind(impl_->topo, node->nodeset, HWLOC_MEMBIND_BIND,
+                        HWLOC_MEMBIND_THREAD | HWLOC_MEMBIND_BYNODESET) < 0)
+    return std::string("hwloc_set_membind refused: ") + std::strerror(errno);
+  return "";
 }
 
 void to_json(nlohmann::json& j, const TopologySummary& s) {

@@ -13,6 +13,8 @@ uint64_t pidigits_kernel(ExecContext& ctx, const KernelArgs& a);
 uint64_t spin_until_stop_kernel(ExecContext& ctx, const KernelArgs& a);
 uint64_t counter_race_kernel(ExecContext& ctx, const KernelArgs& a);
 uint64_t sha256_kernel(ExecContext& ctx, const KernelArgs& a);
+uint64_t stream_kernel(ExecContext& ctx, const KernelArgs& a);
+uint64_t false_sharing_kernel(ExecContext& ctx, const KernelArgs& a);
 
 namespace {
 
@@ -29,6 +31,8 @@ constexpr KernelInfo kKernels[] = {
     {"spin_until_stop", &spin_until_stop_kernel},
     {"counter_race", &counter_race_kernel},
     {"sha256", &sha256_kernel},
+    {"stream", &stream_kernel},
+    {"false_sharing", &false_sharing_kernel},
 };
 }  // namespace
 

@@ -310,6 +310,14 @@ void IoEnv::record_rtts(const std::vector<uint64_t>& samples) {
   rtt_.insert(rtt_.end(), samples.begin(), samples.end());
 }
 
+std::vector<uint64_t>& IoEnv::worker_buffer(int worker) {
+  std::lock_guard lock(obs_mu_);
+  const auto w = static_cast<size_t>(worker);
+  if (buffers_.size() <= w) buffers_.resize(w + 1);
+  if (!buffers_[w]) buffers_[w] = std::make_unique<std::vector<uint64_t>>();
+  return *buffers_[w];
+}
+
 uint64_t IoEnv::bytes_echoed() const {
   return impl_->echoed.load(std::memory_order_relaxed);
 }

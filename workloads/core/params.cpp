@@ -29,6 +29,15 @@ ParamSpec ParamSpec::choice(std::string name, std::string help, std::string def,
   return s;
 }
 
+ParamSpec ParamSpec::text(std::string name, std::string help, std::string def) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.help = std::move(help);
+  s.kind = Kind::text;
+  s.default_value = std::move(def);
+  return s;
+}
+
 int64_t parse_int(const std::string& text, const std::string& what) {
   int64_t v = 0;
   const char* end = text.data() + text.size();
@@ -64,6 +73,8 @@ Params Params::resolve(const std::vector<ParamSpec>& specs,
       if (v < s.min || v > s.max)
         throw UsageError(what + ": " + value + " is outside [" + std::to_string(s.min) + ", " +
                          std::to_string(s.max) + "]");
+    } else if (s.kind == ParamSpec::Kind::text) {
+      if (value.empty()) throw UsageError(what + ": empty value");
     } else {
       bool ok = false;
       for (const auto& c : s.choices) ok = ok || c == value;

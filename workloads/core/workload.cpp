@@ -14,6 +14,8 @@ const Workload& overhead_noop_workload();
 const Workload& cpu_counter_race_workload();
 const Workload& cpu_sha256_workload();
 const Workload& latency_echo_under_load_workload();
+const Workload& cpu_stream_workload();
+const Workload& cpu_false_sharing_workload();
 
 nlohmann::json Workload::metrics(const Params&, uint64_t, uint64_t, const Observations&) const {
   return nlohmann::json::object();
@@ -58,6 +60,7 @@ const std::vector<const Workload*>& all_workloads() {
       &io_sleep_workload(),      &io_pipe_echo_workload(),
       &overhead_noop_workload(), &cpu_counter_race_workload(),
       &cpu_sha256_workload(),    &latency_echo_under_load_workload(),
+      &cpu_stream_workload(),    &cpu_false_sharing_workload(),
   };
   return all;
 }

@@ -76,6 +76,9 @@ struct ModelInfo {
   std::vector<ParamSpec> params;
   bool single_worker = false;  // runs on the calling thread only: one cell, workers = 1
   std::function<std::unique_ptr<Model>()> create;
+  // Checks parameters beyond their declared type (a placement against this machine); throws
+  // UsageError. Optional.
+  std::function<void(const Params&)> validate;
 };
 
 const std::vector<ModelInfo>& all_models();

@@ -27,6 +27,20 @@ struct CacheInfo {
   int pus_per_cache = 0;  // PUs that share one of them
 };
 
+// Where pinned workers go. compact fills PUs in topology order, so neighbours share caches.
+// scatter spreads workers across packages, then NUMA nodes, then L3 domains, then cores, and only
+// then uses SMT siblings. list names OS PU indexes. With more workers than PUs, placement wraps
+// around.
+struct Placement {
+  enum class Policy { compact, scatter, list };
+  Policy policy = Policy::compact;
+  std::vector<unsigned> list;  // OS indexes, for Policy::list
+
+  // "compact", "scatter" or "list:0,2,4"; throws UsageError (params.hpp) otherwise.
+  static Placement parse(const std::string& text);
+  std::string to_string() const;
+};
+
 struct TopologySummary {
   int packages = 0;
   int numa_nodes = 0;
@@ -48,6 +62,22 @@ class Topology {
   ~Topology();
 
   TopologySummary summary() const;
+
+  // OS indexes of the PUs, in topology (logical) order.
+  std::vector<unsigned> pus() const;
+  // The PU (OS index) of each of `workers` workers. Pure: computed from the topology object, so
+  // it works on synthetic topologies. Throws UsageError when a listed PU does not exist.
+  std::vector<unsigned> place(const Placement& p, int workers) const;
+  // The NUMA node (OS index) whose cpuset holds PU `pu`, or -1 if none does.
+  int numa_node_of(unsigned pu) const;
+  int numa_nodes() const;
+
+  // Binds the calling thread to PU `pu`. Returns "" on success, else why binding was refused
+  // (a synthetic topology always refuses: it is not this machine).
+  std::string bind_thread(unsigned pu) const;
+  // Makes the calling thread's future allocations come from PU `pu`'s NUMA node, so the memory
+  // a worker touches first is local to it. "" on success, else the reason.
+  std::string bind_memory_near(unsigned pu) const;
 
  private:
   struct Impl;

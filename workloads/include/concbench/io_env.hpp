@@ -55,6 +55,11 @@ class IoEnv {
   void set_companions_seen(uint64_t n) { companions_seen_ = n; }
   void record_rtts(const std::vector<uint64_t>& samples);
 
+  // A buffer that belongs to worker `worker` for the whole run, so threads a model creates per
+  // batch (or per task) reuse what an earlier thread of the same worker first touched. The
+  // caller sizes and fills it; the vector's address is stable.
+  std::vector<uint64_t>& worker_buffer(int worker);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -64,6 +69,7 @@ class IoEnv {
   uint64_t companions_seen_ = 0;  // written by the responder before end_batch() reads it
   std::mutex obs_mu_;             // guards rtt_
   std::vector<uint64_t> rtt_;
+  std::vector<std::unique_ptr<std::vector<uint64_t>>> buffers_;  // guarded by obs_mu_
 };
 
 // The seed the scratch file's contents are generated from (fill_bytes), so a file_read step's

@@ -18,7 +18,7 @@ class UsageError : public std::runtime_error {
 };
 
 struct ParamSpec {
-  enum class Kind { integer, choice };
+  enum class Kind { integer, choice, text };
   std::string name;
   std::string help;
   Kind kind = Kind::integer;
@@ -31,6 +31,8 @@ struct ParamSpec {
                            int64_t max);
   static ParamSpec choice(std::string name, std::string help, std::string def,
                           std::vector<std::string> choices);
+  // Any non-empty text; its owner validates it (e.g. a placement such as "list:0,2").
+  static ParamSpec text(std::string name, std::string help, std::string def);
 };
 
 // Parses a whole string as a base-10 integer; throws UsageError naming `what` otherwise.
