@@ -132,6 +132,12 @@ TEST(Pools, WorkersReportWhereTheyRanAndPinnedOnesWhereTheyWereBound) {
     BatchResult r = m->run(Batch{&ts.tasks, 1});
     const auto& workers = r.model_metrics["workers"];
     ASSERT_EQ(workers.size(), 2u);
+    bool all_bound = std::string(name) == "pinned_pool";
+    for (const auto& w : workers) all_bound = all_bound && w.value("bound", false);
+    // A worker bound to one PU cannot migrate; its counters were opened after binding.
+    if (all_bound && r.counters.has(Counter::cpu_migrations)) {
+      EXPECT_EQ(*r.counters.get(Counter::cpu_migrations), 0u);
+    }
     for (const auto& w : workers) {
       EXPECT_FALSE(w["cpus_seen"].empty());
       if (std::string(name) == "pinned_pool") {

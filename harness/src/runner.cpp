@@ -58,7 +58,7 @@ RunConfig suite_config(const std::string& name) {
   RunConfig c;
   c.suite = name;
   for (const Workload* w : all_workloads()) c.workloads.emplace_back(w->name());
-  c.models = {"serial", "free_threads", "gil_threads"};
+  c.models = {"serial", "free_threads", "gil_threads", "thread_pool", "pinned_pool"};
   const int cpus = std::max(1u, std::thread::hardware_concurrency());
   if (name == "smoke") {
     // Seconds in all: enough to exercise every path, far too little to mean anything.

@@ -343,6 +343,16 @@ std::string Topology::bind_thread(unsigned pu) const {
   return "";
 }
 
+std::string Topology::unbind_thread() const {
+  if (!impl_->is_this_system) return "not this machine's topology (synthetic)";
+  hwloc_const_cpuset_t all = hwloc_topology_get_allowed_cpuset(impl_->topo);
+  if (all == nullptr) return "hwloc_topology_get_allowed_cpuset returned nothing";
+  errno = 0;
+  if (hwloc_set_cpubind(impl_->topo, all, HWLOC_CPUBIND_THREAD) < 0)
+    return std::string("hwloc_set_cpubind refused: ") + std::strerror(errno);
+  return "";
+}
+
 std::string Topology::bind_memory_near(unsigned pu) const {
   if (!impl_->is_this_system) return "not this machine's topology (synthetic)";
   hwloc_obj_t node = numa_of(impl_->topo, pu);

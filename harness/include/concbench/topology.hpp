@@ -75,6 +75,8 @@ class Topology {
   // Binds the calling thread to PU `pu`. Returns "" on success, else why binding was refused
   // (a synthetic topology always refuses: it is not this machine).
   std::string bind_thread(unsigned pu) const;
+  // Lets the calling thread run on every allowed PU again (undoes bind_thread).
+  std::string unbind_thread() const;
   // Makes the calling thread's future allocations come from PU `pu`'s NUMA node, so the memory
   // a worker touches first is local to it. "" on success, else the reason.
   std::string bind_memory_near(unsigned pu) const;
