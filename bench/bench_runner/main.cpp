@@ -18,6 +18,7 @@
 
 #include "concbench/machine.hpp"
 #include "concbench/model.hpp"
+#include "concbench/process_worker.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
 #include "concbench/workload.hpp"
@@ -222,6 +223,8 @@ int run_suite_cmd(const RunFlags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // process_pool's spawn start method execs us as a worker; no user types this.
+  if (argc > 1 && std::string(argv[1]) == "__worker") return process_worker_main(argc, argv);
   if (argc > 1 && std::string(argv[1]) == "micro") return run_micro(argc, argv);
 
   CLI::App app{"concbench: which concurrency model wins, by how much, and why"};

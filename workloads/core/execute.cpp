@@ -68,9 +68,11 @@ uint64_t step_seed(uint64_t task_seed, size_t step_index) {
   return mix64(task_seed + (step_index + 1) * 0x9e3779b97f4a7c15ULL);
 }
 
-uint64_t task_checksum_start(const Task& task) {
-  return hash_bytes(task.payload, task.seed);
+uint64_t task_checksum_start(uint64_t seed, std::span<const std::byte> payload) {
+  return hash_bytes(payload, seed);
 }
+
+uint64_t task_checksum_start(const Task& task) { return task_checksum_start(task.seed, task.payload); }
 
 uint64_t run_cpu_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx) {
   if (s.kernel >= std::size(kKernels)) throw std::invalid_argument("bad kernel id");
@@ -107,20 +109,25 @@ uint64_t predict_io_step(const Step& s, uint64_t task_seed, size_t step_index) {
   throw std::logic_error("predict_io_step: not an IO step");
 }
 
-TaskOutcome execute_task(const Task& task, ExecContext& ctx) {
-  uint64_t h = task_checksum_start(task);
-  for (size_t i = 0; i < task.steps.size(); ++i) {
-    const Step& s = task.steps[i];
+TaskOutcome execute_steps(uint64_t seed, std::span<const Step> steps,
+                          std::span<const std::byte> payload, ExecContext& ctx) {
+  uint64_t h = task_checksum_start(seed, payload);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step& s = steps[i];
     uint64_t v;
     if (s.kind == StepKind::cpu) {
-      v = run_cpu_step(s, task.seed, i, ctx);
+      v = run_cpu_step(s, seed, i, ctx);
     } else {
       if (!ctx.has_io()) throw std::logic_error("IO step without an IoEnv");
-      v = run_blocking_io_step(s, task.seed, i, ctx);
+      v = run_blocking_io_step(s, seed, i, ctx);
     }
     h = fold(h, v);
   }
   return TaskOutcome{h};
+}
+
+TaskOutcome execute_task(const Task& task, ExecContext& ctx) {
+  return execute_steps(task.seed, task.steps, task.payload, ctx);
 }
 
 }  // namespace concbench

@@ -38,6 +38,10 @@ KernelId kernel_id(std::string_view name);
 // steps blocking inside ctx.blocking() (echo_respond releases around each read and write only).
 // Throws TaskCancelled when the model is cancelled, and whatever a step throws on failure.
 TaskOutcome execute_task(const Task& task, ExecContext& ctx);
+// The same for a task whose payload lives elsewhere (a process pool's shared memory or receive
+// buffer): no copy into a Task is needed.
+TaskOutcome execute_steps(uint64_t seed, std::span<const Step> steps,
+                          std::span<const std::byte> payload, ExecContext& ctx);
 
 // One step's contribution to the checksum; exposed for models that run steps themselves (an
 // event loop awaits IO steps rather than blocking on them).
@@ -63,5 +67,6 @@ uint64_t echo_message_seed(uint64_t step_seed, uint64_t round);
 uint64_t predict_io_step(const Step& s, uint64_t task_seed, size_t step_index);
 // Start and final values of a task checksum: payload hash folded with each step's result.
 uint64_t task_checksum_start(const Task& task);
+uint64_t task_checksum_start(uint64_t seed, std::span<const std::byte> payload);
 
 }  // namespace concbench

@@ -1,0 +1,40 @@
+// The worker side of process_pool: a loop that reads task frames from a socket, runs each task
+// and writes a response frame. A forked child calls it directly; a spawned one reaches it through
+// `bench_runner __worker <codec>` (a fresh exec, as Python's spawn starts a new interpreter).
+#pragma once
+
+#include "concbench/wire.hpp"
+
+namespace concbench {
+
+// Fault codes a request may carry (TaskRequest::fault): the worker misbehaves in that way
+// instead of answering, so tests can watch the parent survive it.
+enum WorkerFault : uint8_t {
+  kFaultNone = 0,
+  kFaultKill = 1,      // raise(SIGKILL)
+  kFaultSegv = 2,      // a real segmentation fault
+  kFaultExit = 3,      // _exit(3) mid-task
+  kFaultHang = 4,      // never answer (the parent's per-task timeout must act)
+  kFaultGarble = 5,    // answer with a well-framed but malformed body
+  kFaultTruncate = 6,  // write half a frame, then exit
+};
+
+// The descriptors a worker is started with.
+inline constexpr int kWorkerSocketFd = 3;
+inline constexpr int kWorkerShmFd = 4;  // -1 (absent) when the transport is pipe
+
+// Serves requests on `fd` until EOF; `shm_fd` (or -1) is the shared-memory region payloads may
+// live in. Sends one response with item = kHelloItem first, when ready. Returns an exit status.
+inline constexpr uint64_t kHelloItem = ~0ULL;
+// A request with item = kFlushItem runs nothing: the worker answers with the counts it has not
+// yet reported. Workers read their counters at most every kCounterPeriodNs (each read is three
+// syscalls, as much as the round trip itself), attaching the delta to the next response; the
+// parent flushes at the end of every batch, so the batch's totals are exact.
+inline constexpr uint64_t kFlushItem = ~0ULL - 1;
+inline constexpr uint64_t kCounterPeriodNs = 200'000;
+int run_process_worker(int fd, int shm_fd, Codec codec);
+
+// bench_runner's hidden worker mode: `argv[1] == "__worker"`, argv[2] the codec name.
+int process_worker_main(int argc, char** argv);
+
+}  // namespace concbench

@@ -1,0 +1,606 @@
+// process_pool: N worker processes, multiprocessing's world. Every task crosses the process
+// boundary: its steps and payload are encoded (--param codec), framed and sent over a socketpair
+// (or, with transport=shm, the payload is placed in shared memory and only a reference is sent);
+// the worker runs it and sends back the checksum, the payload and its own counters.
+//
+// The parent is one thread running an event loop over the workers' sockets. It keeps up to
+// `inflight` tasks outstanding per worker (pipelining, as ProcessPoolExecutor does), so a worker
+// finds its next task already waiting when it finishes one.
+//
+// Faults: a worker that dies (a signal, an exit, a hang past task_timeout_ms, a truncated frame)
+// is reaped with waitpid, the task it was running is recorded as failed with the reason, the
+// tasks queued behind it are sent again, and a replacement worker starts. A malformed response
+// fails that task only. No zombie and no descriptor outlives teardown().
+//
+// Invariant: a worker answers its requests in order (it runs them one at a time), so the head of
+// `outstanding` is the task it is running and responses are matched to requests FIFO.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "concbench/checksum.hpp"
+#include "concbench/process_worker.hpp"
+#include "worker_loop.hpp"
+
+extern char** environ;
+
+namespace concbench {
+namespace {
+
+using detail::monotonic_ns;
+
+constexpr uint64_t kStartTimeoutNs = 20'000'000'000ULL;  // a worker that is not ready by then
+constexpr int kPollSliceMs = 50;                         // how often cancellation is looked at
+
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "worker killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+  }
+  if (WIFEXITED(status)) return "worker exited with status " + std::to_string(WEXITSTATUS(status));
+  return "worker ended (status " + std::to_string(status) + ")";
+}
+
+// Where spawned workers come from: bench_runner in its hidden worker mode.
+std::string worker_executable() {
+  if (const char* env = std::getenv("CONCBENCH_WORKER_EXE"); env && *env) return env;
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec && self.filename() == "bench_runner") return self.string();
+#ifdef CONCBENCH_BENCH_RUNNER_PATH
+  return CONCBENCH_BENCH_RUNNER_PATH;
+#else
+  return "bench_runner";
+#endif
+}
+
+struct Injection {
+  uint8_t fault = kFaultNone;
+  double probability = 0;
+};
+
+Injection parse_injection(const std::string& text) {
+  if (text == "none") return {};
+  const size_t colon = text.find(':');
+  const std::string kind = text.substr(0, colon);
+  Injection inj;
+  if (kind == "kill")
+    inj.fault = kFaultKill;
+  else if (kind == "segv")
+    inj.fault = kFaultSegv;
+  else if (kind == "exit")
+    inj.fault = kFaultExit;
+  else if (kind == "hang")
+    inj.fault = kFaultHang;
+  else if (kind == "garble")
+    inj.fault = kFaultGarble;
+  else if (kind == "truncate")
+    inj.fault = kFaultTruncate;
+  else
+    throw UsageError("inject: '" + text +
+                     "' is not none or kill|segv|exit|hang|garble|truncate:PROBABILITY");
+  if (colon == std::string::npos) throw UsageError("inject: '" + text + "' needs :PROBABILITY");
+  const double p = parse_seconds(text.substr(colon + 1), "inject probability");
+  if (p > 1) throw UsageError("inject: probability " + text.substr(colon + 1) + " is above 1");
+  inj.probability = p;
+  return inj;
+}
+
+struct Outstanding {
+  uint64_t item;
+  uint64_t sent_ns;
+  uint64_t encode_ns;
+};
+
+struct Worker {
+  pid_t pid = -1;
+  int fd = -1;
+  int shm_fd = -1;
+  std::byte* shm = nullptr;
+  size_t shm_size = 0;
+  size_t next_slot = 0;
+  FrameReader in;
+  std::vector<std::byte> out;
+  size_t out_off = 0;
+  std::deque<Outstanding> outstanding;
+  uint64_t head_since_ns = 0;  // when the head of `outstanding` started running (roughly)
+};
+
+class ProcessPool final : public Model {
+ public:
+  void setup(const ModelConfig& cfg) override {
+    Model::setup(cfg);
+    spawn_ = cfg.params.get("start") == "spawn";
+    codec_ = parse_codec(cfg.params.get("codec"));
+    shm_ = cfg.params.get("transport") == "shm";
+    inflight_ = static_cast<size_t>(cfg.params.get_int("inflight"));
+    task_timeout_ns_ = static_cast<uint64_t>(cfg.params.get_int("task_timeout_ms")) * 1'000'000ULL;
+    injection_ = parse_injection(cfg.params.get("inject"));
+    workers_.resize(static_cast<size_t>(cfg.workers));
+    for (size_t w = 0; w < workers_.size(); ++w) startup_ns_ += start_worker(w);
+  }
+
+  BatchResult run(const Batch& batch) override;
+
+  void teardown() override {
+    for (size_t w = 0; w < workers_.size(); ++w) stop_worker(w, /*graceful=*/true);
+  }
+  ~ProcessPool() override {
+    for (size_t w = 0; w < workers_.size(); ++w) stop_worker(w, /*graceful=*/false);
+  }
+  void cancel() override { cancelled_.store(true, std::memory_order_relaxed); }
+
+ private:
+  uint64_t start_worker(size_t w);
+  void stop_worker(size_t w, bool graceful);
+  std::string reap(size_t w);
+  void ensure_shm(Worker& wk, size_t bytes);
+  CounterValues flush_counters(size_t w);
+
+  bool spawn_ = false;
+  Codec codec_ = Codec::raw;
+  bool shm_ = false;
+  size_t inflight_ = 16;
+  uint64_t task_timeout_ns_ = 0;
+  Injection injection_;
+  std::vector<Worker> workers_;
+  uint64_t startup_ns_ = 0;  // all workers' start-up, setup's share
+  std::atomic<bool> cancelled_{false};
+};
+
+uint64_t ProcessPool::start_worker(size_t w) {
+  Worker& wk = workers_[w];
+  wk = Worker{};
+  const uint64_t t0 = monotonic_ns();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    throw std::runtime_error(std::string("socketpair: ") + std::strerror(errno));
+  if (shm_) {
+    wk.shm_fd = static_cast<int>(syscall(SYS_memfd_create, "concbench-payloads", MFD_CLOEXEC));
+    if (wk.shm_fd < 0) {
+      close(sv[0]);
+      close(sv[1]);
+      throw std::runtime_error(std::string("memfd_create: ") + std::strerror(errno));
+    }
+  }
+  // High-numbered copies first: moving them onto 3 and 4 in the child must not clobber one with
+  // the other, whatever numbers the originals happen to have.
+  const int sock_hi = fcntl(sv[1], F_DUPFD_CLOEXEC, 100);
+  const int shm_hi = wk.shm_fd >= 0 ? fcntl(wk.shm_fd, F_DUPFD_CLOEXEC, 100) : -1;
+  close(sv[1]);
+  if (sock_hi < 0 || (wk.shm_fd >= 0 && shm_hi < 0)) {
+    close(sv[0]);
+    if (sock_hi >= 0) close(sock_hi);
+    if (shm_hi >= 0) close(shm_hi);
+    throw std::runtime_error(std::string("fcntl(F_DUPFD): ") + std::strerror(errno));
+  }
+  pid_t pid = -1;
+  if (spawn_) {
+    // A fresh exec: the child starts from main() with nothing of ours but fds 3 and 4.
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, sock_hi, kWorkerSocketFd);
+    if (shm_hi >= 0) posix_spawn_file_actions_adddup2(&fa, shm_hi, kWorkerShmFd);
+    posix_spawn_file_actions_addclosefrom_np(&fa, wk.shm_fd >= 0 ? kWorkerShmFd + 1 : kWorkerShmFd);
+    const std::string exe = worker_executable();
+    const std::string codec = codec_name(codec_);
+    char* argv[] = {const_cast<char*>(exe.c_str()), const_cast<char*>("__worker"),
+                    const_cast<char*>(codec.c_str()), nullptr};
+    const int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) pid = -1, errno = rc;
+  } else {
+    pid = fork();
+    if (pid == 0) {
+      // The child: keep only its socket (and region) at the well-known numbers, then serve.
+      if (dup2(sock_hi, kWorkerSocketFd) < 0) _exit(120);
+      if (shm_hi >= 0 && dup2(shm_hi, kWorkerShmFd) < 0) _exit(121);
+      syscall(SYS_close_range, shm_hi >= 0 ? kWorkerShmFd + 1 : kWorkerShmFd, ~0U, 0);
+      _exit(run_process_worker(kWorkerSocketFd, shm_hi >= 0 ? kWorkerShmFd : -1, codec_));
+    }
+  }
+  const int start_errno = errno;
+  close(sock_hi);
+  if (shm_hi >= 0) close(shm_hi);
+  if (pid < 0) {
+    close(sv[0]);
+    if (wk.shm_fd >= 0) close(wk.shm_fd);
+    wk.shm_fd = -1;
+    throw std::runtime_error(std::string(spawn_ ? "posix_spawn " + worker_executable() : "fork") +
+                             ": " + std::strerror(start_errno));
+  }
+  wk.pid = pid;
+  wk.fd = sv[0];
+  // Wait for the hello frame: start-up ends when the worker can take a task.
+  pollfd p{wk.fd, POLLIN, 0};
+  for (;;) {
+    const uint64_t elapsed = monotonic_ns() - t0;
+    if (elapsed > kStartTimeoutNs) {
+      const std::string why = reap(w);
+      throw std::runtime_error("worker did not start: " + why);
+    }
+    const int r = poll(&p, 1, kPollSliceMs);
+    if (r < 0 && errno != EINTR) throw std::runtime_error("poll during start-up failed");
+    if (r <= 0) continue;
+    std::span<std::byte> space = wk.in.prepare(4096);
+    const ssize_t n = read(wk.fd, space.data(), space.size());
+    if (n <= 0) {
+      const std::string why = reap(w);
+      throw std::runtime_error("worker died while starting: " + why);
+    }
+    wk.in.commit(static_cast<size_t>(n));
+    std::span<const std::byte> body;
+    if (wk.in.next(body)) {
+      const TaskResponse hello = decode_response(codec_, body);
+      if (hello.item != kHelloItem) throw std::runtime_error("worker sent no hello");
+      break;
+    }
+  }
+  fcntl(wk.fd, F_SETFL, fcntl(wk.fd, F_GETFL) | O_NONBLOCK);
+  return monotonic_ns() - t0;
+}
+
+// Waits for the worker's exit (killing it first) and closes what it held. Returns its fate.
+std::string ProcessPool::reap(size_t w) {
+  Worker& wk = workers_[w];
+  std::string fate = "worker gone";
+  if (wk.pid > 0) {
+    int status = 0;
+    pid_t r = waitpid(wk.pid, &status, WNOHANG);
+    if (r == 0) {
+      // Still running (it closed its socket, or is being replaced): it must not linger.
+      kill(wk.pid, SIGKILL);
+      do {
+        r = waitpid(wk.pid, &status, 0);
+      } while (r < 0 && errno == EINTR);
+    }
+    if (r == wk.pid) fate = describe_status(status);
+    wk.pid = -1;
+  }
+  if (wk.fd >= 0) close(wk.fd);
+  wk.fd = -1;
+  if (wk.shm != nullptr) munmap(wk.shm, wk.shm_size);
+  wk.shm = nullptr;
+  wk.shm_size = 0;
+  if (wk.shm_fd >= 0) close(wk.shm_fd);
+  wk.shm_fd = -1;
+  return fate;
+}
+
+void ProcessPool::stop_worker(size_t w, bool graceful) {
+  Worker& wk = workers_[w];
+  if (wk.pid <= 0 && wk.fd < 0) return;
+  if (graceful && wk.fd >= 0) {
+    // EOF asks the worker to leave; give it a moment before reap() insists.
+    shutdown(wk.fd, SHUT_WR);
+    for (int i = 0; i < 100 && wk.pid > 0; ++i) {
+      int status;
+      if (waitpid(wk.pid, &status, WNOHANG) == wk.pid) {
+        wk.pid = -1;
+        break;
+      }
+      usleep(1000);
+    }
+  }
+  reap(w);
+}
+
+void ProcessPool::ensure_shm(Worker& wk, size_t bytes) {
+  if (bytes <= wk.shm_size) return;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t size = (bytes + page - 1) / page * page;
+  if (ftruncate(wk.shm_fd, static_cast<off_t>(size)) != 0)
+    throw std::runtime_error(std::string("ftruncate(shm): ") + std::strerror(errno));
+  if (wk.shm != nullptr) munmap(wk.shm, wk.shm_size);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, wk.shm_fd, 0);
+  if (p == MAP_FAILED) {
+    wk.shm = nullptr;
+    wk.shm_size = 0;
+    throw std::runtime_error(std::string("mmap(shm): ") + std::strerror(errno));
+  }
+  wk.shm = static_cast<std::byte*>(p);
+  wk.shm_size = size;
+}
+
+// Asks an idle worker for the counts it has not reported yet (see kFlushItem). A worker that does
+// not answer within a second contributes nothing, and the counters become unavailable rather
+// than undercounted.
+CounterValues ProcessPool::flush_counters(size_t w) {
+  Worker& wk = workers_[w];
+  CounterValues none;
+  if (wk.fd < 0 || !wk.outstanding.empty()) return none;
+  TaskRequest req;
+  req.item = kFlushItem;
+  std::vector<std::byte> frame;
+  encode_request(codec_, req, frame);
+  if (send(wk.fd, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size()))
+    return none;
+  const uint64_t deadline = monotonic_ns() + 1'000'000'000ULL;
+  pollfd p{wk.fd, POLLIN, 0};
+  while (monotonic_ns() < deadline) {
+    if (poll(&p, 1, kPollSliceMs) <= 0) continue;
+    std::span<std::byte> space = wk.in.prepare(4096);
+    const ssize_t n = read(wk.fd, space.data(), space.size());
+    if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR))) return none;
+    if (n > 0) wk.in.commit(static_cast<size_t>(n));
+    std::span<const std::byte> body;
+    if (wk.in.next(body)) {
+      try {
+        TaskResponse resp = decode_response(codec_, body);
+        if (resp.item == kFlushItem) return resp.counters;
+      } catch (const WireError&) {
+      }
+      return none;
+    }
+  }
+  return none;
+}
+
+BatchResult ProcessPool::run(const Batch& batch) {
+  BatchResult result(batch.items());
+  const std::vector<Task>& tasks = *batch.tasks;
+  const uint64_t items = batch.items();
+  ThreadCounterScope parent_counters;
+  CounterValues worker_counts = CounterValues::zero_all();
+  uint64_t enc_ns = 0, dec_ns = 0, w_dec_ns = 0, w_exec_ns = 0, w_enc_ns = 0, lat_sum = 0;
+  uint64_t bytes_out = 0, bytes_in = 0, replacements = 0, replace_ns = 0;
+
+  size_t slot_bytes = 0;
+  for (const Task& t : tasks) slot_bytes = std::max(slot_bytes, t.payload.size());
+  slot_bytes = std::max<size_t>(slot_bytes, 64);
+
+  std::deque<uint64_t> retry;  // items that were queued behind a worker that died: never ran
+  uint64_t next = 0, finished = 0;
+  auto fail = [&](uint64_t item, std::string reason) {
+    result.failures.push_back({item, std::move(reason)});
+    ++finished;
+  };
+
+  auto replace = [&](size_t w, const std::string& cause) {
+    Worker& wk = workers_[w];
+    const std::string fate = reap(w);
+    if (!wk.outstanding.empty()) {
+      fail(wk.outstanding.front().item, cause.empty() ? fate : cause + "; " + fate);
+      wk.outstanding.pop_front();
+      for (const auto& o : wk.outstanding) retry.push_back(o.item);
+      wk.outstanding.clear();
+    }
+    ++replacements;
+    replace_ns += start_worker(w);
+  };
+
+  TaskRequest req;
+  while (finished < items && !cancelled_.load(std::memory_order_relaxed)) {
+    // Fill every worker's pipeline.
+    for (size_t w = 0; w < workers_.size(); ++w) {
+      Worker& wk = workers_[w];
+      if (shm_) ensure_shm(wk, slot_bytes * inflight_);
+      while (wk.outstanding.size() < inflight_ && (next < items || !retry.empty())) {
+        uint64_t item;
+        if (!retry.empty()) {
+          item = retry.front();
+          retry.pop_front();
+        } else {
+          item = next++;
+        }
+        const Task& t = tasks[item % tasks.size()];
+        const uint64_t t0 = monotonic_ns();
+        req.item = item;
+        req.seed = t.seed;
+        req.steps = t.steps;
+        req.fault = kFaultNone;
+        if (injection_.fault != kFaultNone) {
+          const double roll =
+              static_cast<double>(mix64(t.seed ^ mix64(item + 0x1f)) >> 11) * 0x1p-53;
+          if (roll < injection_.probability) req.fault = injection_.fault;
+        }
+        if (shm_) {
+          // The one copy of the payload: into this worker's slot of the shared region.
+          const size_t off = wk.next_slot * slot_bytes;
+          wk.next_slot = (wk.next_slot + 1) % inflight_;
+          if (!t.payload.empty()) std::memcpy(wk.shm + off, t.payload.data(), t.payload.size());
+          req.payload.in_shm = true;
+          req.payload.offset = off;
+          req.payload.length = t.payload.size();
+          req.payload.bytes.clear();
+        } else {
+          req.payload.in_shm = false;
+          req.payload.bytes.assign(t.payload.begin(), t.payload.end());
+        }
+        const size_t before = wk.out.size();
+        encode_request(codec_, req, wk.out);
+        bytes_out += wk.out.size() - before;
+        const uint64_t t1 = monotonic_ns();
+        enc_ns += t1 - t0;
+        if (wk.outstanding.empty()) wk.head_since_ns = t1;
+        wk.outstanding.push_back({item, t0, t1 - t0});
+      }
+    }
+    // Write what is pending, poll, read what arrived.
+    std::vector<pollfd> pfds(workers_.size());
+    for (size_t w = 0; w < workers_.size(); ++w) {
+      Worker& wk = workers_[w];
+      while (wk.out_off < wk.out.size()) {
+        // MSG_NOSIGNAL: a dead worker must cost an EPIPE here, not a SIGPIPE for the parent.
+        const ssize_t n =
+            send(wk.fd, wk.out.data() + wk.out_off, wk.out.size() - wk.out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+          wk.out_off += static_cast<size_t>(n);
+        } else if (n < 0 && errno == EINTR) {
+          continue;
+        } else {
+          break;  // EAGAIN, or a dead worker (EPIPE): poll tells
+        }
+      }
+      if (wk.out_off == wk.out.size()) {
+        wk.out.clear();
+        wk.out_off = 0;
+      }
+      pfds[w] = {wk.fd, static_cast<short>(POLLIN | (wk.out.empty() ? 0 : POLLOUT)), 0};
+    }
+    uint64_t now = monotonic_ns();
+    int timeout_ms = kPollSliceMs;
+    for (const Worker& wk : workers_) {
+      if (wk.outstanding.empty()) continue;
+      const uint64_t deadline = wk.head_since_ns + task_timeout_ns_;
+      const int64_t left_ms =
+          deadline > now ? static_cast<int64_t>((deadline - now) / 1'000'000) + 1 : 0;
+      timeout_ms = static_cast<int>(std::min<int64_t>(timeout_ms, left_ms));
+    }
+    const int r = poll(pfds.data(), pfds.size(), timeout_ms);
+    if (r < 0 && errno != EINTR)
+      throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+    now = monotonic_ns();
+    for (size_t w = 0; w < workers_.size(); ++w) {
+      Worker& wk = workers_[w];
+      if (pfds[w].revents & (POLLIN | POLLHUP | POLLERR)) {
+        bool dead = false;
+        std::string why;
+        for (;;) {
+          std::span<std::byte> space = wk.in.prepare(256 * 1024);
+          const ssize_t n = read(wk.fd, space.data(), space.size());
+          if (n > 0) {
+            wk.in.commit(static_cast<size_t>(n));
+            bytes_in += static_cast<uint64_t>(n);
+            // A short read drained the socket: skip the read that would only say EAGAIN.
+            if (static_cast<size_t>(n) < space.size()) break;
+            continue;
+          }
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0 && errno == EAGAIN) break;
+          dead = true;  // EOF or a socket error: the worker is gone
+          break;
+        }
+        try {
+          std::span<const std::byte> body;
+          while (wk.in.next(body)) {
+            if (wk.outstanding.empty()) throw WireError("a response nobody asked for");
+            const Outstanding o = wk.outstanding.front();
+            wk.outstanding.pop_front();
+            wk.head_since_ns = now;
+            const uint64_t t0 = monotonic_ns();
+            TaskResponse resp;
+            try {
+              resp = decode_response(codec_, body);
+            } catch (const WireError& e) {
+              fail(o.item, std::string("malformed response frame: ") + e.what());
+              continue;
+            }
+            const uint64_t t1 = monotonic_ns();
+            dec_ns += t1 - t0;
+            if (resp.item != o.item) {
+              fail(o.item, "response for item " + std::to_string(resp.item) + " out of order");
+              continue;
+            }
+            worker_counts.accumulate(resp.counters);
+            w_dec_ns += resp.decode_ns;
+            w_exec_ns += resp.exec_ns;
+            w_enc_ns += resp.encode_ns;
+            if (!resp.ok) {
+              fail(o.item, "task failed in the worker: " + resp.error);
+              continue;
+            }
+            result.checksums[o.item] = resp.checksum;
+            result.done[o.item] = 1;
+            result.latency_ns.push_back(t1 - o.sent_ns);
+            lat_sum += t1 - o.sent_ns;
+            ++finished;
+          }
+        } catch (const WireError& e) {
+          dead = true;  // the stream cannot be trusted any more
+          why = std::string("protocol error: ") + e.what();
+          kill(wk.pid, SIGKILL);
+        }
+        if (dead) {
+          if (why.empty() && wk.in.buffered() > 0) why = "truncated frame";
+          replace(w, why);
+          continue;
+        }
+      }
+      if (!wk.outstanding.empty() && now - wk.head_since_ns > task_timeout_ns_) {
+        kill(wk.pid, SIGKILL);
+        replace(w, "task exceeded task_timeout_ms=" + std::to_string(task_timeout_ns_ / 1'000'000) +
+                       "; worker killed");
+      }
+    }
+  }
+  // Cancelled: what is still outstanding is not done (the runner counts it as not run). The
+  // workers keep running it; teardown ends them.
+  if (!cancelled_.load(std::memory_order_relaxed)) {
+    for (size_t w = 0; w < workers_.size(); ++w) worker_counts.accumulate(flush_counters(w));
+  }
+  CounterValues total = parent_counters.stop();
+  total.accumulate(worker_counts);
+  result.counters = total;
+  const uint64_t done = result.latency_ns.size();
+  result.model_metrics = {
+      {"start", spawn_ ? "spawn" : "fork"},
+      {"codec", codec_name(codec_)},
+      {"transport", shm_ ? "shm" : "pipe"},
+      {"inflight", inflight_},
+      {"processes", workers_.size()},
+      {"startup_ns", startup_ns_},
+      {"serialize_ns", enc_ns + w_enc_ns},
+      {"deserialize_ns", dec_ns + w_dec_ns},
+      {"parent_serialize_ns", enc_ns},
+      {"parent_deserialize_ns", dec_ns},
+      {"worker_deserialize_ns", w_dec_ns},
+      {"worker_serialize_ns", w_enc_ns},
+      {"worker_exec_ns", w_exec_ns},
+      // Round trips minus what both sides spent encoding, decoding and running: the transport,
+      // the wake-ups and (with inflight > 1) queueing in the worker.
+      {"ipc_ns", lat_sum > enc_ns + dec_ns + w_dec_ns + w_exec_ns + w_enc_ns
+                     ? lat_sum - (enc_ns + dec_ns + w_dec_ns + w_exec_ns + w_enc_ns)
+                     : 0},
+      {"bytes_sent", bytes_out},
+      {"bytes_received", bytes_in},
+      {"bytes_per_task",
+       done ? static_cast<double>(bytes_out + bytes_in) / static_cast<double>(done) : 0.0},
+      {"worker_replacements", replacements},
+      {"replacement_startup_ns", replace_ns},
+  };
+  return result;
+}
+
+}  // namespace
+
+ModelInfo process_pool_model_info() {
+  return {
+      "process_pool",
+      "N worker processes; every task and result crosses the boundary, encoded and framed",
+      {ParamSpec::choice("start", "fork, or spawn (a fresh exec of bench_runner)", "fork",
+                         {"fork", "spawn"}),
+       ParamSpec::choice("codec", "how tasks and results are encoded", "raw",
+                         {"json", "cbor", "msgpack", "raw"}),
+       ParamSpec::choice("transport", "pipe: payload through the socket; shm: shared memory",
+                         "pipe", {"pipe", "shm"}),
+       ParamSpec::integer("inflight", "tasks outstanding per worker (pipelining; 32 measured best)",
+                          32, 1, 4096),
+       ParamSpec::integer("task_timeout_ms", "a task running longer gets its worker killed", 60000,
+                          1, 86'400'000),
+       ParamSpec::text("inject", "none, or kill|segv|exit|hang|garble|truncate:PROBABILITY",
+                       "none")},
+      false,
+      [] { return std::make_unique<ProcessPool>(); },
+      [](const Params& p) { parse_injection(p.get("inject")); }};
+}
+
+}  // namespace concbench

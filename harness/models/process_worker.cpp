@@ -1,0 +1,211 @@
+// The worker process of process_pool (see process_worker.hpp). Single-threaded apart from the
+// IoEnv's echo server: it reads whatever frames have arrived, answers them all, and writes the
+// answers in one go, so a pipelining parent costs one read and one write per burst, not per task.
+#include "concbench/process_worker.hpp"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "concbench/exec_context.hpp"
+#include "concbench/io_env.hpp"
+#include "concbench/kernels.hpp"
+
+namespace concbench {
+namespace {
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+bool write_all(int fd, const std::byte* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// The worker's view of the shared region; remapped when the parent has grown it.
+class ShmView {
+ public:
+  explicit ShmView(int fd) : fd_(fd) {}
+  ~ShmView() {
+    if (base_ != nullptr) munmap(base_, size_);
+  }
+  std::span<std::byte> at(uint64_t offset, uint64_t length) {
+    if (fd_ < 0) throw WireError("shared-memory payload but no region");
+    if (offset + length < offset) throw WireError("shared-memory reference overflows");
+    if (offset + length > size_) remap();
+    if (offset + length > size_) throw WireError("shared-memory reference beyond the region");
+    return {static_cast<std::byte*>(base_) + offset, static_cast<size_t>(length)};
+  }
+
+ private:
+  void remap() {
+    struct stat st {};
+    if (fstat(fd_, &st) != 0) throw WireError("fstat(shm) failed");
+    if (base_ != nullptr) munmap(base_, size_);
+    base_ = nullptr;
+    size_ = 0;
+    if (st.st_size == 0) return;
+    void* p =
+        mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) throw WireError("mmap(shm) failed");
+    base_ = p;
+    size_ = static_cast<uint64_t>(st.st_size);
+  }
+  int fd_;
+  void* base_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+void misbehave(uint8_t fault, int fd, Codec codec) {
+  switch (fault) {
+    case kFaultKill:
+      raise(SIGKILL);
+      break;
+    case kFaultSegv: {
+      // A genuine invalid access, not a raise(SIGSEGV): the parent must see what a crash is.
+      volatile int* p = nullptr;
+      *p = 1;
+      break;
+    }
+    case kFaultHang:
+      for (;;) pause();
+    case kFaultGarble: {
+      const char junk[] = "\x07not a frame body at all\xff\xfe";
+      std::vector<std::byte> out(4 + sizeof junk);
+      const uint32_t n = sizeof junk;
+      std::memcpy(out.data(), &n, 4);
+      std::memcpy(out.data() + 4, junk, sizeof junk);
+      write_all(fd, out.data(), out.size());
+      return;  // stays alive: only this task is lost
+    }
+    case kFaultTruncate: {
+      TaskResponse r;
+      r.ok = true;
+      std::vector<std::byte> out;
+      encode_response(codec, r, out);
+      write_all(fd, out.data(), out.size() / 2);
+      _exit(4);
+    }
+    default:
+      break;
+  }
+  _exit(3);  // kFaultExit, and anything unknown
+}
+
+}  // namespace
+
+int run_process_worker(int fd, int shm_fd, Codec codec) {
+  IoEnv io;  // this process's own echo server and scratch file: processes share nothing
+  std::atomic<uint32_t> breaker{0};
+  ExecContext ctx(breaker, no_lock_hooks(), &io, 0);
+  ThreadCounters counters;
+  CounterValues last = counters.read();
+  ShmView shm(shm_fd);
+  FrameReader in;
+  std::vector<std::byte> out;
+  uint64_t prev_encode_ns = 0;
+  uint64_t last_read_ns =
+      now_ns();  // a response cannot carry its own encoding time: the next one does
+
+  {
+    TaskResponse hello;
+    hello.item = kHelloItem;
+    hello.ok = true;
+    encode_response(codec, hello, out);
+    if (!write_all(fd, out.data(), out.size())) return 1;
+    out.clear();
+  }
+  io.begin_batch();
+  for (;;) {
+    std::span<std::byte> space = in.prepare(256 * 1024);
+    const ssize_t n = ::read(fd, space.data(), space.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return 0;  // EOF: the parent closed us
+    in.commit(static_cast<size_t>(n));
+    std::span<const std::byte> body;
+    while (in.next(body)) {
+      TaskResponse resp;
+      const uint64_t t0 = now_ns();
+      bool flush = false;
+      try {
+        TaskRequest req = decode_request(codec, body);
+        resp.item = req.item;
+        flush = req.item == kFlushItem;
+        const uint64_t t1 = now_ns();
+        resp.decode_ns = t1 - t0;
+        if (req.fault != kFaultNone) {
+          if (!out.empty()) write_all(fd, out.data(), out.size());  // answers already due
+          out.clear();
+          misbehave(req.fault, fd, codec);
+          continue;
+        }
+        if (!flush) {
+          std::span<const std::byte> payload;
+          if (req.payload.in_shm) {
+            payload = shm.at(req.payload.offset, req.payload.length);
+          } else {
+            payload = req.payload.bytes;
+          }
+          resp.checksum = execute_steps(req.seed, req.steps, payload, ctx).checksum;
+          // The payload goes back: by reference in shared memory, by value through the socket.
+          resp.payload = std::move(req.payload);
+        }
+        resp.ok = true;
+        resp.exec_ns = now_ns() - t1;
+      } catch (const std::exception& e) {
+        resp.ok = false;
+        resp.error = e.what();
+      }
+      const uint64_t t_end = now_ns();
+      if (flush || t_end - last_read_ns >= kCounterPeriodNs) {
+        const CounterValues now = counters.read();
+        resp.counters = now.since(last);
+        last = now;
+        last_read_ns = t_end;
+      } else {
+        resp.counters = CounterValues::zero_all();  // counted in a later response's delta
+      }
+      resp.encode_ns = prev_encode_ns;
+      const uint64_t t2 = now_ns();
+      encode_response(codec, resp, out);
+      prev_encode_ns = now_ns() - t2;
+    }
+    if (!out.empty()) {
+      if (!write_all(fd, out.data(), out.size())) return 1;
+      out.clear();
+    }
+  }
+}
+
+int process_worker_main(int argc, char** argv) {
+  if (argc < 3) return 2;
+  Codec codec;
+  try {
+    codec = parse_codec(argv[2]);
+  } catch (const WireError&) {
+    return 2;
+  }
+  struct stat st {};
+  const int shm = fstat(kWorkerShmFd, &st) == 0 ? kWorkerShmFd : -1;
+  return run_process_worker(kWorkerSocketFd, shm, codec);
+}
+
+}  // namespace concbench

@@ -1,0 +1,186 @@
+// process_pool: tasks cross the process boundary under every codec, transport and start method;
+// injected faults fail their task and nothing else; no zombie or descriptor survives.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "concbench/model.hpp"
+#include "concbench/workload.hpp"
+
+namespace concbench {
+namespace {
+
+size_t open_fds() {
+  size_t n = 0;
+  for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+bool has_children() {
+  int status;
+  return waitpid(-1, &status, WNOHANG) != -1 || errno != ECHILD;
+}
+
+TaskSet tasks_of(const char* workload, std::map<std::string, std::string> given) {
+  const Workload& w = *find_workload(workload);
+  return w.make_tasks(Params::resolve(w.params(), given, workload), 11);
+}
+
+std::unique_ptr<Model> start(int workers, std::map<std::string, std::string> params) {
+  auto m = find_model("process_pool")->create();
+  ModelConfig cfg;
+  cfg.workers = workers;
+  cfg.params = Params::resolve(find_model("process_pool")->params, params, "process_pool");
+  m->setup(cfg);
+  return m;
+}
+
+void expect_all_verified(const BatchResult& r, const TaskSet& ts) {
+  EXPECT_TRUE(r.failures.empty()) << (r.failures.empty() ? "" : r.failures[0].reason);
+  for (size_t k = 0; k < r.done.size(); ++k) {
+    ASSERT_TRUE(r.done[k]) << k;
+    EXPECT_EQ(r.checksums[k], ts.expected[k % ts.tasks.size()]) << k;
+  }
+}
+
+class EveryWay
+    : public ::testing::TestWithParam<std::tuple<const char*, const char*, const char*>> {};
+
+TEST_P(EveryWay, TasksCrossTheBoundaryAndVerify) {
+  const auto [start_method, codec, transport] = GetParam();
+  const size_t fds = open_fds();
+  {
+    auto m = start(
+        2,
+        {{"start", start_method}, {"codec", codec}, {"transport", transport}, {"inflight", "4"}});
+    for (const char* payload : {"0", "1000", "200000"}) {
+      SCOPED_TRACE(payload);
+      const TaskSet ts = tasks_of("overhead.noop", {{"tasks", "13"}, {"payload_bytes", payload}});
+      const BatchResult r = m->run(Batch{&ts.tasks, 2});
+      expect_all_verified(r, ts);
+      EXPECT_EQ(r.latency_ns.size(), 26u);
+      EXPECT_GT(r.model_metrics["bytes_sent"].get<uint64_t>(), 0u);
+    }
+    // Steps travel too: CPU and IO steps run in the worker, against its own echo server.
+    for (const char* wl : {"cpu.spin", "io.pipe_echo"}) {
+      const TaskSet ts = tasks_of(wl, {{"tasks", "6"}, {"units", "10"}});
+      expect_all_verified(m->run(Batch{&ts.tasks, 1}), ts);
+    }
+    m->teardown();
+  }
+  EXPECT_FALSE(has_children());
+  EXPECT_EQ(open_fds(), fds);
+}
+
+INSTANTIATE_TEST_SUITE_P(ProcessPool, EveryWay,
+                         ::testing::Values(std::make_tuple("fork", "raw", "pipe"),
+                                           std::make_tuple("fork", "json", "pipe"),
+                                           std::make_tuple("fork", "cbor", "shm"),
+                                           std::make_tuple("fork", "msgpack", "pipe"),
+                                           std::make_tuple("fork", "raw", "shm"),
+                                           std::make_tuple("spawn", "raw", "pipe"),
+                                           std::make_tuple("spawn", "msgpack", "shm")));
+
+TEST(ProcessPool, EveryInjectedFaultFailsItsTaskAndTheRunGoesOn) {
+  for (const char* fault : {"kill", "segv", "exit", "garble", "truncate"}) {
+    SCOPED_TRACE(fault);
+    const size_t fds = open_fds();
+    {
+      auto m = start(2, {{"inject", std::string(fault) + ":0.2"}, {"inflight", "3"}});
+      const TaskSet ts = tasks_of("overhead.noop", {{"tasks", "50"}});
+      const BatchResult r = m->run(Batch{&ts.tasks, 1});
+      ASSERT_FALSE(r.failures.empty());
+      EXPECT_LT(r.failures.size(), 30u);
+      size_t done = 0;
+      for (size_t k = 0; k < r.done.size(); ++k) {
+        if (!r.done[k]) continue;
+        ++done;
+        EXPECT_EQ(r.checksums[k], ts.expected[k]);
+      }
+      EXPECT_EQ(done + r.failures.size(), 50u);  // every task either verified or failed
+      const std::map<std::string, std::string> expected_reason = {{"kill", "signal 9"},
+                                                                  {"segv", "signal 11"},
+                                                                  {"exit", "status 3"},
+                                                                  {"garble", "malformed"},
+                                                                  {"truncate", "truncated"}};
+      const std::string& why = r.failures[0].reason;
+      EXPECT_NE(why.find(expected_reason.at(fault)), std::string::npos) << why;
+      m->teardown();
+    }
+    EXPECT_FALSE(has_children());
+    EXPECT_EQ(open_fds(), fds);
+  }
+}
+
+TEST(ProcessPool, AHungWorkerIsKilledAtTheTaskTimeout) {
+  auto m = start(1, {{"inject", "hang:1"}, {"task_timeout_ms", "200"}, {"inflight", "2"}});
+  const TaskSet ts = tasks_of("overhead.noop", {{"tasks", "3"}});
+  const auto t0 = std::chrono::steady_clock::now();
+  const BatchResult r = m->run(Batch{&ts.tasks, 1});
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  ASSERT_EQ(r.failures.size(), 3u);
+  EXPECT_NE(r.failures[0].reason.find("task_timeout_ms"), std::string::npos)
+      << r.failures[0].reason;
+  EXPECT_EQ(r.model_metrics["worker_replacements"], 3);
+  m->teardown();
+  EXPECT_FALSE(has_children());
+}
+
+TEST(ProcessPool, AHundredCrashesAreAHundredFailedTasks) {
+  const size_t fds = open_fds();
+  {
+    auto m = start(2, {{"inject", "kill:1"}});
+    const TaskSet ts = tasks_of("overhead.noop", {{"tasks", "100"}});
+    const BatchResult r = m->run(Batch{&ts.tasks, 1});
+    EXPECT_EQ(r.failures.size(), 100u);
+    EXPECT_EQ(r.model_metrics["worker_replacements"], 100);
+    m->teardown();
+  }
+  EXPECT_FALSE(has_children());
+  EXPECT_EQ(open_fds(), fds);
+}
+
+TEST(ProcessPool, CancelReturnsPromptlyAndTeardownReapsEveryone) {
+  auto m = start(2, {});
+  const TaskSet ts = tasks_of("io.sleep", {{"tasks", "4"}, {"sleep_us", "30000000"}});
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    m->cancel();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  m->run(Batch{&ts.tasks, 1});
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  canceller.join();
+  m->teardown();
+  EXPECT_FALSE(has_children());
+}
+
+TEST(ProcessPool, WorkersCountTheirOwnTasks) {
+  auto m = start(1, {});
+  const TaskSet ts = tasks_of("io.sleep", {{"tasks", "5"}, {"sleep_us", "2000"}});
+  const BatchResult r = m->run(Batch{&ts.tasks, 1});
+  expect_all_verified(r, ts);
+  // Five sleeps in the worker: its voluntary switches come back with the responses.
+  ASSERT_TRUE(r.counters.has(Counter::voluntary_context_switches));
+  EXPECT_GE(*r.counters.get(Counter::voluntary_context_switches), 5u);
+  EXPECT_GT(r.model_metrics["startup_ns"].get<uint64_t>(), 0u);
+  m->teardown();
+}
+
+TEST(ProcessPool, BadInjectionIsRefusedUpFront) {
+  const ModelInfo& info = *find_model("process_pool");
+  for (const char* bad : {"explode:0.1", "kill", "kill:2", "kill:x"})
+    EXPECT_THROW(info.validate(Params::resolve(info.params, {{"inject", bad}}, "process_pool")),
+                 UsageError)
+        << bad;
+}
+
+}  // namespace
+}  // namespace concbench
