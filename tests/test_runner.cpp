@@ -32,6 +32,19 @@ TEST(Runner, MatrixGivesSerialOneCell) {
   EXPECT_EQ(cells[4].workload, "io.sleep");
 }
 
+TEST(Runner, SharedMemoryWorkloadsAreNotRunAcrossProcesses) {
+  RunConfig c = tiny();
+  c.workloads = {"latency.echo_under_load", "cpu.spin"};
+  c.models = {"gil_threads", "process_pool"};
+  const auto cells = expand_matrix(c);
+  for (const auto& cell : cells)
+    EXPECT_FALSE(cell.workload == "latency.echo_under_load" && cell.model == "process_pool");
+  EXPECT_EQ(cells.size(), 1u + 2u + 2u);  // echo under gil_threads; cpu.spin under both, 1 and 2
+  c.workloads = {"latency.echo_under_load"};
+  c.models = {"process_pool"};
+  EXPECT_THROW(validate(c), UsageError);
+}
+
 TEST(Runner, ValidateRejectsBadInput) {
   auto bad = [](auto mutate) {
     RunConfig c = tiny();

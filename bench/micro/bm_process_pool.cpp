@@ -31,7 +31,8 @@ void round_trip(benchmark::State& state, const std::string& codec, const std::st
   m->setup(cfg);
   // Several sequential round trips per batch, so the batch's own fixed costs (opening the
   // parent's counters, the end-of-batch counter flush) do not pass for round-trip time.
-  const uint64_t rounds = std::max<uint64_t>(1, std::min<uint64_t>(64, (64ULL << 20) / std::max<int64_t>(bytes, 1)));
+  const uint64_t rounds =
+      std::max<uint64_t>(1, std::min<uint64_t>(64, (64ULL << 20) / std::max<int64_t>(bytes, 1)));
   for (auto _ : state) {
     const BatchResult r = m->run(Batch{&ts.tasks, rounds});
     for (uint64_t k = 0; k < rounds; ++k) {
@@ -52,8 +53,9 @@ void register_all() {
   for (const char* codec : {"raw", "msgpack", "cbor", "json"}) {
     for (const char* transport : {"pipe", "shm"}) {
       const std::string name = std::string("BM_ProcessPool_RoundTrip/") + codec + "/" + transport;
-      auto* b = benchmark::RegisterBenchmark(
-          name.c_str(), [codec, transport](benchmark::State& s) { round_trip(s, codec, transport); });
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), [codec, transport](benchmark::State& s) {
+        round_trip(s, codec, transport);
+      });
       // JSON writes each byte as a number: stop it at 1 MiB, or one iteration takes seconds.
       const int64_t max = std::string(codec) == "json" ? (1 << 20) : (64 << 20);
       for (int64_t size : {int64_t{0}, int64_t{1024}, int64_t{64 << 10}, int64_t{1 << 20},

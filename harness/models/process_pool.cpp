@@ -600,7 +600,8 @@ ModelInfo process_pool_model_info() {
                        "none")},
       false,
       [] { return std::make_unique<ProcessPool>(); },
-      [](const Params& p) { parse_injection(p.get("inject")); }};
+      [](const Params& p) { parse_injection(p.get("inject")); },
+      /*separate_processes=*/true};
 }
 
 }  // namespace concbench

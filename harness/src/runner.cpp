@@ -58,7 +58,8 @@ RunConfig suite_config(const std::string& name) {
   RunConfig c;
   c.suite = name;
   for (const Workload* w : all_workloads()) c.workloads.emplace_back(w->name());
-  c.models = {"serial", "free_threads", "gil_threads", "thread_pool", "pinned_pool"};
+  c.models = {"serial",      "free_threads", "gil_threads",
+              "thread_pool", "pinned_pool",  "process_pool"};
   const int cpus = std::max(1u, std::thread::hardware_concurrency());
   if (name == "smoke") {
     // Seconds in all: enough to exercise every path, far too little to mean anything.
@@ -122,6 +123,8 @@ void validate(const RunConfig& cfg) {
     const Params mp = Params::resolve(m->params, cfg.params, name);
     if (m->validate) m->validate(mp);
   }
+  if (expand_matrix(cfg).empty())
+    throw UsageError("nothing to run: the selected workloads cannot run under the selected models");
   for (const auto& [k, v] : cfg.params)
     if (!declared.count(k))
       throw UsageError("parameter '" + k + "' is not declared by any selected workload or model");
@@ -135,6 +138,8 @@ std::vector<CellSpec> expand_matrix(const RunConfig& cfg) {
         wl ? wl->required_workers(Params::resolve(wl->params(), given_params(cfg, w), w)) : 0;
     for (const auto& m : cfg.models) {
       const ModelInfo* info = find_model(m);
+      // A workload whose tasks share memory cannot run across processes: no such cell.
+      if (info && wl && info->separate_processes && wl->needs_shared_memory()) continue;
       if (info && info->single_worker) {
         cells.push_back({w, m, 1});
       } else if (fixed > 0) {

@@ -37,6 +37,7 @@ class EchoUnderLoad final : public Workload {
     return static_cast<int>(p.get_int("cpu_workers")) + 1;
   }
   bool calibrate() const override { return false; }
+  bool needs_shared_memory() const override { return true; }
 
   nlohmann::json metrics(const Params&, uint64_t, uint64_t wall_ns,
                          const Observations& obs) const override {

@@ -79,6 +79,8 @@ struct ModelInfo {
   // Checks parameters beyond their declared type (a placement against this machine); throws
   // UsageError. Optional.
   std::function<void(const Params&)> validate;
+  // Tasks run in other processes: nothing but the task itself is shared.
+  bool separate_processes = false;
 };
 
 const std::vector<ModelInfo>& all_models();

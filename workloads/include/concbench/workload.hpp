@@ -41,6 +41,9 @@ class Workload {
   // False when repeating the batch to reach --min-time makes no sense (its length is set by
   // its own parameters, as a latency test's is).
   virtual bool calibrate() const { return true; }
+  // True when the tasks of a batch must share one address space (a responder and spinners that
+  // stop on its flag): such a workload cannot run under a model of separate processes.
+  virtual bool needs_shared_memory() const { return false; }
 
  protected:
   virtual TaskSet generate(const Params& p, uint64_t seed) const = 0;
