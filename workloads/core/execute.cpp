@@ -72,7 +72,9 @@ uint64_t task_checksum_start(uint64_t seed, std::span<const std::byte> payload) 
   return hash_bytes(payload, seed);
 }
 
-uint64_t task_checksum_start(const Task& task) { return task_checksum_start(task.seed, task.payload); }
+uint64_t task_checksum_start(const Task& task) {
+  return task_checksum_start(task.seed, task.payload);
+}
 
 uint64_t run_cpu_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx) {
   if (s.kernel >= std::size(kKernels)) throw std::invalid_argument("bad kernel id");

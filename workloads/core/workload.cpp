@@ -54,6 +54,21 @@ Task make_task(uint64_t id, uint64_t seed, int64_t payload_bytes) {
   return t;
 }
 
+TaskSet one_step_tasks(const Params& p, uint64_t seed, const Step& step,
+                       const std::function<uint64_t(const Task&)>& predict) {
+  TaskSet ts;
+  const int64_t n = p.get_int("tasks");
+  ts.tasks.reserve(static_cast<size_t>(n));
+  ts.expected.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    Task t = make_task(static_cast<uint64_t>(i), seed, p.get_int("payload_bytes"));
+    t.steps.push_back(step);
+    ts.expected.push_back(fold(task_checksum_start(t), predict(t)));
+    ts.tasks.push_back(std::move(t));
+  }
+  return ts;
+}
+
 const std::vector<const Workload*>& all_workloads() {
   static const std::vector<const Workload*> all = {
       &cpu_spin_workload(),      &cpu_pidigits_workload(),

@@ -54,24 +54,17 @@ class CounterRace final : public Workload {
 
  protected:
   TaskSet generate(const Params& p, uint64_t seed) const override {
-    TaskSet ts;
-    const auto units = static_cast<uint64_t>(p.get_int("units"));
-    for (int64_t i = 0; i < p.get_int("tasks"); ++i) {
-      Task t = make_task(static_cast<uint64_t>(i), seed, p.get_int("payload_bytes"));
-      Step s;
-      s.kind = StepKind::cpu;
-      s.kernel = kernel_id("counter_race");
-      s.units = units;
-      const auto work = static_cast<uint64_t>(p.get_int("instruction_work"));
-      s.arg = (work << 1) | (p.get_int("call_between") ? kCallBetween : 0);
-      t.steps.push_back(s);
-      // The checksum covers the increments this task performed and the interpretation work,
-      // which the race cannot change; what the race changes is reported as lost_updates.
-      const uint64_t state = lcg_advance(step_seed(t.seed, 0), 3 * work * units);
-      ts.expected.push_back(fold(task_checksum_start(t), fold(units, state)));
-      ts.tasks.push_back(std::move(t));
-    }
-    return ts;
+    Step s;
+    s.kind = StepKind::cpu;
+    s.kernel = kernel_id("counter_race");
+    s.units = static_cast<uint64_t>(p.get_int("units"));
+    const auto work = static_cast<uint64_t>(p.get_int("instruction_work"));
+    s.arg = (work << 1) | (p.get_int("call_between") ? kCallBetween : 0);
+    // The checksum covers the increments this task performed and the interpretation work,
+    // which the race cannot change; what the race changes is reported as lost_updates.
+    return one_step_tasks(p, seed, s, [&](const Task& t) {
+      return fold(s.units, lcg_advance(step_seed(t.seed, 0), 3 * work * s.units));
+    });
   }
 };
 

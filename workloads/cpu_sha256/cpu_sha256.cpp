@@ -75,23 +75,15 @@ class Sha256 final : public Workload {
 
  protected:
   TaskSet generate(const Params& p, uint64_t seed) const override {
-    TaskSet ts;
-    const auto units = static_cast<uint64_t>(p.get_int("units"));
-    const auto bytes = static_cast<uint64_t>(p.get_int("buffer_bytes"));
-    for (int64_t i = 0; i < p.get_int("tasks"); ++i) {
-      Task t = make_task(static_cast<uint64_t>(i), seed, p.get_int("payload_bytes"));
-      Step s;
-      s.kind = StepKind::cpu;
-      s.kernel = kernel_id("sha256");
-      s.units = units;
-      s.arg = bytes;
-      t.steps.push_back(s);
-      // Predicting means hashing: done once here, outside any timed region.
-      const uint64_t h = chain(step_seed(t.seed, 0), units, bytes, [](auto&& f) { f(); });
-      ts.expected.push_back(fold(task_checksum_start(t), h));
-      ts.tasks.push_back(std::move(t));
-    }
-    return ts;
+    Step s;
+    s.kind = StepKind::cpu;
+    s.kernel = kernel_id("sha256");
+    s.units = static_cast<uint64_t>(p.get_int("units"));
+    s.arg = static_cast<uint64_t>(p.get_int("buffer_bytes"));
+    // Predicting means hashing: done once here, outside any timed region.
+    return one_step_tasks(p, seed, s, [&](const Task& t) {
+      return chain(step_seed(t.seed, 0), s.units, s.arg, [](auto&& f) { f(); });
+    });
   }
 };
 

@@ -47,22 +47,13 @@ class Spin final : public Workload {
     return p;
   }
   TaskSet generate(const Params& p, uint64_t seed) const override {
-    TaskSet ts;
-    const int64_t n = p.get_int("tasks");
-    const auto units = static_cast<uint64_t>(p.get_int("units"));
-    for (int64_t i = 0; i < n; ++i) {
-      Task t = make_task(static_cast<uint64_t>(i), seed, p.get_int("payload_bytes"));
-      Step s;
-      s.kind = StepKind::cpu;
-      s.kernel = kernel_id("spin");
-      s.units = units;
-      s.native = p.get_int("native") != 0;
-      t.steps.push_back(s);
-      const uint64_t result = spin_state_after(step_seed(t.seed, 0), units);
-      ts.expected.push_back(fold(task_checksum_start(t), result));
-      ts.tasks.push_back(std::move(t));
-    }
-    return ts;
+    Step s;
+    s.kind = StepKind::cpu;
+    s.kernel = kernel_id("spin");
+    s.units = static_cast<uint64_t>(p.get_int("units"));
+    s.native = p.get_int("native") != 0;
+    return one_step_tasks(
+        p, seed, s, [&](const Task& t) { return spin_state_after(step_seed(t.seed, 0), s.units); });
   }
   nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns,
                          const Observations&) const override {

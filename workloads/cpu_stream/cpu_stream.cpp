@@ -52,23 +52,14 @@ class Stream final : public Workload {
 
  protected:
   TaskSet generate(const Params& p, uint64_t seed) const override {
-    TaskSet ts;
-    const auto units = static_cast<uint64_t>(p.get_int("units"));
-    const auto words = static_cast<uint64_t>(p.get_int("buffer_bytes")) / 8;
-    const uint64_t per_sweep = sweep_sum(words);
-    for (int64_t i = 0; i < p.get_int("tasks"); ++i) {
-      Task t = make_task(static_cast<uint64_t>(i), seed, p.get_int("payload_bytes"));
-      Step s;
-      s.kind = StepKind::cpu;
-      s.kernel = kernel_id("stream");
-      s.units = units;
-      s.arg = words;
-      t.steps.push_back(s);
-      ts.expected.push_back(
-          fold(task_checksum_start(t), fold(step_seed(t.seed, 0), per_sweep * units)));
-      ts.tasks.push_back(std::move(t));
-    }
-    return ts;
+    Step s;
+    s.kind = StepKind::cpu;
+    s.kernel = kernel_id("stream");
+    s.units = static_cast<uint64_t>(p.get_int("units"));
+    s.arg = static_cast<uint64_t>(p.get_int("buffer_bytes")) / 8;
+    const uint64_t per_sweep = sweep_sum(s.arg);
+    return one_step_tasks(
+        p, seed, s, [&](const Task& t) { return fold(step_seed(t.seed, 0), per_sweep * s.units); });
   }
 };
 

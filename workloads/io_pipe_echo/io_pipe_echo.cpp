@@ -20,19 +20,11 @@ class PipeEcho final : public Workload {
     return p;
   }
   TaskSet generate(const Params& p, uint64_t seed) const override {
-    TaskSet ts;
-    const int64_t n = p.get_int("tasks");
-    for (int64_t i = 0; i < n; ++i) {
-      Task t = make_task(static_cast<uint64_t>(i), seed, p.get_int("payload_bytes"));
-      Step s;
-      s.kind = StepKind::pipe_echo;
-      s.bytes = static_cast<uint32_t>(p.get_int("message_bytes"));
-      s.units = static_cast<uint64_t>(p.get_int("round_trips"));
-      t.steps.push_back(s);
-      ts.expected.push_back(fold(task_checksum_start(t), predict_io_step(s, t.seed, 0)));
-      ts.tasks.push_back(std::move(t));
-    }
-    return ts;
+    Step s;
+    s.kind = StepKind::pipe_echo;
+    s.bytes = static_cast<uint32_t>(p.get_int("message_bytes"));
+    s.units = static_cast<uint64_t>(p.get_int("round_trips"));
+    return one_step_tasks(p, seed, s, [&](const Task& t) { return predict_io_step(s, t.seed, 0); });
   }
   nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns,
                          const Observations&) const override {

@@ -18,18 +18,10 @@ class Sleep final : public Workload {
     return p;
   }
   TaskSet generate(const Params& p, uint64_t seed) const override {
-    TaskSet ts;
-    const int64_t n = p.get_int("tasks");
-    for (int64_t i = 0; i < n; ++i) {
-      Task t = make_task(static_cast<uint64_t>(i), seed, p.get_int("payload_bytes"));
-      Step s;
-      s.kind = StepKind::sleep;
-      s.duration_ns = static_cast<uint64_t>(p.get_int("sleep_us")) * 1000;
-      t.steps.push_back(s);
-      ts.expected.push_back(fold(task_checksum_start(t), predict_io_step(s, t.seed, 0)));
-      ts.tasks.push_back(std::move(t));
-    }
-    return ts;
+    Step s;
+    s.kind = StepKind::sleep;
+    s.duration_ns = static_cast<uint64_t>(p.get_int("sleep_us")) * 1000;
+    return one_step_tasks(p, seed, s, [&](const Task& t) { return predict_io_step(s, t.seed, 0); });
   }
   nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns,
                          const Observations&) const override {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -55,6 +56,11 @@ class Workload {
 std::vector<ParamSpec> common_params(int64_t default_tasks, int64_t default_payload_bytes);
 // A task with the common fields filled: id, a seed derived from (seed, id), a payload.
 Task make_task(uint64_t id, uint64_t seed, int64_t payload_bytes);
+
+// `tasks` tasks of the single step `step`, each predicted as fold(payload hash, predict(task)),
+// where predict gives the value the step returns when it really did its work.
+TaskSet one_step_tasks(const Params& p, uint64_t seed, const Step& step,
+                       const std::function<uint64_t(const Task&)>& predict);
 
 const std::vector<const Workload*>& all_workloads();
 // nullptr when there is no such workload.
