@@ -389,51 +389,54 @@ BatchResult ProcessPool::run(const Batch& batch) {
 
   TaskRequest req;
   while (finished < items && !cancelled_.load(std::memory_order_relaxed)) {
-    // Fill every worker's pipeline.
-    for (size_t w = 0; w < workers_.size(); ++w) {
-      Worker& wk = workers_[w];
-      if (shm_) ensure_shm(wk, slot_bytes * inflight_);
-      while (wk.outstanding.size() < inflight_ && (next < items || !retry.empty())) {
-        uint64_t item;
-        if (!retry.empty()) {
-          item = retry.front();
-          retry.pop_front();
-        } else {
-          item = next++;
+    // Fill the pipelines one level at a time across workers, so a batch smaller than
+    // workers x inflight is still spread over every worker instead of queueing behind one.
+    for (size_t w = 0; shm_ && w < workers_.size(); ++w)
+      ensure_shm(workers_[w], slot_bytes * inflight_);
+    for (size_t depth = 1; depth <= inflight_ && (next < items || !retry.empty()); ++depth)
+      for (size_t w = 0; w < workers_.size(); ++w) {
+        Worker& wk = workers_[w];
+        if (wk.outstanding.size() < depth && (next < items || !retry.empty())) {
+          uint64_t item;
+          if (!retry.empty()) {
+            item = retry.front();
+            retry.pop_front();
+          } else {
+            item = next++;
+          }
+          const Task& t = tasks[item % tasks.size()];
+          const uint64_t t0 = monotonic_ns();
+          req.item = item;
+          req.seed = t.seed;
+          req.steps = t.steps;
+          req.fault = kFaultNone;
+          if (injection_.fault != kFaultNone) {
+            const double roll =
+                static_cast<double>(mix64(t.seed ^ mix64(item + 0x1f)) >> 11) * 0x1p-53;
+            if (roll < injection_.probability) req.fault = injection_.fault;
+          }
+          if (shm_) {
+            // The one copy of the payload: into this worker's slot of the shared region.
+            const size_t off = wk.next_slot * slot_bytes;
+            wk.next_slot = (wk.next_slot + 1) % inflight_;
+            if (!t.payload.empty()) std::memcpy(wk.shm + off, t.payload.data(), t.payload.size());
+            req.payload.in_shm = true;
+            req.payload.offset = off;
+            req.payload.length = t.payload.size();
+            req.payload.bytes.clear();
+          } else {
+            req.payload.in_shm = false;
+            req.payload.bytes.assign(t.payload.begin(), t.payload.end());
+          }
+          const size_t before = wk.out.size();
+          encode_request(codec_, req, wk.out);
+          bytes_out += wk.out.size() - before;
+          const uint64_t t1 = monotonic_ns();
+          enc_ns += t1 - t0;
+          if (wk.outstanding.empty()) wk.head_since_ns = t1;
+          wk.outstanding.push_back({item, t0, t1 - t0});
         }
-        const Task& t = tasks[item % tasks.size()];
-        const uint64_t t0 = monotonic_ns();
-        req.item = item;
-        req.seed = t.seed;
-        req.steps = t.steps;
-        req.fault = kFaultNone;
-        if (injection_.fault != kFaultNone) {
-          const double roll =
-              static_cast<double>(mix64(t.seed ^ mix64(item + 0x1f)) >> 11) * 0x1p-53;
-          if (roll < injection_.probability) req.fault = injection_.fault;
-        }
-        if (shm_) {
-          // The one copy of the payload: into this worker's slot of the shared region.
-          const size_t off = wk.next_slot * slot_bytes;
-          wk.next_slot = (wk.next_slot + 1) % inflight_;
-          if (!t.payload.empty()) std::memcpy(wk.shm + off, t.payload.data(), t.payload.size());
-          req.payload.in_shm = true;
-          req.payload.offset = off;
-          req.payload.length = t.payload.size();
-          req.payload.bytes.clear();
-        } else {
-          req.payload.in_shm = false;
-          req.payload.bytes.assign(t.payload.begin(), t.payload.end());
-        }
-        const size_t before = wk.out.size();
-        encode_request(codec_, req, wk.out);
-        bytes_out += wk.out.size() - before;
-        const uint64_t t1 = monotonic_ns();
-        enc_ns += t1 - t0;
-        if (wk.outstanding.empty()) wk.head_since_ns = t1;
-        wk.outstanding.push_back({item, t0, t1 - t0});
       }
-    }
     // Write what is pending, poll, read what arrived.
     std::vector<pollfd> pfds(workers_.size());
     for (size_t w = 0; w < workers_.size(); ++w) {
