@@ -45,8 +45,6 @@ extern char** environ;
 namespace concbench {
 namespace {
 
-using detail::monotonic_ns;
-
 constexpr uint64_t kStartTimeoutNs = 20'000'000'000ULL;  // a worker that is not ready by then
 constexpr int kPollSliceMs = 50;                         // how often cancellation is looked at
 

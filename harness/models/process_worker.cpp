@@ -16,18 +16,13 @@
 #include <thread>
 #include <vector>
 
+#include "concbench/clock.hpp"
 #include "concbench/exec_context.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
 
 namespace concbench {
 namespace {
-
-uint64_t now_ns() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 bool write_all(int fd, const std::byte* p, size_t n) {
   while (n > 0) {
@@ -123,7 +118,7 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
   std::vector<std::byte> out;
   uint64_t prev_encode_ns = 0;
   uint64_t last_read_ns =
-      now_ns();  // a response cannot carry its own encoding time: the next one does
+      monotonic_ns();  // a response cannot carry its own encoding time: the next one does
 
   {
     TaskResponse hello;
@@ -143,13 +138,13 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
     std::span<const std::byte> body;
     while (in.next(body)) {
       TaskResponse resp;
-      const uint64_t t0 = now_ns();
+      const uint64_t t0 = monotonic_ns();
       bool flush = false;
       try {
         TaskRequest req = decode_request(codec, body);
         resp.item = req.item;
         flush = req.item == kFlushItem;
-        const uint64_t t1 = now_ns();
+        const uint64_t t1 = monotonic_ns();
         resp.decode_ns = t1 - t0;
         if (req.fault != kFaultNone) {
           if (!out.empty()) write_all(fd, out.data(), out.size());  // answers already due
@@ -169,12 +164,12 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
           resp.payload = std::move(req.payload);
         }
         resp.ok = true;
-        resp.exec_ns = now_ns() - t1;
+        resp.exec_ns = monotonic_ns() - t1;
       } catch (const std::exception& e) {
         resp.ok = false;
         resp.error = e.what();
       }
-      const uint64_t t_end = now_ns();
+      const uint64_t t_end = monotonic_ns();
       if (flush || t_end - last_read_ns >= kCounterPeriodNs) {
         const CounterValues now = counters.read();
         resp.counters = now.since(last);
@@ -184,9 +179,9 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
         resp.counters = CounterValues::zero_all();  // counted in a later response's delta
       }
       resp.encode_ns = prev_encode_ns;
-      const uint64_t t2 = now_ns();
+      const uint64_t t2 = monotonic_ns();
       encode_response(codec, resp, out);
-      prev_encode_ns = now_ns() - t2;
+      prev_encode_ns = monotonic_ns() - t2;
     }
     if (!out.empty()) {
       if (!write_all(fd, out.data(), out.size())) return 1;

@@ -11,7 +11,7 @@ ModelInfo pinned_pool_model_info();
 ModelInfo process_pool_model_info();
 
 const std::vector<ModelInfo>& all_models() {
-  static const std::vector<ModelInfo> all = {serial_model_info(), free_threads_model_info(),
+  static const std::vector<ModelInfo> all = {serial_model_info(),      free_threads_model_info(),
                                              gil_threads_model_info(), thread_pool_model_info(),
                                              pinned_pool_model_info(), process_pool_model_info()};
   return all;

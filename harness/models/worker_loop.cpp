@@ -12,12 +12,6 @@
 
 namespace concbench::detail {
 
-uint64_t monotonic_ns() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-
 namespace {
 
 void note_cpu(std::vector<int>& seen) {

@@ -9,6 +9,7 @@
 #include <new>
 #include <vector>
 
+#include "concbench/clock.hpp"
 #include "concbench/exec_context.hpp"
 #include "concbench/model.hpp"
 
@@ -57,7 +58,5 @@ void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs);
 // stops the ones that were (it must make them return), they are joined, and the error rethrown.
 void run_on_threads(int n, const std::function<void(int)>& body,
                     const std::function<void()>& on_fail);
-
-uint64_t monotonic_ns();
 
 }  // namespace concbench::detail

@@ -2,16 +2,11 @@
 
 #include <algorithm>
 
+#include "concbench/clock.hpp"
 #include "concbench/exec_context.hpp"
 
 namespace concbench {
 namespace {
-
-uint64_t now_ns() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 // A forced-switch wait is untimed in CPython; here it wakes this often to notice cancellation.
 constexpr std::chrono::milliseconds kCancelPoll{50};
@@ -22,7 +17,7 @@ Gil::Gil(std::atomic<uint32_t>& breaker, std::chrono::microseconds interval)
     : breaker_(breaker), interval_(std::max(interval, std::chrono::microseconds(1))) {}
 
 void Gil::take(GilThread& t) {
-  const uint64_t t0 = now_ns();
+  const uint64_t t0 = monotonic_ns();
   std::unique_lock lock(mu_);
   while (locked_) {
     const uint64_t saved_switch = switch_number_;
@@ -49,14 +44,14 @@ void Gil::take(GilThread& t) {
   // The new holder clears a pending request: whoever wants the lock next must time out anew.
   breaker_.fetch_and(~kBreakDropRequest, std::memory_order_relaxed);
   lock.unlock();
-  const uint64_t t1 = now_ns();
+  const uint64_t t1 = monotonic_ns();
   ++t.acquisitions;
   t.wait_ns.push_back(t1 - t0);
   t.hold_start_ns = t1;
 }
 
 void Gil::drop(GilThread& t, bool force_switch) {
-  t.hold_ns += now_ns() - t.hold_start_ns;
+  t.hold_ns += monotonic_ns() - t.hold_start_ns;
   {
     std::lock_guard lock(mu_);
     locked_ = false;

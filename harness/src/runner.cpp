@@ -11,17 +11,12 @@
 #include <set>
 #include <thread>
 
+#include "concbench/clock.hpp"
 #include "concbench/model.hpp"
 #include "concbench/workload.hpp"
 
 namespace concbench {
 namespace {
-
-uint64_t now_ns() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 struct CpuTimes {
   uint64_t user_ns = 0, sys_ns = 0;
@@ -169,9 +164,9 @@ RepetitionResult measure_repetition(Model& model, const Batch& batch, const Task
                                     const Workload& workload, const Params& wparams) {
   RepetitionResult r;
   const CpuTimes c0 = process_cpu();
-  const uint64_t t0 = now_ns();
+  const uint64_t t0 = monotonic_ns();
   BatchResult b = model.run(batch);
-  const uint64_t t1 = now_ns();
+  const uint64_t t1 = monotonic_ns();
   const CpuTimes c1 = process_cpu();
   r.wall_ns = t1 - t0;
   r.cpu_user_ns = c1.user_ns - c0.user_ns;
@@ -239,9 +234,9 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
     if (st->cancelled) return;
   }
   phase("setup");
-  uint64_t t0 = now_ns();
+  uint64_t t0 = monotonic_ns();
   m->setup(mc);
-  const uint64_t setup_ns = now_ns() - t0;
+  const uint64_t setup_ns = monotonic_ns() - t0;
 
   phase("warm-up");
   RepetitionResult warm = measure_repetition(*m, batch, ts, workload, wparams);
@@ -283,10 +278,10 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
     st->result.repetitions.push_back(std::move(r));
   }
   phase("teardown");
-  t0 = now_ns();
+  t0 = monotonic_ns();
   m->teardown();
   std::lock_guard lock(st->mu);
-  st->result.teardown_ns = now_ns() - t0;
+  st->result.teardown_ns = monotonic_ns() - t0;
 }
 
 CellResult run_cell_impl(const CellSpec& spec, const RunConfig& cfg,

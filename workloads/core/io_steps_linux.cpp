@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "concbench/checksum.hpp"
+#include "concbench/clock.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
 
@@ -23,12 +24,6 @@ namespace concbench {
 namespace {
 
 constexpr int kWaitSliceMs = 50;
-
-uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // `stop` returns true when the wait should give up (cancellation, or an aborted client).
 template <class Stop>
@@ -88,10 +83,10 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
   // gives up after kCompanionWait and measures an unloaded responder; the report says how many
   // companions were running.
   constexpr uint64_t kCompanionWaitNs = 200'000'000;
-  const uint64_t wait_start = now_ns();
+  const uint64_t wait_start = monotonic_ns();
   ctx.blocking([&] {
     while (ctx.io().companions().load(std::memory_order_relaxed) < s.arg &&
-           now_ns() - wait_start < kCompanionWaitNs) {
+           monotonic_ns() - wait_start < kCompanionWaitNs) {
       ctx.throw_if_cancelled();
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
@@ -109,10 +104,10 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
       std::vector<std::byte> out(s.bytes), in(s.bytes);
       for (uint64_t r = 0; r < s.units; ++r) {
         fill_bytes(out, echo_message_seed(seed, r));
-        const uint64_t t0 = now_ns();
+        const uint64_t t0 = monotonic_ns();
         write_all(sv[1], out.data(), out.size(), [&] { return abort.load(); });
         read_all(sv[1], in.data(), in.size(), [&] { return abort.load(); });
-        rtts.push_back(now_ns() - t0);
+        rtts.push_back(monotonic_ns() - t0);
       }
     } catch (...) {
       client_error = std::current_exception();
@@ -190,9 +185,9 @@ uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, Exe
   switch (s.kind) {
     case StepKind::sleep: {
       // An absolute deadline, so slicing the wait for cancellation adds no drift.
-      const uint64_t start = now_ns();
+      const uint64_t start = monotonic_ns();
       const uint64_t deadline = start + s.duration_ns;
-      for (uint64_t t = start; t < deadline; t = now_ns()) {
+      for (uint64_t t = start; t < deadline; t = monotonic_ns()) {
         ctx.throw_if_cancelled();
         uint64_t until = std::min<uint64_t>(deadline, t + kWaitSliceMs * 1'000'000ULL);
         timespec ts{static_cast<time_t>(until / 1'000'000'000ULL),
@@ -200,7 +195,7 @@ uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, Exe
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
       }
       // The step's value is the duration only if the full wait really happened.
-      return now_ns() - start >= s.duration_ns ? s.duration_ns : 0;
+      return monotonic_ns() - start >= s.duration_ns ? s.duration_ns : 0;
     }
     case StepKind::pipe_echo:
       return echo_rounds(ctx.io().pipe_fd(ctx.worker()), s, seed, ctx);
