@@ -386,6 +386,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
   };
 
   TaskRequest req;
+  std::vector<pollfd> pfds;  // reused: this loop runs once per burst of responses
   while (finished < items && !cancelled_.load(std::memory_order_relaxed)) {
     // Fill the pipelines one level at a time across workers, so a batch smaller than
     // workers x inflight is still spread over every worker instead of queueing behind one.
@@ -436,7 +437,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
         }
       }
     // Write what is pending, poll, read what arrived.
-    std::vector<pollfd> pfds(workers_.size());
+    pfds.resize(workers_.size());
     for (size_t w = 0; w < workers_.size(); ++w) {
       Worker& wk = workers_[w];
       while (wk.out_off < wk.out.size()) {
