@@ -86,7 +86,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(std::make_tuple("serial", 1), std::make_tuple("free_threads", 1),
                       std::make_tuple("free_threads", 3), std::make_tuple("gil_threads", 2),
                       std::make_tuple("thread_pool", 1), std::make_tuple("thread_pool", 3),
-                      std::make_tuple("pinned_pool", 2)));
+                      std::make_tuple("pinned_pool", 2), std::make_tuple("async", 1),
+                      std::make_tuple("async_mt", 1), std::make_tuple("async_mt", 3)));
 
 TEST(FreeThreads, RunsInParallelOnTwoCores) {
   if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs two CPUs";

@@ -9,11 +9,14 @@ ModelInfo gil_threads_model_info();
 ModelInfo thread_pool_model_info();
 ModelInfo pinned_pool_model_info();
 ModelInfo process_pool_model_info();
+ModelInfo async_model_info();
+ModelInfo async_mt_model_info();
 
 const std::vector<ModelInfo>& all_models() {
   static const std::vector<ModelInfo> all = {serial_model_info(),      free_threads_model_info(),
                                              gil_threads_model_info(), thread_pool_model_info(),
-                                             pinned_pool_model_info(), process_pool_model_info()};
+                                             pinned_pool_model_info(), process_pool_model_info(),
+                                             async_model_info(),       async_mt_model_info()};
   return all;
 }
 

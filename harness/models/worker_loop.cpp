@@ -12,16 +12,12 @@
 
 namespace concbench::detail {
 
-namespace {
-
 void note_cpu(std::vector<int>& seen) {
   const int cpu = sched_getcpu();  // vDSO: a few nanoseconds
   if (cpu < 0) return;
   if (!seen.empty() && seen.back() == cpu) return;  // the common case: still where it was
   if (std::find(seen.begin(), seen.end(), cpu) == seen.end()) seen.push_back(cpu);
 }
-
-}  // namespace
 
 void BatchQueue::drain(ExecContext& ctx, WorkerLog& log) {
   const std::vector<Task>& tasks = *batch_.tasks;

@@ -24,6 +24,9 @@ struct WorkerLog {
   std::vector<int> cpus_seen;  // distinct CPUs the worker was seen on, sampled once per item
 };
 
+// Adds the CPU the calling thread is on to `seen` (sched_getcpu, a vDSO call) if it is new.
+void note_cpu(std::vector<int>& seen);
+
 // Per worker: the PU it was bound to (or null) with the binding's outcome, and the CPUs it was
 // seen on. `bound` and `bind_errors` may be empty (unpinned models).
 nlohmann::json workers_json(const std::vector<WorkerLog>& logs, const std::vector<int>& bound = {},

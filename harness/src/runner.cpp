@@ -53,8 +53,8 @@ RunConfig suite_config(const std::string& name) {
   RunConfig c;
   c.suite = name;
   for (const Workload* w : all_workloads()) c.workloads.emplace_back(w->name());
-  c.models = {"serial",      "free_threads", "gil_threads",
-              "thread_pool", "pinned_pool",  "process_pool"};
+  c.models = {"serial",      "free_threads", "gil_threads", "thread_pool",
+              "pinned_pool", "process_pool", "async",       "async_mt"};
   const int cpus = std::max(1u, std::thread::hardware_concurrency());
   if (name == "smoke") {
     // Seconds in all: enough to exercise every path, far too little to mean anything.
@@ -70,21 +70,26 @@ RunConfig suite_config(const std::string& name) {
         {"overhead.noop", {{"tasks", "200"}}},
         {"cpu.counter_race", {{"units", "20000"}}},
         {"cpu.sha256", {{"tasks", "4"}, {"units", "16"}}},
-        {"latency.echo_under_load", {{"round_trips", "20"}}},
+        {"latency.echo_under_load", {{"round_trips", "20"}, {"max_cpu_units", "300000"}}},
         {"cpu.stream", {{"tasks", "4"}, {"units", "2"}, {"buffer_bytes", "1048576"}}},
         {"cpu.false_sharing", {{"tasks", "4"}, {"units", "20000"}}},
+        {"mixed.cpu_io", {{"tasks", "16"}, {"cpu_us", "50"}, {"io_us", "200"}}},
     };
   } else if (name == "quick") {
     c.workers = {1, 2, 4};
     c.repetitions = 5;
     c.min_time_s = 0.2;
     c.timeout_s = 120;
+    // A spinner on one event loop runs to this bound (about 1.3 s here): enough to show the
+    // stall, short enough for the suite.
+    c.suite_params = {{"latency.echo_under_load", {{"max_cpu_units", "1000000"}}}};
   } else if (name == "full") {
     for (int w = 1; w <= 2 * cpus; w *= 2) c.workers.push_back(w);
     if (c.workers.back() != 2 * cpus) c.workers.push_back(2 * cpus);
     c.repetitions = 10;
     c.min_time_s = 0.5;
     c.timeout_s = 600;
+    c.suite_params = {{"latency.echo_under_load", {{"max_cpu_units", "5000000"}}}};
   } else {
     throw UsageError("unknown suite '" + name + "' (smoke, quick, full)");
   }

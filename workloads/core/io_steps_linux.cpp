@@ -92,51 +92,18 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
     }
   });
   ctx.io().set_companions_seen(ctx.io().companions().load(std::memory_order_relaxed));
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
-    throw std::system_error(errno, std::generic_category(), "socketpair");
-  std::atomic<bool> abort{false};
-  std::vector<uint64_t> rtts;
-  rtts.reserve(s.units);
-  std::exception_ptr client_error;
-  std::thread client([&] {
-    try {
-      std::vector<std::byte> out(s.bytes), in(s.bytes);
-      for (uint64_t r = 0; r < s.units; ++r) {
-        fill_bytes(out, echo_message_seed(seed, r));
-        const uint64_t t0 = monotonic_ns();
-        write_all(sv[1], out.data(), out.size(), [&] { return abort.load(); });
-        read_all(sv[1], in.data(), in.size(), [&] { return abort.load(); });
-        rtts.push_back(monotonic_ns() - t0);
-      }
-    } catch (...) {
-      client_error = std::current_exception();
-    }
-  });
-  struct Cleanup {
-    std::atomic<bool>& abort;
-    std::thread& client;
-    int* sv;
-    ~Cleanup() {
-      abort.store(true);
-      if (client.joinable()) client.join();
-      close(sv[0]);
-      close(sv[1]);
-    }
-  } cleanup{abort, client, sv};
-
+  EchoClient client(seed, s.units, s.bytes);
+  const int fd = client.responder_fd();
   std::vector<std::byte> buf(s.bytes);
   auto cancelled = [&] { return ctx.cancel_requested(); };
   uint64_t h = 0;
   for (uint64_t r = 0; r < s.units; ++r) {
-    ctx.blocking([&] { read_all(sv[0], buf.data(), buf.size(), cancelled); });
+    ctx.blocking([&] { read_all(fd, buf.data(), buf.size(), cancelled); });
     ctx.throw_if_cancelled();
     h = fold(h, hash_bytes(buf));
-    ctx.blocking([&] { write_all(sv[0], buf.data(), buf.size(), cancelled); });
+    ctx.blocking([&] { write_all(fd, buf.data(), buf.size(), cancelled); });
   }
-  client.join();
-  if (client_error) std::rethrow_exception(client_error);
-  ctx.io().record_rtts(rtts);
+  ctx.io().record_rtts(client.finish());
   // Relaxed: a hint for spinning companions; nothing is published through it.
   ctx.io().stop_flag().store(true, std::memory_order_relaxed);
   return h;
@@ -167,6 +134,46 @@ uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
 }  // namespace
 
 uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx);
+
+EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes) {
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds_) < 0)
+    throw std::system_error(errno, std::generic_category(), "socketpair");
+  try {
+    thread_ = std::thread([this, step_seed, rounds, bytes] {
+      try {
+        auto aborted = [this] { return abort_.load(); };
+        std::vector<std::byte> out(bytes), in(bytes);
+        rtts_.reserve(rounds);
+        for (uint64_t r = 0; r < rounds; ++r) {
+          fill_bytes(out, echo_message_seed(step_seed, r));
+          const uint64_t t0 = monotonic_ns();
+          write_all(fds_[1], out.data(), out.size(), aborted);
+          read_all(fds_[1], in.data(), in.size(), aborted);
+          rtts_.push_back(monotonic_ns() - t0);
+        }
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    });
+  } catch (...) {
+    close(fds_[0]);
+    close(fds_[1]);
+    throw;
+  }
+}
+
+EchoClient::~EchoClient() {
+  abort_.store(true);
+  if (thread_.joinable()) thread_.join();
+  close(fds_[0]);
+  close(fds_[1]);
+}
+
+std::vector<uint64_t> EchoClient::finish() {
+  thread_.join();  // the join publishes rtts_ and error_
+  if (error_) std::rethrow_exception(error_);
+  return std::move(rtts_);
+}
 
 uint64_t echo_message_seed(uint64_t step_seed, uint64_t round) {
   return mix64(step_seed ^ (round * 0x2545f4914f6cdd1dULL));

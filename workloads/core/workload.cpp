@@ -16,6 +16,7 @@ const Workload& cpu_sha256_workload();
 const Workload& latency_echo_under_load_workload();
 const Workload& cpu_stream_workload();
 const Workload& cpu_false_sharing_workload();
+const Workload& mixed_cpu_io_workload();
 
 nlohmann::json Workload::metrics(const Params&, uint64_t, uint64_t, const Observations&) const {
   return nlohmann::json::object();
@@ -76,6 +77,7 @@ const std::vector<const Workload*>& all_workloads() {
       &overhead_noop_workload(), &cpu_counter_race_workload(),
       &cpu_sha256_workload(),    &latency_echo_under_load_workload(),
       &cpu_stream_workload(),    &cpu_false_sharing_workload(),
+      &mixed_cpu_io_workload(),
   };
   return all;
 }

@@ -1,9 +1,11 @@
 // cpu.spin: a pure integer loop. Each unit advances a 64-bit linear congruential generator
 // kIterationsPerUnit times: a serial dependency chain the compiler can neither vectorize nor
 // fold, and whose final state is predicted in O(log n) by LCG jump-ahead.
+#include <algorithm>
 #include <atomic>
 
 #include "concbench/checksum.hpp"
+#include "concbench/clock.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
 #include "concbench/workload.hpp"
@@ -94,6 +96,28 @@ uint64_t spin_kernel(ExecContext& ctx, const KernelArgs& a) {
     ctx.checkpoint();
   }
   return x;
+}
+
+double spin_units_per_us() {
+  static const double rate = [] {
+    // Five trials of 2000 units (a couple of milliseconds each); the fastest is the machine's.
+    ExecContext ctx = [] {
+      static std::atomic<uint32_t> breaker{0};
+      return ExecContext(breaker, no_lock_hooks(), nullptr, 0);
+    }();
+    constexpr uint64_t kUnits = 2000;
+    double best = 0;
+    uint64_t sink = 0;
+    for (int trial = 0; trial < 5; ++trial) {
+      const uint64_t t0 = monotonic_ns();
+      sink ^= spin_kernel(ctx, KernelArgs{kUnits, 0, sink + static_cast<uint64_t>(trial)});
+      const uint64_t dt = std::max<uint64_t>(1, monotonic_ns() - t0);
+      best = std::max(best, static_cast<double>(kUnits) * 1e3 / static_cast<double>(dt));
+    }
+    // The sink keeps the trials from being optimized away.
+    return sink == 0x1234 ? best + 1e-9 : best;
+  }();
+  return rate;
 }
 
 const Workload& cpu_spin_workload() {

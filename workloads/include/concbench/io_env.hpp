@@ -12,9 +12,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace concbench {
@@ -70,6 +72,30 @@ class IoEnv {
   std::mutex obs_mu_;             // guards rtt_
   std::vector<uint64_t> rtt_;
   std::vector<std::unique_ptr<std::vector<uint64_t>>> buffers_;  // guarded by obs_mu_
+};
+
+// The client side of an echo_respond step (ccbench's latency client): a thread outside the model
+// that sends `rounds` messages of `bytes` bytes over a fresh socketpair, waits for each echo and
+// times the round trip. Thread models serve the other end blocking, the event loop awaits it;
+// either way responder_fd() is non-blocking. The destructor aborts and joins the client, so an
+// abandoned step (cancelled, or its coroutine destroyed) never leaves the thread behind.
+class EchoClient {
+ public:
+  EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes);
+  ~EchoClient();
+  EchoClient(const EchoClient&) = delete;
+  EchoClient& operator=(const EchoClient&) = delete;
+
+  int responder_fd() const { return fds_[0]; }
+  // Joins the client and returns its round-trip times; rethrows whatever the client failed with.
+  std::vector<uint64_t> finish();
+
+ private:
+  int fds_[2] = {-1, -1};
+  std::atomic<bool> abort_{false};
+  std::vector<uint64_t> rtts_;
+  std::exception_ptr error_;
+  std::thread thread_;
 };
 
 // The seed the scratch file's contents are generated from (fill_bytes), so a file_read step's

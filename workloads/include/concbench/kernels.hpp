@@ -52,6 +52,9 @@ uint64_t run_blocking_io_step(const Step& s, uint64_t task_seed, size_t step_ind
 uint64_t step_seed(uint64_t task_seed, size_t step_index);
 // cpu.spin's state after `units` units from `seed` (LCG jump-ahead, no looping).
 uint64_t spin_state_after(uint64_t seed, uint64_t units);
+// cpu.spin units per microsecond on this machine: measured once per process (the fastest of
+// several short trials, so a momentarily busy core does not skew it); thread-safe.
+double spin_units_per_us();
 // One step of cpu.spin's generator, and its jump-ahead by `steps` steps: the building blocks of
 // "interpreter work" that kernels can both do and predict.
 inline constexpr uint64_t lcg_step(uint64_t x) {

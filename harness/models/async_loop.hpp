@@ -1,0 +1,17 @@
+// The event-loop engine behind `async` (one loop thread: asyncio's world) and `async_mt` (one
+// io_context run by N threads, which Python's asyncio cannot do). Internal to harness/models;
+// the two models are thin files beside it, as thread_pool and pinned_pool are beside pool_model.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "concbench/model.hpp"
+
+namespace concbench::detail {
+
+// `multi_thread` false: one loop thread whatever cfg.workers says; true: cfg.workers threads.
+std::unique_ptr<Model> make_async_loop_model(bool multi_thread);
+std::vector<ParamSpec> async_loop_params();
+
+}  // namespace concbench::detail
