@@ -31,7 +31,7 @@ class EveryModel : public ::testing::TestWithParam<std::tuple<const char*, int>>
 TEST_P(EveryModel, RunsEveryItemOnceAndVerifies) {
   const auto [name, workers] = GetParam();
   auto m = start(name, workers);
-  for (const char* wl : {"cpu.spin", "io.pipe_echo", "overhead.noop"}) {
+  for (const char* wl : {"cpu.spin", "io.pipe_echo", "overhead.noop", "mixed.cpu_io"}) {
     SCOPED_TRACE(wl);
     const TaskSet ts = tasks_of(wl, {{"tasks", "7"}, {"units", "10"}});
     const Batch batch{&ts.tasks, 3};

@@ -73,6 +73,10 @@ TEST_P(EveryWay, TasksCrossTheBoundaryAndVerify) {
       const TaskSet ts = tasks_of(wl, {{"tasks", "6"}, {"units", "10"}});
       expect_all_verified(m->run(Batch{&ts.tasks, 1}), ts);
     }
+    for (const char* io : {"tcp_echo", "file_read"}) {
+      const TaskSet ts = tasks_of("mixed.cpu_io", {{"tasks", "6"}, {"cpu_us", "10"}, {"io", io}});
+      expect_all_verified(m->run(Batch{&ts.tasks, 1}), ts);
+    }
     m->teardown();
   }
   EXPECT_FALSE(has_children());

@@ -32,7 +32,7 @@ Params small_params(const Workload& w) {
 TEST(Workloads, RegistryHasTheRequiredWorkloads) {
   for (const char* name :
        {"cpu.spin", "cpu.pidigits", "io.sleep", "io.pipe_echo", "overhead.noop", "cpu.counter_race",
-        "cpu.sha256", "latency.echo_under_load", "cpu.stream", "cpu.false_sharing"})
+        "cpu.sha256", "latency.echo_under_load", "cpu.stream", "cpu.false_sharing", "mixed.cpu_io"})
     EXPECT_NE(find_workload(name), nullptr) << name;
   EXPECT_EQ(find_workload("no.such"), nullptr);
 }
@@ -62,6 +62,32 @@ TEST(Workloads, EveryWorkloadVerifiesAndAWrongChecksumIsCaught) {
     // Different tasks of one batch have different checksums (the seed reaches every task).
     EXPECT_NE(ts.expected[0], ts.expected[1]);
   }
+}
+
+TEST(Workloads, MixedCpuIoVerifiesWithEveryIoStep) {
+  Env env;
+  const Workload& w = *find_workload("mixed.cpu_io");
+  for (const char* io : {"sleep", "pipe_echo", "tcp_echo", "file_read"}) {
+    SCOPED_TRACE(io);
+    const TaskSet ts = w.make_tasks(Params::resolve(w.params(),
+                                                    {{"tasks", "3"},
+                                                     {"cpu_us", "5"},
+                                                     {"io_us", "100"},
+                                                     {"io", io},
+                                                     {"io_bytes", "3000"},
+                                                     {"round_trips", "2"}},
+                                                    "w"),
+                                    9);
+    for (size_t i = 0; i < ts.tasks.size(); ++i) {
+      ASSERT_EQ(ts.tasks[i].steps.size(), 2u);
+      EXPECT_EQ(execute_task(ts.tasks[i], env.ctx).checksum, ts.expected[i]);
+    }
+  }
+  // cpu_us=0 leaves only the IO step.
+  const TaskSet io_only =
+      w.make_tasks(Params::resolve(w.params(), {{"tasks", "2"}, {"cpu_us", "0"}}, "w"), 9);
+  EXPECT_EQ(io_only.tasks[0].steps.size(), 1u);
+  EXPECT_EQ(execute_task(io_only.tasks[0], env.ctx).checksum, io_only.expected[0]);
 }
 
 TEST(Workloads, SpinPredictsEveryUnitCount) {
