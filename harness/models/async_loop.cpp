@@ -244,12 +244,12 @@ class AsyncLoop final : public Model {
     // The io_context, the lanes and their timers and connections persist across batches: a
     // batch that ran to the end leaves no frame behind. A cancelled one does, which is why a
     // cancelled model runs no further batch; teardown destroys those frames with the io_context.
-    asio::io_context& ioc = *ioc_;
     {
       std::lock_guard lock(mu_);
-      if (cancelled_) return result;
-      live_ = &ioc;
+      if (cancelled_ || !ioc_) return result;  // cancelled, or run after teardown
+      live_ = ioc_.get();
     }
+    asio::io_context& ioc = *ioc_;
     ioc.restart();
     std::vector<WorkerLog> thread_logs(static_cast<size_t>(threads_));
     uint64_t offloads = 0;

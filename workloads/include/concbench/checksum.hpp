@@ -34,7 +34,8 @@ inline uint64_t hash_bytes(std::span<const std::byte> data, uint64_t seed = 0) {
     h = (h ^ mix64(w)) * 0xff51afd7ed558ccdULL;
   }
   uint64_t tail = 0;
-  std::memcpy(&tail, data.data() + i, data.size() - i);
+  // An empty span may have a null data(), which memcpy must never see, even for 0 bytes.
+  if (i < data.size()) std::memcpy(&tail, data.data() + i, data.size() - i);
   return mix64(h ^ tail);
 }
 
@@ -47,6 +48,7 @@ inline void fill_bytes(std::span<std::byte> out, uint64_t seed) {
     uint64_t w = mix64(s);
     std::memcpy(out.data() + i, &w, 8);
   }
+  if (i == out.size()) return;  // nothing left, and data() may be null
   s += 0x9e3779b97f4a7c15ULL;
   uint64_t w = mix64(s);
   std::memcpy(out.data() + i, &w, out.size() - i);
