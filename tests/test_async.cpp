@@ -13,25 +13,17 @@
 #include "concbench/loop_task.hpp"
 #include "concbench/model.hpp"
 #include "concbench/workload.hpp"
+#include "model_helpers.hpp"
 
 namespace concbench {
 namespace {
 
 using Executor = asio::io_context::executor_type;
 
-TaskSet tasks_of(const char* workload, std::map<std::string, std::string> given) {
-  const Workload& w = *find_workload(workload);
-  return w.make_tasks(Params::resolve(w.params(), given, workload), 5);
-}
+using testing_helpers::start;
 
-std::unique_ptr<Model> start(const char* name, int workers,
-                             std::map<std::string, std::string> params = {}) {
-  auto m = find_model(name)->create();
-  ModelConfig cfg;
-  cfg.workers = workers;
-  cfg.params = Params::resolve(find_model(name)->params, params, name);
-  m->setup(cfg);
-  return m;
+TaskSet tasks_of(const char* workload, std::map<std::string, std::string> given) {
+  return testing_helpers::tasks_of(workload, given, 5);
 }
 
 void expect_all_verified(const BatchResult& r, const TaskSet& ts) {
