@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "concbench/config.hpp"
 #include "concbench/machine.hpp"
 #include "concbench/model.hpp"
 #include "concbench/process_worker.hpp"
@@ -32,21 +33,6 @@ using namespace concbench;
 [[noreturn]] void usage_exit(const std::string& msg) {
   std::cerr << "bench_runner: " << msg << "\n";
   std::exit(2);
-}
-
-std::vector<std::string> split_list(const std::string& s, const std::string& what) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t comma = s.find(',', start);
-    std::string item =
-        s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (item.empty()) throw UsageError(what + ": empty item in '" + s + "'");
-    out.push_back(item);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
 }
 
 void print_list() {
@@ -71,7 +57,8 @@ void print_list() {
     print_params(w->params());
   }
   std::cout << "models:\n";
-  for (const ModelInfo& m : all_models()) {
+  for (const ModelInfo* mi : all_models()) {
+    const ModelInfo& m = *mi;
     std::cout << "  " << m.name << ": " << m.description << "\n";
     print_params(m.params);
   }
@@ -121,53 +108,31 @@ struct RunFlags {
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
 };
 
+// The flags as a request for config_from_request, which the Python module shares: only flags
+// present on the command line are passed, so the suite's settings stay where none was given.
 RunConfig build_config(const RunFlags& f) {
-  RunConfig cfg = suite_config(f.suite);
-  if (f.has("--workloads")) cfg.workloads = split_list(f.workloads, "--workloads");
-  if (f.has("--models")) cfg.models = split_list(f.models, "--models");
-  if (f.has("--workers")) {
-    cfg.workers.clear();
-    for (const auto& w : split_list(f.workers, "--workers")) {
-      int64_t v = parse_int(w, "--workers");
-      if (v < 1 || v > 4096) throw UsageError("--workers: " + w + " is outside [1, 4096]");
-      cfg.workers.push_back(static_cast<int>(v));
-    }
+  nlohmann::json req = nlohmann::json::object();
+  const std::pair<const char*, const std::string*> flags[] = {
+      {"suite", &f.suite},
+      {"workloads", &f.workloads},
+      {"models", &f.models},
+      {"workers", &f.workers},
+      {"repetitions", &f.repetitions},
+      {"min_time", &f.min_time},
+      {"timeout", &f.timeout},
+      {"seed", &f.seed},
+      {"scaling", &f.scaling},
+      {"checkpoint", &f.checkpoint},
+      {"switch_interval_us", &f.switch_interval_us},
+      {"pin", &f.pin}};
+  for (const auto& [key, value] : flags) {
+    std::string name = std::string("--") + key;
+    for (char& c : name)
+      if (c == '_') c = '-';
+    if (f.has(name)) req[key] = *value;
   }
-  if (f.has("--repetitions")) {
-    int64_t v = parse_int(f.repetitions, "--repetitions");
-    if (v < 1 || v > 100000)
-      throw UsageError("--repetitions: " + f.repetitions + " is outside [1, 100000]");
-    cfg.repetitions = static_cast<int>(v);
-  }
-  // A suite repeats each batch until it lasts its min-time. An explicit --workloads selection
-  // runs exactly the batch its parameters describe (one pass over `tasks`), unless --min-time
-  // asks for more: "10,000 tasks" then means one batch of 10,000, not as many as fill a second.
-  if (f.has("--workloads")) cfg.min_time_s = 0;
-  if (f.has("--min-time")) cfg.min_time_s = parse_seconds(f.min_time, "--min-time");
-  if (f.has("--timeout")) {
-    cfg.timeout_s = parse_seconds(f.timeout, "--timeout");
-    if (cfg.timeout_s <= 0) throw UsageError("--timeout: must be more than 0");
-  }
-  if (f.has("--seed")) {
-    int64_t v = parse_int(f.seed, "--seed");
-    if (v < 0) throw UsageError("--seed: " + f.seed + " must not be negative");
-    cfg.seed = static_cast<uint64_t>(v);
-  }
-  if (f.scaling != "strong" && f.scaling != "weak")
-    throw UsageError("--scaling: '" + f.scaling + "' is not strong or weak");
-  cfg.weak_scaling = f.scaling == "weak";
-  // Shorthands for the GIL model's parameters.
-  if (f.has("--checkpoint")) cfg.params["checkpoint"] = f.checkpoint;
-  if (f.has("--switch-interval-us")) cfg.params["switch_interval_us"] = f.switch_interval_us;
-  if (f.has("--pin")) cfg.params["pin"] = f.pin;
-  for (const auto& p : f.params) {
-    size_t eq = p.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw UsageError("--param: '" + p + "' is not key=value");
-    cfg.params[p.substr(0, eq)] = p.substr(eq + 1);
-  }
-  validate(cfg);
-  return cfg;
+  if (!f.params.empty()) req["params"] = f.params;
+  return config_from_request(req);
 }
 
 int run_suite_cmd(const RunFlags& flags) {

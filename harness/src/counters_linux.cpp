@@ -18,15 +18,19 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "concbench/counters.hpp"
 
@@ -598,6 +602,132 @@ CounterValues ThreadCounters::read() const {
   if (impl_->use_rusage) {
     rusage ru;
     if (getrusage(RUSAGE_THREAD, &ru) == 0) {
+      out.set(Counter::voluntary_context_switches, static_cast<uint64_t>(ru.ru_nvcsw));
+      out.set(Counter::involuntary_context_switches, static_cast<uint64_t>(ru.ru_nivcsw));
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ProcessCounters
+
+namespace {
+
+// Returns an fd counting `spec` for thread `tid` and whatever it starts later, or -errno.
+int open_inherited_event(const EventSpec& spec, pid_t tid, bool exclude_kernel) {
+  perf_event_attr attr;
+  std::memset(&attr, 0, sizeof(attr));
+  attr.size = sizeof(attr);
+  attr.type = spec.type;
+  attr.config = spec.config;
+  // No PERF_FORMAT_GROUP: older kernels refuse it together with inherit.
+  attr.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
+  attr.disabled = 0;
+  attr.inherit = 1;
+  attr.exclude_kernel = exclude_kernel ? 1 : 0;
+  attr.exclude_hv = exclude_kernel ? 1 : 0;
+  const long fd = syscall(SYS_perf_event_open, &attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+  if (fd < 0) return -errno;
+  return static_cast<int>(fd);
+}
+
+std::vector<pid_t> process_threads() {
+  std::vector<pid_t> tids;
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return tids;
+  while (const dirent* e = readdir(d)) {
+    char* end = nullptr;
+    const long v = std::strtol(e->d_name, &end, 10);
+    if (end != e->d_name && *end == '\0' && v > 0) tids.push_back(static_cast<pid_t>(v));
+  }
+  closedir(d);
+  return tids;
+}
+
+}  // namespace
+
+struct ProcessCounters::Impl {
+  struct Event {
+    int fd;
+    Counter counter;
+    bool hardware;
+  };
+  std::vector<Event> events;
+  uint32_t broken = 0;  // counters that could not be opened on some thread
+  int threads = 0;
+  bool use_rusage = false;
+
+  ~Impl() {
+    for (const Event& e : events) close(e.fd);
+  }
+};
+
+ProcessCounters::ProcessCounters() : impl_(new (std::nothrow) Impl) {
+  if (!impl_) return;
+  const Plan& p = plan();
+  impl_->use_rusage = p.probe.available(Counter::voluntary_context_switches);
+  std::vector<std::pair<const EventSpec*, bool>> specs;
+  for (const EventSpec& e : kTaskClockGroup) specs.emplace_back(&e, false);
+  for (const EventSpec& e : kSoftwareGroup) specs.emplace_back(&e, false);
+  for (const EventSpec& e : kHardwareGroup) specs.emplace_back(&e, true);
+  for (const pid_t tid : process_threads()) {
+    bool attached = false;
+    for (const auto& [spec, hardware] : specs) {
+      if (!p.probe.available(spec->counter)) continue;
+      const int fd = open_inherited_event(*spec, tid, p.exclude_kernel);
+      if (fd == -ESRCH) break;  // the thread exited since the listing: nothing of it to count
+      if (fd < 0) {
+        impl_->broken |= bit(spec->counter);
+        continue;
+      }
+      impl_->events.push_back({fd, spec->counter, hardware});
+      attached = true;
+    }
+    impl_->threads += attached ? 1 : 0;
+  }
+}
+
+ProcessCounters::~ProcessCounters() {
+  delete impl_;
+}
+
+int ProcessCounters::threads_attached() const {
+  return impl_ ? impl_->threads : 0;
+}
+
+CounterValues ProcessCounters::read() const {
+  CounterValues out;
+  if (!impl_) return out;
+  std::array<uint64_t, kCounterCount> sum{};
+  uint32_t seen = 0, bad = impl_->broken;
+  for (const Impl::Event& e : impl_->events) {
+    uint64_t buf[3];
+    if (::read(e.fd, buf, sizeof buf) != static_cast<ssize_t>(sizeof buf)) {
+      bad |= bit(e.counter);
+      continue;
+    }
+    const uint64_t value = buf[0], enabled = buf[1], running = buf[2];
+    uint64_t v = value;
+    if (e.hardware && running < enabled) {
+      // Ran but never on the PMU: nothing to extrapolate from (see ThreadCounters::read).
+      if (running == 0) {
+        bad |= bit(e.counter);
+        continue;
+      }
+      v = scale(value, enabled, running);
+      out.multiplexed = true;
+    }
+    sum[static_cast<size_t>(e.counter)] += v;
+    seen |= bit(e.counter);
+  }
+  for (int i = 0; i < kCounterCount; ++i) {
+    const auto c = static_cast<Counter>(i);
+    if ((seen & bit(c)) && !(bad & bit(c))) out.set(c, sum[static_cast<size_t>(i)]);
+  }
+  if (impl_->use_rusage) {
+    rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
       out.set(Counter::voluntary_context_switches, static_cast<uint64_t>(ru.ru_nvcsw));
       out.set(Counter::involuntary_context_switches, static_cast<uint64_t>(ru.ru_nivcsw));
     }

@@ -43,4 +43,20 @@ CounterValues ThreadCounters::read() const {
   return CounterValues{};
 }
 
+struct ProcessCounters::Impl {};
+
+ProcessCounters::ProcessCounters() : impl_(nullptr) {}
+
+ProcessCounters::~ProcessCounters() {
+  delete impl_;
+}
+
+CounterValues ProcessCounters::read() const {
+  return CounterValues{};
+}
+
+int ProcessCounters::threads_attached() const {
+  return 0;
+}
+
 }  // namespace concbench

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "concbench/model.hpp"
 #include "concbench/params.hpp"
 
 namespace concbench {
@@ -144,13 +145,17 @@ json make_report(const RunConfig& cfg, const json& context, const std::vector<Ce
   for (json& cell : results) {
     if (!cell["summary"]["throughput_per_s"].is_object()) continue;
     const double mine = median_throughput(cell);
+    // A model's own serial baseline (cpython.* models divide by cpython.serial, whose tasks
+    // ran with the same parameters); a model the registry does not know keeps "serial".
+    const ModelInfo* info = find_model(cell["model"].get<std::string>());
+    const std::string baseline = info ? info->serial_baseline : "serial";
     for (const json& other : results) {
       if (other["workload"] != cell["workload"] || other["status"] != "ok") continue;
       const double base = median_throughput(other);
       if (base <= 0) continue;
       if (other["model"] == cell["model"] && other["workers"] == 1)
         cell["summary"]["speedup"] = mine / base;
-      if (other["model"] == "serial") cell["summary"]["speedup_vs_serial"] = mine / base;
+      if (other["model"] == baseline) cell["summary"]["speedup_vs_serial"] = mine / base;
     }
   }
 

@@ -36,9 +36,16 @@ CpuTimes process_cpu() {
 constexpr uint64_t kMaxItemsPerBatch = 20'000'000;
 constexpr size_t kFailureSamples = 5;
 
-std::map<std::string, std::string> given_params(const RunConfig& cfg, const std::string& workload) {
+// A workload's parameters for a cell: the suite's, then the model's own defaults for that
+// workload, then the user's --param (last wins).
+std::map<std::string, std::string> given_params(const RunConfig& cfg, const std::string& workload,
+                                                const ModelInfo* model) {
   std::map<std::string, std::string> given;
   if (auto it = cfg.suite_params.find(workload); it != cfg.suite_params.end()) given = it->second;
+  if (model) {
+    if (auto it = model->workload_params.find(workload); it != model->workload_params.end())
+      for (const auto& [k, v] : it->second) given[k] = v;
+  }
   for (const auto& [k, v] : cfg.params) given[k] = v;
   return given;
 }
@@ -114,7 +121,10 @@ void validate(const RunConfig& cfg) {
     const Workload* w = find_workload(name);
     if (!w) throw UsageError("unknown workload '" + name + "' (see bench_runner list)");
     for (const auto& s : w->params()) declared.insert(s.name);
-    Params::resolve(w->params(), given_params(cfg, name), name);
+    Params::resolve(w->params(), given_params(cfg, name, nullptr), name);
+    for (const auto& m : cfg.models)
+      if (const ModelInfo* info = find_model(m); info && info->runs(name))
+        Params::resolve(w->params(), given_params(cfg, name, info), name + " under " + m);
   }
   for (const auto& name : cfg.models) {
     const ModelInfo* m = find_model(name);
@@ -134,10 +144,12 @@ std::vector<CellSpec> expand_matrix(const RunConfig& cfg) {
   std::vector<CellSpec> cells;
   for (const auto& w : cfg.workloads) {
     const Workload* wl = find_workload(w);
-    const int fixed =
-        wl ? wl->required_workers(Params::resolve(wl->params(), given_params(cfg, w), w)) : 0;
     for (const auto& m : cfg.models) {
       const ModelInfo* info = find_model(m);
+      if (info && !info->runs(w)) continue;
+      const int fixed =
+          wl ? wl->required_workers(Params::resolve(wl->params(), given_params(cfg, w, info), w))
+             : 0;
       // A workload whose tasks share memory cannot run across processes: no such cell.
       if (info && wl && info->separate_processes && wl->needs_shared_memory()) continue;
       if (info && info->single_worker) {
@@ -208,7 +220,7 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   };
   const Workload& workload = *find_workload(spec.workload);
   const ModelInfo& info = *find_model(spec.model);
-  auto given = given_params(cfg, spec.workload);
+  auto given = given_params(cfg, spec.workload, &info);
   const auto declares = [&](const char* key) {
     for (const auto& ps : workload.params())
       if (ps.name == key) return true;

@@ -103,4 +103,32 @@ class ThreadCounterScope {
   CounterValues start_;
 };
 
+// Counters of a whole process: every thread present at construction and everything they start
+// afterwards (threads, and child processes, which is how a fork()ed or spawn()ed worker pool is
+// counted). For code the suite does not control, such as Python's threading or multiprocessing,
+// where no per-worker ThreadCounters can be planted.
+//
+// Each (thread, event) pair is opened separately with `inherit`; reading a parent event sums its
+// inherited children, live or exited. Context switches split into voluntary and involuntary come
+// from getrusage(RUSAGE_SELF), which covers this process's threads but not its children; the
+// perf counters cover both. A counter that could not be opened for every thread is unavailable
+// rather than an undercount. Construct and read on any thread; opening costs a few syscalls per
+// thread and event, reading one read() per descriptor.
+class ProcessCounters {
+ public:
+  ProcessCounters();
+  ~ProcessCounters();
+  ProcessCounters(const ProcessCounters&) = delete;
+  ProcessCounters& operator=(const ProcessCounters&) = delete;
+
+  // Cumulative values since construction; use since() for a delta.
+  CounterValues read() const;
+  // Threads the counters were attached to at construction.
+  int threads_attached() const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
 }  // namespace concbench

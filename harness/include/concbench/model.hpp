@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -81,10 +82,31 @@ struct ModelInfo {
   std::function<void(const Params&)> validate;
   // Tasks run in other processes: nothing but the task itself is shared.
   bool separate_processes = false;
+  // The workloads this model can run; empty means every one. The matrix has no cell for the
+  // others (a pure-Python model has no cpu.stream).
+  std::vector<std::string> workloads{};
+  // Workload parameters this model sets unless the user's --param does: they override the
+  // suite's, so a model whose unit of work is slower (pure Python) keeps batches short. Each
+  // cell records the parameters it ran with.
+  std::map<std::string, std::map<std::string, std::string>> workload_params{};
+  // The single-worker model that speedup_vs_serial divides by.
+  std::string serial_baseline = "serial";
+
+  bool runs(std::string_view workload) const {
+    if (workloads.empty()) return true;
+    for (const auto& w : workloads)
+      if (w == workload) return true;
+    return false;
+  }
 };
 
-const std::vector<ModelInfo>& all_models();
-// nullptr when there is no such model.
+// Every model: the built-in ones, then those added with register_model.
+std::vector<const ModelInfo*> all_models();
+// nullptr when there is no such model. The pointer stays valid for the life of the process.
 const ModelInfo* find_model(std::string_view name);
+// Adds a model defined outside the harness (the Python module's cpython.* models). Call it before
+// any run starts; a second registration under the same name replaces nothing and throws
+// std::invalid_argument.
+void register_model(ModelInfo info);
 
 }  // namespace concbench

@@ -1,0 +1,136 @@
+"""concbench from Python: run the suite, measure real CPython beside the C++ models, and count
+what a block of your own code does.
+
+    import concbench
+    report = concbench.run({"workloads": ["cpu.spin"], "models": ["cpython.threading"],
+                            "workers": [1, 2], "repetitions": 3})
+    with concbench.counters() as c:
+        ...
+    print(c.values["context_switches"])
+    concbench.kernels.spin(100_000, release_gil=True)
+
+run() returns the same report bench_runner writes (schema_version, context, results[],
+benchmarks[]); `python3 -m concbench run ...` is the command line.
+"""
+
+import json
+import os
+import platform
+import sys
+import sysconfig
+import time
+
+from . import _concbench
+from . import kernels
+from . import models as _models
+from ._concbench import UsageError
+
+__version__ = "0.1.0"
+SCHEMA_VERSION = 1
+
+_models.register_all()
+
+
+def python_context():
+    """context.python of a report: the interpreter the cpython.* models ran on."""
+    gil = sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True
+    try:
+        import uvloop
+        uvloop_version = uvloop.__version__
+    except ImportError:
+        uvloop_version = None
+    return {
+        "version": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "executable": sys.executable,
+        "compiler": platform.python_compiler(),
+        "build": list(platform.python_build()),
+        "config_args": sysconfig.get_config_var("CONFIG_ARGS") or "",
+        "debug_build": bool(sysconfig.get_config_var("Py_DEBUG")),
+        "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "gil_enabled": bool(gil),
+        "switch_interval_s": sys.getswitchinterval(),
+        "uvloop": uvloop_version,
+        "models": _models.names(),
+    }
+
+
+def run(config=None, out=None, progress=False):
+    """Runs `config` (keys as bench_runner's flags: suite, workloads, models, workers,
+    repetitions, min_time, timeout, params, scaling, seed, ...) and returns the report as a dict.
+    C++ models and cpython.* models may be mixed; the GIL is released while C++ runs. With `out`
+    the report is also written there (atomically, after every cell). Bad input raises
+    UsageError."""
+    request = dict(config or {})
+    text = _concbench.run(json.dumps(request), json.dumps(python_context()),
+                          os.fspath(out) if out else "", bool(progress))
+    return json.loads(text)
+
+
+def validate(config):
+    """The resolved configuration, or UsageError naming the first problem."""
+    return json.loads(_concbench.validate(json.dumps(dict(config))))
+
+
+def catalog():
+    """Workloads, models (cpython.* included), their parameters and the suites."""
+    return json.loads(_concbench.list())
+
+
+def format_table(report):
+    return _concbench.format_table(json.dumps(report))
+
+
+def write_report(path, report):
+    """Writes through a temporary file and rename(2): the old file or the new, never half."""
+    _concbench.write_report(os.fspath(path), json.dumps(report))
+
+
+COUNTER_NAMES = (
+    "context_switches", "voluntary_context_switches", "involuntary_context_switches",
+    "cpu_migrations", "page_faults", "task_clock_ns", "cycles", "instructions",
+    "cache_references", "cache_misses", "l1d_load_misses", "llc_load_misses",
+)
+
+
+class counters:
+    """Measures a block with the suite's counters, for every thread of the process (those that
+    exist at entry and whatever they start, child processes included):
+
+        with concbench.counters() as c:
+            work()
+        c.values    # {"context_switches": 12, "cycles": None, ...}; None: not countable here
+        c.unavailable  # counter -> why not
+        c.wall_ns, c.cpu_user_ns, c.cpu_sys_ns
+    """
+
+    def __enter__(self):
+        self._counters = _concbench.ProcessCounters()
+        self.threads_attached = self._counters.threads_attached()
+        self.values = None
+        self.unavailable = dict(_concbench.counter_unavailable())
+        self._t0 = time.perf_counter_ns()
+        self._cpu0 = os.times()
+        self._start = self._counters.read()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._counters.read()
+        self.wall_ns = time.perf_counter_ns() - self._t0
+        cpu = os.times()
+        self.cpu_user_ns = int((cpu.user - self._cpu0.user) * 1e9)
+        self.cpu_sys_ns = int((cpu.system - self._cpu0.system) * 1e9)
+        self.values = {
+            k: (end[k] - self._start[k] if end[k] is not None and self._start[k] is not None
+                else None)
+            for k in COUNTER_NAMES
+        }
+        del self._counters
+        return False
+
+    def __getitem__(self, name):
+        return self.values[name]
+
+
+__all__ = ["run", "validate", "catalog", "counters", "kernels", "format_table", "write_report",
+           "python_context", "UsageError", "COUNTER_NAMES", "SCHEMA_VERSION"]

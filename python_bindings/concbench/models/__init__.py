@@ -1,0 +1,67 @@
+"""The cpython.* models: real CPython's threading, concurrent.futures and asyncio running the
+suite's workloads under the C++ runner (one file per model). register_all() adds them to the
+runner's registry; the package does so on import."""
+
+import json
+
+
+from .. import _concbench as _c
+from .. import workloads as wl
+from .asyncio_model import AsyncioModel
+from .process_pool import ProcessPool
+from .serial import Serial
+from .thread_pool import ThreadPool
+from .threads import Threads
+
+MODELS = (Serial, Threads, ThreadPool, ProcessPool, AsyncioModel)
+
+
+def python_spin_units_per_ms():
+    """cpu.spin units per millisecond in pure Python on this interpreter (the fastest of a few
+    short trials), so mixed.cpu_io's cpu_us means CPU microseconds for the cpython.* models."""
+    best = 0.0
+    units = 8
+
+    class _Never:
+        @staticmethod
+        def is_set():
+            return False
+
+    import time
+    for trial in range(3):
+        t0 = time.perf_counter_ns()
+        wl.spin(units, trial + 1, _Never)
+        dt = max(1, time.perf_counter_ns() - t0)
+        best = max(best, units * 1e6 / dt)
+    return max(1, round(best))
+
+
+def workload_params():
+    """Defaults the cpython.* models set for workloads: a pure-Python unit of cpu.spin costs
+    about a hundred times the C++ one, so units are fewer and batches last about as long. Every
+    cell records the parameters it ran with; --param overrides these."""
+    return {
+        "cpu.spin": {"units": "50"},
+        "cpu.pidigits": {"units": "100"},
+        "latency.echo_under_load": {"max_cpu_units": "20000"},
+        "mixed.cpu_io": {"spin_units_per_ms": str(python_spin_units_per_ms())},
+    }
+
+
+def register_all():
+    known = set(_c.model_names())
+    todo = [m for m in MODELS if m.name not in known]
+    if not todo:
+        return
+    wp = workload_params()
+    for m in todo:
+        _c.register_model(m.name, m.description, m, m.single_worker, m.separate_processes,
+                          json.dumps(list(m.params)), list(m.workloads),
+                          {k: v for k, v in wp.items() if k in m.workloads})
+
+
+def names():
+    return [m.name for m in MODELS]
+
+
+__all__ = ["MODELS", "register_all", "names"]

@@ -1,0 +1,121 @@
+"""cpython.asyncio: every task a coroutine on one event loop on one thread (the cell's), IO
+awaited, CPU steps inline: they block the loop. loop=uvloop runs the same on uvloop when it is
+installed. Lanes, each with its own connection to the echo server, pull tasks from the batch;
+max_inflight bounds them (0: every task of the batch at once), as in the C++ async model.
+
+A monitor coroutine sleeps 1 ms at a time and records how late it wakes: loop_lag in the
+report's model_metrics, which is how a CPU-bound task stalling the loop shows up."""
+
+import asyncio
+import time
+
+from .. import workloads as wl
+from .base import PyModel, Results, param_choice, param_integer
+
+try:  # uvloop is optional: the loop parameter only offers it when it can be imported
+    import uvloop
+except ImportError:
+    uvloop = None
+
+LOOPS = ("asyncio", "uvloop") if uvloop is not None else ("asyncio",)
+LAG_INTERVAL_S = 0.001
+
+
+def _percentile(sorted_values, q):
+    if not sorted_values:
+        return 0
+    rank = int(q / 100.0 * len(sorted_values) + 0.999999)
+    return sorted_values[min(max(rank, 1), len(sorted_values)) - 1]
+
+
+class AsyncioModel(PyModel):
+    name = "cpython.asyncio"
+    description = "coroutines on one asyncio event loop (uvloop with loop=uvloop)"
+    single_worker = True
+    params = (
+        param_choice("loop", "event loop implementation", "asyncio", LOOPS),
+        param_integer("max_inflight", "tasks in flight at once (0: every task of the batch)", 0,
+                      0, 100_000_000),
+    )
+
+    def setup(self, workers, params, seed, cancel):
+        super().setup(workers, params, seed, cancel)
+        self.loop_kind = params["loop"]
+        if self.loop_kind == "uvloop":
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
+        self.lane_sockets = wl.LaneSockets(self.state)
+
+    def run(self, tasks, rounds):
+        return self.loop.run_until_complete(self._batch(tasks, rounds))
+
+    async def _batch(self, tasks, rounds):
+        loop = asyncio.get_running_loop()
+        n = len(tasks)
+        items = n * rounds
+        res = Results(items)
+        st = self.state
+        st.begin()
+        limit = int(self.params["max_inflight"]) or n
+        lanes = min(limit, items)
+        nxt = [0]
+        lags = []
+        stop_monitor = [False]
+
+        async def lane(i):
+            while nxt[0] < items:
+                k = nxt[0]
+                nxt[0] = k + 1
+                task = tasks[k % n]
+                t0 = time.perf_counter_ns()
+                try:
+                    checksum = await wl.execute_async(loop, task, i, st, self.lane_sockets)
+                except (wl.Cancelled, asyncio.CancelledError):
+                    raise
+                except Exception as e:  # noqa: BLE001 - a task's failure is a result
+                    res.failures.append((k, "%s: %s" % (type(e).__name__, e)))
+                    continue
+                res.latency_ns.append(time.perf_counter_ns() - t0)
+                res.checksums[k] = checksum
+                res.done[k] = 1
+
+        async def monitor():
+            while not stop_monitor[0]:
+                t0 = time.perf_counter_ns()
+                await asyncio.sleep(LAG_INTERVAL_S)
+                lags.append(max(0, time.perf_counter_ns() - t0 - int(LAG_INTERVAL_S * 1e9)))
+
+        async def watchdog(work):
+            # The runner's timeout sets the flag from another thread; cancel the lanes then.
+            while not work.done():
+                if self.cancel.is_set():
+                    work.cancel()
+                    return
+                await asyncio.sleep(wl.WAIT_SLICE_S)
+
+        mon = loop.create_task(monitor())
+        work = asyncio.ensure_future(asyncio.gather(*(lane(i) for i in range(lanes))))
+        dog = loop.create_task(watchdog(work))
+        try:
+            await work
+        except (wl.Cancelled, asyncio.CancelledError):
+            pass  # items not done stay not done
+        finally:
+            stop_monitor[0] = True
+            await mon
+            dog.cancel()
+        lags.sort()
+        metrics = {
+            "loop": self.loop_kind,
+            "max_inflight": lanes,
+            "loop_lag": {"samples": len(lags), "p50_ns": _percentile(lags, 50),
+                         "p99_ns": _percentile(lags, 99), "max_ns": lags[-1] if lags else 0},
+        }
+        return res.as_tuple(metrics, st.observations())
+
+    def teardown(self):
+        self.lane_sockets.close()
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+        super().teardown()

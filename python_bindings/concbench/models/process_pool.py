@@ -1,0 +1,130 @@
+"""cpython.process_pool: concurrent.futures.ProcessPoolExecutor, one submit() per task: every task
+is pickled to a worker process and its result pickled back (multiprocessing's world).
+
+start_method picks fork, spawn or forkserver (default: this Python's default). Each worker builds
+its own IO peers and batch state, so processes share nothing but the task; cpu.counter_race has no
+shared counter to race on and is left out. The process-wide counters see the workers because they
+were opened, with inheritance, before the pool started (a forkserver already running is stopped
+first, so that the one the pool starts is counted too)."""
+
+import concurrent.futures
+import multiprocessing
+import os
+import time
+import warnings
+
+from .. import _concbench as _c
+from .. import workloads as wl
+from .base import PyModel, Results, param_choice, shutdown
+
+START_METHODS = ("default", "fork", "spawn", "forkserver")
+
+# Worker-process state, built by the initializer.
+_worker_state = None
+
+
+class _NeverCancelled:
+    """Workers are stopped by the parent (the pool is shut down), never from inside a task."""
+
+    @staticmethod
+    def is_set():
+        return False
+
+
+def _init_worker():
+    global _worker_state
+    _worker_state = wl.BatchState(_NeverCancelled(), _c.IoEnv())
+
+
+def _ping(_):
+    return os.getpid()
+
+
+def _run_task(task):
+    st = _worker_state
+    st.begin()
+    return wl.execute(task, 0, st)
+
+
+class ProcessPool(PyModel):
+    name = "cpython.process_pool"
+    description = "concurrent.futures.ProcessPoolExecutor, pickle, one submit() per task"
+    separate_processes = True
+    workloads = tuple(w for w in wl.SUPPORTED if w != "cpu.counter_race")
+    params = (param_choice("start_method", "multiprocessing start method", "default",
+                           START_METHODS),)
+
+    def setup(self, workers, params, seed, cancel):
+        super().setup(workers, params, seed, cancel)
+        method = params["start_method"]
+        if method == "default":
+            method = multiprocessing.get_start_method()
+        self.method = method
+        if method == "forkserver":
+            from multiprocessing import forkserver
+            server = getattr(forkserver, "_forkserver", None)
+            if server is not None and hasattr(server, "_stop"):
+                server._stop()
+        self._start_pool()
+
+    def _start_pool(self):
+        ctx = multiprocessing.get_context(self.method)
+        with warnings.catch_warnings():
+            # 3.12+ warns that fork() in a multi-threaded process may deadlock the child: this
+            # process has the runner's and the echo server's threads. The children only run Python
+            # and build their own IO peers, which is what the warning's advice amounts to.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_init_worker)
+            # Start every worker now, outside the measured batches.
+            self.pids = set(self.pool.map(_ping, range(self.workers * 4)))
+        self.restarts = getattr(self, "restarts", -1) + 1
+
+    def run(self, tasks, rounds):
+        n = len(tasks)
+        items = n * rounds
+        res = Results(items)
+        if self.pool is None or getattr(self.pool, "_broken", False):
+            self._start_pool()  # a worker died in an earlier batch
+        submitted = [0] * items
+        finished = [0] * items
+        futures = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for k in range(items):
+                if self.cancel.is_set():
+                    break
+                submitted[k] = time.perf_counter_ns()
+                futures.append(self.pool.submit(_run_task, tasks[k % n]))
+        # Latency is from submit() to the result in the parent's hands: the round trip, pickling
+        # both ways included.
+        index = {f: k for k, f in enumerate(futures)}
+        pending = set(futures)
+        while pending:
+            done, pending = concurrent.futures.wait(
+                pending, timeout=wl.WAIT_SLICE_S, return_when=concurrent.futures.FIRST_COMPLETED)
+            now = time.perf_counter_ns()
+            for f in done:
+                finished[index[f]] = now
+            if self.cancel.is_set():
+                shutdown(self.pool, wait=False)
+                break
+        for k, f in enumerate(futures):
+            if not f.done() or f.cancelled():
+                continue
+            err = f.exception()
+            if err is not None:
+                res.failures.append((k, "%s: %s" % (type(err).__name__, err)))
+                continue
+            res.checksums[k] = f.result()
+            res.done[k] = 1
+            res.latency_ns.append(max(0, finished[k] - submitted[k]))
+        metrics = {"start_method": self.method, "processes": self.workers,
+                   "pool_restarts": self.restarts}
+        return res.as_tuple(metrics, (0, [], 0))
+
+    def teardown(self):
+        if self.pool is not None:
+            shutdown(self.pool)
+            self.pool = None
+        super().teardown()

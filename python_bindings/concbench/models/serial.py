@@ -1,0 +1,22 @@
+"""cpython.serial: every task inline on one Python thread; the baseline of the cpython.* models."""
+
+from .. import workloads as wl
+from .base import PyModel, Results
+
+
+class Serial(PyModel):
+    name = "cpython.serial"
+    description = "every task inline on one CPython thread (the cpython.* baseline)"
+    single_worker = True
+
+    def run(self, tasks, rounds):
+        n = len(tasks)
+        res = Results(n * rounds)
+        st = self.state
+        st.begin()
+        for k in range(n * rounds):
+            if self.cancel.is_set():
+                break
+            task = tasks[k % n]
+            res.record(k, lambda: wl.execute(task, 0, st))
+        return res.as_tuple({}, st.observations())

@@ -1,0 +1,56 @@
+"""cpython.thread_pool: a concurrent.futures.ThreadPoolExecutor that lives for the whole cell,
+one submit() per task, as Python programs use it."""
+
+import concurrent.futures
+import itertools
+import threading
+
+from .. import workloads as wl
+from .base import PyModel, Results, shutdown
+
+
+class ThreadPool(PyModel):
+    name = "cpython.thread_pool"
+    description = "concurrent.futures.ThreadPoolExecutor, one submit() per task"
+
+    def setup(self, workers, params, seed, cancel):
+        super().setup(workers, params, seed, cancel)
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers,
+                                                          thread_name_prefix="cpython.pool")
+        # Each pool thread takes a worker index on first use: its own echo connection.
+        self.local = threading.local()
+        self.indexes = itertools.count()
+        self.index_lock = threading.Lock()
+        # Start every thread now, outside the measured batches.
+        barrier = threading.Barrier(workers)
+        list(self.pool.map(lambda _: barrier.wait(), range(workers)))
+
+    def _worker_index(self):
+        w = getattr(self.local, "w", None)
+        if w is None:
+            with self.index_lock:
+                w = self.local.w = next(self.indexes)
+        return w
+
+    def run(self, tasks, rounds):
+        n = len(tasks)
+        items = n * rounds
+        res = Results(items)
+        st = self.state
+        st.begin()
+        cancel = self.cancel
+
+        def item(k):
+            if cancel.is_set():
+                return
+            task = tasks[k % n]
+            w = self._worker_index()
+            res.record(k, lambda: wl.execute(task, w, st))
+
+        futures = [self.pool.submit(item, k) for k in range(items)]
+        concurrent.futures.wait(futures)
+        return res.as_tuple({"threads": self.workers}, st.observations())
+
+    def teardown(self):
+        shutdown(self.pool)
+        super().teardown()

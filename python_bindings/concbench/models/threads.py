@@ -1,0 +1,53 @@
+"""cpython.threading: one threading.Thread per worker, started for each batch, pulling tasks from
+a shared index: what `threading` gives a Python program, GIL and all.
+
+The switch_interval_us parameter sets sys.setswitchinterval for the batch (and is the same
+parameter gil_threads takes, so --switch-interval-us moves both)."""
+
+import sys
+import threading
+
+from .. import workloads as wl
+from .base import PyModel, Results, param_integer
+
+
+class Threads(PyModel):
+    name = "cpython.threading"
+    description = "threading.Thread per worker, real CPython GIL"
+    params = (param_integer("switch_interval_us", "sys.setswitchinterval for the batch, in us",
+                            5000, 1, 10_000_000),)
+
+    def run(self, tasks, rounds):
+        n = len(tasks)
+        items = n * rounds
+        res = Results(items)
+        st = self.state
+        st.begin()
+        lock = threading.Lock()
+        nxt = [0]
+        cancel = self.cancel
+
+        def worker(w):
+            while True:
+                with lock:  # a lock, not a bare `+=`, so free-threaded builds agree
+                    k = nxt[0]
+                    if k >= items or cancel.is_set():
+                        return
+                    nxt[0] = k + 1
+                task = tasks[k % n]
+                res.record(k, lambda: wl.execute(task, w, st))
+
+        threads = [threading.Thread(target=worker, args=(w,), name="cpython.threading-%d" % w)
+                   for w in range(self.workers)]
+        old = sys.getswitchinterval()
+        interval = int(self.params["switch_interval_us"]) / 1e6
+        sys.setswitchinterval(interval)
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(old)
+        return res.as_tuple({"threads": self.workers, "switch_interval_s": interval},
+                            st.observations())

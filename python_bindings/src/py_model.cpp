@@ -1,0 +1,150 @@
+#include "py_model.hpp"
+
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+#include "concbench/counters.hpp"
+#include "concbench/kernels.hpp"
+
+namespace concbench::python {
+
+py::tuple task_to_python(const Task& t) {
+  py::list steps;
+  for (const Step& s : t.steps) {
+    const char* kernel = s.kind == StepKind::cpu && s.kernel < kernel_table().size()
+                             ? kernel_table()[s.kernel].name.data()
+                             : "";
+    steps.append(py::make_tuple(step_kind_name(s.kind), s.native, kernel, s.bytes, s.units,
+                                s.duration_ns, s.arg));
+  }
+  return py::make_tuple(
+      t.id, t.seed,
+      py::bytes(reinterpret_cast<const char*>(t.payload.data()), t.payload.size()),
+      py::tuple(steps));
+}
+
+namespace {
+
+class PyModel final : public Model {
+ public:
+  PyModel(PyObject* factory, std::string name) : factory_(factory), name_(std::move(name)) {}
+
+  ~PyModel() override {
+    // An abandoned cell may be destroyed after the interpreter is gone: then the references
+    // are leaked rather than released without a GIL.
+    if (!Py_IsInitialized()) {
+      model_.release();
+      tasks_.release();
+      return;
+    }
+    py::gil_scoped_acquire gil;
+    tasks_ = py::object();
+    model_ = py::object();
+  }
+
+  void setup(const ModelConfig& cfg) override {
+    Model::setup(cfg);
+    // Before the Python model starts anything: its threads and processes are then inherited
+    // by the counters.
+    counters_ = std::make_unique<ProcessCounters>();
+    py::gil_scoped_acquire gil;
+    try {
+      model_ = py::reinterpret_borrow<py::object>(factory_)();
+      py::dict params;
+      for (const auto& [k, v] : cfg.params.values()) params[py::str(k)] = v;
+      model_.attr("setup")(cfg.workers, params, cfg.seed, py::cast(flag_));
+    } catch (py::error_already_set& e) {
+      throw std::runtime_error(name_ + " setup: " + e.what());
+    }
+  }
+
+  BatchResult run(const Batch& batch) override {
+    BatchResult out(batch.items());
+    if (flag_->is_set()) return out;  // cancelled: nothing more runs
+    py::gil_scoped_acquire gil;
+    try {
+      if (tasks_key_ != batch.tasks || !tasks_) {
+        py::list l;
+        for (const Task& t : *batch.tasks) l.append(task_to_python(t));
+        tasks_ = py::tuple(l);
+        tasks_key_ = batch.tasks;
+      }
+      const CounterValues c0 = counters_->read();
+      py::tuple r = model_.attr("run")(tasks_, batch.rounds);
+      const CounterValues c1 = counters_->read();
+      out.counters = c1.since(c0);
+      convert(r, out);
+    } catch (py::error_already_set& e) {
+      throw std::runtime_error(name_ + ": " + e.what());
+    }
+    out.model_metrics["counters_scope"] = {
+        {"scope", "process: every thread, and child processes started after setup"},
+        {"threads_attached", counters_->threads_attached()}};
+    return out;
+  }
+
+  void teardown() override {
+    py::gil_scoped_acquire gil;
+    try {
+      if (model_) model_.attr("teardown")();
+    } catch (py::error_already_set& e) {
+      throw std::runtime_error(name_ + " teardown: " + e.what());
+    }
+  }
+
+  void cancel() override { flag_->cancel(); }
+
+ private:
+  static void convert(const py::tuple& r, BatchResult& out) {
+    if (r.size() != 8) throw std::runtime_error("model run() must return an 8-tuple");
+    const auto checksums = r[0].cast<std::vector<uint64_t>>();
+    const auto done = r[1].cast<std::string>();  // bytes, one per item
+    const size_t items = out.done.size();
+    if (checksums.size() != items || done.size() != items)
+      throw std::runtime_error("model run() returned " + std::to_string(checksums.size()) +
+                               " checksums for " + std::to_string(items) + " items");
+    out.checksums = checksums;
+    out.done.assign(done.begin(), done.end());
+    out.latency_ns = r[2].cast<std::vector<uint64_t>>();
+    for (const auto& f : r[3].cast<std::vector<std::pair<uint64_t, std::string>>>())
+      out.failures.push_back({f.first, f.second});
+    const auto metrics = r[4].cast<std::string>();
+    if (!metrics.empty()) out.model_metrics = nlohmann::json::parse(metrics);
+    out.observations.shared_counter = r[5].cast<uint64_t>();
+    out.observations.rtt_ns = r[6].cast<std::vector<uint64_t>>();
+    out.observations.companions_started = r[7].cast<uint64_t>();
+  }
+
+  PyObject* factory_;  // a strong reference owned by the registry (never released)
+  std::string name_;
+  std::shared_ptr<CancelFlag> flag_ = std::make_shared<CancelFlag>();
+  std::unique_ptr<ProcessCounters> counters_;
+  py::object model_;
+  py::object tasks_;
+  const std::vector<Task>* tasks_key_ = nullptr;
+};
+
+}  // namespace
+
+ModelInfo python_model_info(std::string name, std::string description, py::object factory,
+                            bool single_worker, bool separate_processes,
+                            std::vector<ParamSpec> params, std::vector<std::string> workloads,
+                            std::map<std::string, std::map<std::string, std::string>>
+                                workload_params) {
+  ModelInfo info;
+  info.name = name;
+  info.description = std::move(description);
+  info.params = std::move(params);
+  info.single_worker = single_worker;
+  info.separate_processes = separate_processes;
+  info.workloads = std::move(workloads);
+  info.workload_params = std::move(workload_params);
+  info.serial_baseline = "cpython.serial";
+  // The registry outlives every run; the factory is kept alive for the process's life.
+  PyObject* f = factory.release().ptr();
+  info.create = [f, name] { return std::make_unique<PyModel>(f, name); };
+  return info;
+}
+
+}  // namespace concbench::python
