@@ -14,6 +14,7 @@
 #if defined(__linux__)
 #include <dirent.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #endif
 
@@ -359,6 +360,55 @@ TEST(CounterValues, SinceThenAccumulateAcrossThreads) {
   EXPECT_EQ(total.get(Counter::task_clock_ns), 21u);
   EXPECT_EQ(total.get(Counter::cycles), std::nullopt);
 }
+
+#if defined(__linux__)
+// ProcessCounters: the whole process, including threads started after construction (the
+// Python module's counters() and cpython.* models depend on it).
+TEST(ProcessCounters, CountsThreadsStartedAfterConstruction) {
+  const CounterProbe& probe = counter_probe();
+  ProcessCounters pc;
+  EXPECT_GE(pc.threads_attached(), 1);
+  const CounterValues start = pc.read();
+  std::thread t([] {
+    for (int i = 0; i < 30; ++i) std::this_thread::sleep_for(std::chrono::microseconds(300));
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+    volatile uint64_t sink = 0;
+    while (std::chrono::steady_clock::now() < end) sink = sink + 1;
+  });
+  t.join();  // exited: its counts must have been folded in, not lost
+  const CounterValues d = pc.read().since(start);
+  for (int i = 0; i < kCounterCount; ++i) {
+    const Counter c = counter_at(i);
+    if (!probe.available(c)) {
+      EXPECT_EQ(d.get(c), std::nullopt) << counter_name(c);
+    }
+  }
+  if (probe.available(Counter::context_switches)) {
+    EXPECT_GE(d.get(Counter::context_switches).value_or(0), 30u);
+  }
+  if (probe.available(Counter::task_clock_ns)) {
+    EXPECT_GE(d.get(Counter::task_clock_ns).value_or(0), 10'000'000u);  // the 20 ms spin
+  }
+}
+
+TEST(ProcessCounters, CountsAChildProcessStartedAfterConstruction) {
+  if (!counter_probe().available(Counter::task_clock_ns)) GTEST_SKIP() << "no task clock here";
+  ProcessCounters pc;
+  const CounterValues start = pc.read();
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(30);
+    volatile uint64_t sink = 0;
+    while (std::chrono::steady_clock::now() < end) sink = sink + 1;
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  const CounterValues d = pc.read().since(start);
+  EXPECT_GE(d.get(Counter::task_clock_ns).value_or(0), 15'000'000u);
+}
+#endif
 
 }  // namespace
 }  // namespace concbench

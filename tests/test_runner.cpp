@@ -3,6 +3,8 @@
 
 #include <chrono>
 
+#include "concbench/config.hpp"
+#include "concbench/model.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
 
@@ -154,6 +156,80 @@ TEST(Runner, FailuresAreReportedAsFailedNotFast) {
       EXPECT_TRUE(cell["summary"]["speedup"].is_null());
     }
   }
+}
+
+// A model registered from outside the harness (as the Python module registers cpython.*): its
+// workload list limits the matrix, its workload parameters sit between the suite's and the
+// user's, and speedup_vs_serial divides by its own baseline.
+TEST(Runner, RegisteredModelsTakePartInTheMatrix) {
+  if (!find_model("test.serial_copy")) {
+    ModelInfo copy = *find_model("serial");
+    copy.name = "test.serial_copy";
+    copy.workloads = {"cpu.spin"};
+    copy.workload_params = {{"cpu.spin", {{"units", "7"}, {"tasks", "3"}}}};
+    copy.serial_baseline = "test.serial_copy";
+    register_model(copy);
+  }
+  EXPECT_THROW(register_model(*find_model("serial")), std::invalid_argument);
+  RunConfig c = tiny();
+  c.workloads = {"cpu.spin", "io.sleep"};
+  c.models = {"serial", "test.serial_copy"};
+  c.params["tasks"] = "5";  // the user's --param wins over the model's
+  validate(c);
+  const auto cells = run_suite(c);
+  ASSERT_EQ(cells.size(), 3u);  // no io.sleep cell for the copy
+  const CellResult& copy = cells[1];
+  EXPECT_EQ(copy.model, "test.serial_copy");
+  EXPECT_EQ(copy.params.at("units"), "7");  // the model's, over the smoke suite's 200
+  EXPECT_EQ(copy.params.at("tasks"), "5");
+  EXPECT_EQ(cells[0].params.at("units"), "200");
+  EXPECT_EQ(copy.status, "ok");
+  const auto report = make_report(c, nlohmann::json::object(), cells, true);
+  EXPECT_DOUBLE_EQ(report["results"][1]["summary"]["speedup_vs_serial"].get<double>(), 1.0);
+}
+
+TEST(Config, RequestMirrorsTheCommandLine) {
+  const RunConfig c = config_from_request(nlohmann::json{{"suite", "smoke"},
+                                                         {"workloads", "cpu.spin,io.sleep"},
+                                                         {"models", {"serial", "gil_threads"}},
+                                                         {"workers", {1, 3}},
+                                                         {"repetitions", "4"},
+                                                         {"params", {{"tasks", 6}}},
+                                                         {"switch_interval_us", 2000}});
+  EXPECT_EQ(c.workloads, (std::vector<std::string>{"cpu.spin", "io.sleep"}));
+  EXPECT_EQ(c.workers, (std::vector<int>{1, 3}));
+  EXPECT_EQ(c.repetitions, 4);
+  EXPECT_EQ(c.min_time_s, 0);  // workloads named: one batch per repetition
+  EXPECT_EQ(c.params.at("tasks"), "6");
+  EXPECT_EQ(c.params.at("switch_interval_us"), "2000");
+  const RunConfig list_params = config_from_request(
+      nlohmann::json{{"workloads", {"cpu.spin"}}, {"params", {"tasks=2", "units=3"}}});
+  EXPECT_EQ(list_params.params.at("units"), "3");
+  EXPECT_EQ(config_from_request(nlohmann::json::object()).suite, "quick");
+}
+
+TEST(Config, BadRequestsNameTheProblem) {
+  auto bad = [](const nlohmann::json& req, const std::string& fragment) {
+    try {
+      config_from_request(req);
+      ADD_FAILURE() << req.dump() << " was accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  bad(nlohmann::json::array(), "expected an object");
+  bad({{"bogus", 1}}, "unknown key 'bogus'");
+  bad({{"workers", {0}}}, "--workers");
+  bad({{"workers", "1,,2"}}, "empty item");
+  bad({{"workers", nlohmann::json::array()}}, "empty list");
+  bad({{"repetitions", "x"}}, "--repetitions");
+  bad({{"min_time", -1}}, "--min-time");
+  bad({{"timeout", 0}}, "--timeout");
+  bad({{"scaling", "diagonal"}}, "--scaling");
+  bad({{"params", {"units"}}}, "key=value");
+  bad({{"params", 3}}, "--param");
+  bad({{"models", {{{"a", 1}}}}}, "--models");
+  bad({{"suite", "huge"}}, "unknown suite");
 }
 
 }  // namespace
