@@ -1,8 +1,8 @@
-#include "concbench/model.hpp"
-
 #include <deque>
 #include <mutex>
 #include <stdexcept>
+
+#include "concbench/model.hpp"
 
 namespace concbench {
 

@@ -13,9 +13,9 @@ using nlohmann::json;
 
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
-      "suite",   "workloads", "models",     "workers",            "repetitions",
-      "min_time", "timeout",  "params",     "scaling",            "checkpoint",
-      "switch_interval_us",   "pin",        "seed"};
+      "suite",   "workloads", "models",  "workers",    "repetitions",        "min_time",
+      "timeout", "params",    "scaling", "checkpoint", "switch_interval_us", "pin",
+      "seed"};
   return k;
 }
 
@@ -108,7 +108,8 @@ RunConfig config_from_request(const json& req) {
     if (v < 0) throw UsageError("--seed: " + s + " must not be negative");
     cfg.seed = static_cast<uint64_t>(v);
   }
-  const std::string scaling = has("scaling") ? scalar_text(req.at("scaling"), "--scaling") : "strong";
+  const std::string scaling =
+      has("scaling") ? scalar_text(req.at("scaling"), "--scaling") : "strong";
   if (scaling != "strong" && scaling != "weak")
     throw UsageError("--scaling: '" + scaling + "' is not strong or weak");
   cfg.weak_scaling = scaling == "weak";

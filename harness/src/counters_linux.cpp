@@ -12,13 +12,12 @@
 //   * ThreadCounters::read() costs one read() per open group plus one getrusage(): normally
 //     three groups (task-clock alone, the other software events, the hardware events; see the
 //     event table for why task-clock is alone), two on a machine without a PMU.
+#include <dirent.h>
 #include <linux/perf_event.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <dirent.h>
 
 #include <array>
 #include <cerrno>

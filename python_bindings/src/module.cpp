@@ -151,9 +151,9 @@ std::string run(const std::string& request, const std::string& python_context,
   return report.dump();
 }
 
-void register_py_model(const std::string& name, const std::string& description,
-                       py::object factory, bool single_worker, bool separate_processes,
-                       const std::string& params_json, std::vector<std::string> workloads,
+void register_py_model(const std::string& name, const std::string& description, py::object factory,
+                       bool single_worker, bool separate_processes, const std::string& params_json,
+                       std::vector<std::string> workloads,
                        std::map<std::string, std::map<std::string, std::string>> workload_params) {
   std::vector<ParamSpec> params;
   for (const json& p : json::parse(params_json)) {

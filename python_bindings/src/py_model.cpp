@@ -19,8 +19,7 @@ py::tuple task_to_python(const Task& t) {
                                 s.duration_ns, s.arg));
   }
   return py::make_tuple(
-      t.id, t.seed,
-      py::bytes(reinterpret_cast<const char*>(t.payload.data()), t.payload.size()),
+      t.id, t.seed, py::bytes(reinterpret_cast<const char*>(t.payload.data()), t.payload.size()),
       py::tuple(steps));
 }
 
@@ -127,11 +126,10 @@ class PyModel final : public Model {
 
 }  // namespace
 
-ModelInfo python_model_info(std::string name, std::string description, py::object factory,
-                            bool single_worker, bool separate_processes,
-                            std::vector<ParamSpec> params, std::vector<std::string> workloads,
-                            std::map<std::string, std::map<std::string, std::string>>
-                                workload_params) {
+ModelInfo python_model_info(
+    std::string name, std::string description, py::object factory, bool single_worker,
+    bool separate_processes, std::vector<ParamSpec> params, std::vector<std::string> workloads,
+    std::map<std::string, std::map<std::string, std::string>> workload_params) {
   ModelInfo info;
   info.name = name;
   info.description = std::move(description);

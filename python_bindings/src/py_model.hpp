@@ -35,11 +35,10 @@ struct CancelFlag {
 // A Python model class is registered with its factory (a callable returning an object with
 // setup(workers, params, seed, cancel_flag), run(tasks, rounds) -> tuple, teardown()); see
 // concbench/models/base.py for the contract of run's result.
-ModelInfo python_model_info(std::string name, std::string description, py::object factory,
-                            bool single_worker, bool separate_processes,
-                            std::vector<ParamSpec> params, std::vector<std::string> workloads,
-                            std::map<std::string, std::map<std::string, std::string>>
-                                workload_params);
+ModelInfo python_model_info(
+    std::string name, std::string description, py::object factory, bool single_worker,
+    bool separate_processes, std::vector<ParamSpec> params, std::vector<std::string> workloads,
+    std::map<std::string, std::map<std::string, std::string>> workload_params);
 
 // A task as the Python side sees it: (id, seed, payload: bytes, steps), each step a tuple
 // (kind, native, kernel, bytes, units, duration_ns, arg). Needs the GIL.
