@@ -88,3 +88,25 @@ def test_switch_interval_is_set_for_the_batch_and_restored():
     (c,) = r["results"]
     assert c["repetitions"][0]["model_metrics"]["switch_interval_s"] == pytest.approx(0.001)
     assert sys.getswitchinterval() == before
+
+
+@pytest.mark.skipif(models.asyncio_model.uvloop is None,
+                    reason="uvloop is not installed (scripts/setup.sh installs python3-uvloop)")
+def test_uvloop_runs_the_same_tasks():
+    # Not io.sleep: libuv's millisecond timers end sleeps early (see the next test).
+    r = _run(["io.pipe_echo", "cpu.spin", "overhead.noop"], ["cpython.asyncio"], loop="uvloop")
+    for c in r["results"]:
+        assert c["status"] == "ok", c["error"]
+        assert c["repetitions"][0]["model_metrics"]["loop"] == "uvloop"
+
+
+@pytest.mark.skipif(models.asyncio_model.uvloop is None,
+                    reason="uvloop is not installed (scripts/setup.sh installs python3-uvloop)")
+def test_a_sleep_cut_short_fails_verification():
+    # libuv's timers count whole milliseconds: uvloop's asyncio.sleep(0.0002) returns after a
+    # few microseconds. A sleep step is worth its duration only if the wait really happened, so
+    # the cell fails rather than looking fast.
+    r = _run(["io.sleep"], ["cpython.asyncio"], loop="uvloop", sleep_us=200)
+    (c,) = r["results"]
+    assert c["status"] == "failed"
+    assert "checksum mismatch" in c["error"]
