@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake git pkg-config
-  libbenchmark-dev libgtest-dev libgmock-dev
+  libbenchmark-dev libbenchmark-tools libgtest-dev libgmock-dev
   libhwloc-dev hwloc nlohmann-json3-dev libcli11-dev
   pybind11-dev libasio-dev
   libssl-dev python3-dev python3-pytest python3-matplotlib python3-scipy

@@ -9,3 +9,5 @@ build_dir=$(cd "${CONCBENCH_BUILD_DIR:-build}" && pwd)
 (cd "$build_dir" && ctest --output-on-failure -j "$(nproc)" --timeout 600)
 PYTHONPATH="$build_dir/python" CONCBENCH_BUILD_DIR="$build_dir" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider python_bindings/tests
+# The pipeline end to end: smoke run, validate, compare with the committed baseline, the gate.
+CONCBENCH_BUILD_DIR="$build_dir" bash scripts/smoke_gate.sh

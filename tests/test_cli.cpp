@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "concbench/counters.hpp"
+#include "concbench/report.hpp"
 #include "concbench/runner.hpp"
 
 namespace {
@@ -74,7 +75,13 @@ INSTANTIATE_TEST_SUITE_P(
                       "run --models nope", "run --suite nope", "run --out /nonexistent-dir/x.json",
                       "run --out /tmp", "run --timeout 0", "run --timeout -4", "run --min-time -1",
                       "run --min-time nan", "run --seed -1", "run --seed 12abc", "micro --bogus",
-                      "run --workloads cpu.spin --param sleep_us=5", "run --scaling sideways"));
+                      "run --workloads cpu.spin --param sleep_us=5", "run --scaling sideways",
+                      "compare", "compare only-one.json", "compare --format xml a.json b.json",
+                      "compare --fail-on-regression -1 a.json b.json",
+                      "compare --fail-on-regression 10% a.json b.json",
+                      "compare --alpha 0 a.json b.json",
+                      "compare /nonexistent/a.json /nonexistent/b.json",
+                      "compare --bogus a.json b.json", "validate", "validate /nonexistent.json"));
 
 TEST(Cli, ListNamesEveryWorkloadAndModel) {
   const Result r = run("list");
@@ -143,6 +150,51 @@ TEST(Cli, SmokeRunWritesAVerifiedReport) {
     EXPECT_TRUE(cell["summary"]["speedup_vs_serial"].is_number());
   }
   EXPECT_FALSE(report["benchmarks"].empty());
+  EXPECT_NO_THROW(concbench::validate_report(report));
+
+  // The report read back: validate, compare with itself, with a truncated copy, with a copy in
+  // which one cell failed, and through Google Benchmark's own compare.py.
+  const Result v = run("validate " + report_path.string());
+  EXPECT_EQ(v.code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("complete"), std::string::npos) << v.out;
+  const Result self =
+      run("compare --fail-on-regression 10 " + report_path.string() + " " + report_path.string());
+  EXPECT_EQ(self.code, 0) << self.out << self.err;
+  EXPECT_NE(self.out.find("geometric mean over " + std::to_string(report["results"].size())),
+            std::string::npos)
+      << self.out;
+
+  const std::string text = slurp(report_path);
+  const fs::path truncated = scratch_dir() / "truncated.json";
+  std::ofstream(truncated) << text.substr(0, text.size() * 2 / 3);
+  const Result t = run("compare " + report_path.string() + " " + truncated.string());
+  EXPECT_EQ(t.code, 2);
+  EXPECT_NE(t.err.find("truncated"), std::string::npos) << t.err;
+  EXPECT_EQ(t.err.find('\n'), t.err.size() - 1) << t.err;
+  EXPECT_EQ(run("validate " + truncated.string()).code, 2);
+
+  json broken = report;
+  broken["results"][0]["status"] = "wrong_result";
+  const fs::path broken_path = scratch_dir() / "broken.json";
+  std::ofstream(broken_path) << broken.dump();
+  const Result b =
+      run("compare --fail-on-regression 1000 " + report_path.string() + " " + broken_path.string());
+  EXPECT_EQ(b.code, 1) << b.out << b.err;
+  EXPECT_NE(b.out.find("FAILED: wrong_result"), std::string::npos) << b.out;
+  EXPECT_EQ(run("validate " + broken_path.string()).code, 1);
+
+  // Run as the user would: by its path, so its shebang picks the interpreter (the checkout's
+  // .python-version points pyenv at Debian's python3, which has scipy).
+  const std::string gbench = "/usr/share/benchmark/compare.py";
+  ASSERT_TRUE(fs::exists(gbench)) << "libbenchmark-tools is missing: run scripts/setup.sh";
+  const fs::path gout = scratch_dir() / "gbench.out";
+  const int status = std::system((gbench + " benchmarks " + report_path.string() + " " +
+                                  broken_path.string() + " >" + gout.string() + " 2>&1")
+                                     .c_str());
+  const std::string got = slurp(gout);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << got;
+  EXPECT_NE(got.find("cpu.spin/serial/workers:1"), std::string::npos) << got;
+  EXPECT_NE(got.find("U Test"), std::string::npos) << got;
 }
 
 TEST(Cli, ATimedOutCellIsRecordedAndTheRunExitsOne) {

@@ -1,8 +1,13 @@
 // bench_runner: the command line face of the suite. Thin on purpose: parsing and printing here,
 // everything measured lives in the harness.
 //
-// Exit codes: 0 every cell verified; 1 some cell failed, timed out or errored (the report says
-// which); 2 bad input, with one line on stderr.
+// Exit codes:
+//   run      0 every cell verified; 1 some cell failed, timed out or errored (the report says
+//            which); 2 bad input, with one line on stderr.
+//   compare  0 no gating regression (or no gate); 1 --fail-on-regression fired; 2 bad input,
+//            including a malformed, truncated or foreign report.
+//   validate 0 every report is well formed, complete and fully verified; 1 well formed but
+//            incomplete or with cells that did not verify; 2 malformed.
 #include <benchmark/benchmark.h>
 #include <malloc.h>
 #include <sys/resource.h>
@@ -18,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "concbench/compare.hpp"
 #include "concbench/config.hpp"
 #include "concbench/machine.hpp"
 #include "concbench/model.hpp"
@@ -191,6 +197,84 @@ int run_suite_cmd(const RunFlags& flags) {
   return bad ? 1 : 0;
 }
 
+std::string format_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+struct CompareFlags {
+  std::vector<std::string> reports;
+  bool normalize = false;
+  std::string format = "text", fail_on_regression, alpha;
+};
+
+double parse_number(const std::string& flag, const std::string& text, double lo, double hi) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty() || !(v >= lo && v <= hi))
+    usage_exit(flag + ": expected a number in [" + format_number(lo) + ", " + format_number(hi) +
+               "], got '" + text + "'");
+  return v;
+}
+
+int compare_cmd(const CompareFlags& f) {
+  if (f.reports.size() < 2) usage_exit("compare: give BASE.json NEW.json [MORE.json ...]");
+  CompareOptions opt;
+  opt.normalize = f.normalize;
+  if (!f.fail_on_regression.empty())
+    opt.fail_on_regression_pct = parse_number("--fail-on-regression", f.fail_on_regression, 0, 1e6);
+  if (!f.alpha.empty()) opt.alpha = parse_number("--alpha", f.alpha, 1e-9, 0.5);
+  CompareFormat format = CompareFormat::text;
+  if (f.format == "md" || f.format == "markdown")
+    format = CompareFormat::markdown;
+  else if (f.format == "json")
+    format = CompareFormat::json;
+  else if (f.format != "text")
+    usage_exit("--format: expected text, md or json, got '" + f.format + "'");
+  std::vector<LoadedReport> reports;
+  try {
+    for (const std::string& path : f.reports) reports.push_back({path, load_report(path)});
+  } catch (const ReportError& e) {
+    usage_exit(std::string("compare: ") + e.what());
+  }
+  const nlohmann::json cmp = compare_reports(reports, opt);
+  std::cout << format_comparison(cmp, format);
+  std::cout.flush();
+  return comparison_exit_code(cmp);
+}
+
+int validate_cmd(const std::vector<std::string>& paths) {
+  if (paths.empty()) usage_exit("validate: give one or more report files");
+  int rc = 0;
+  for (const std::string& path : paths) {
+    nlohmann::json r;
+    try {
+      r = load_report(path);
+    } catch (const ReportError& e) {
+      usage_exit(std::string("validate: ") + e.what());
+    }
+    size_t bad = 0;
+    for (const auto& c : r["results"]) bad += c["status"] != "ok";
+    const bool complete = r["complete"].get<bool>();
+    std::cout << path << ": schema " << r["schema_version"] << ", " << r["results"].size()
+              << " cells, " << (complete ? "complete" : "INCOMPLETE (the run was interrupted)");
+    if (bad) std::cout << ", " << bad << " cell(s) not ok:";
+    for (const auto& c : r["results"])
+      if (c["status"] != "ok")
+        std::cout << " " << c["workload"].get<std::string>() << "/" << c["model"].get<std::string>()
+                  << "/workers:" << c["workers"] << "=" << c["status"].get<std::string>();
+    std::cout << "\n";
+    if (bad || !complete) rc = 1;
+  }
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -214,6 +298,22 @@ int main(int argc, char** argv) {
   auto* list = app.add_subcommand("list", "list workloads, models, parameters and suites");
   auto* run = app.add_subcommand("run", "run the matrix and write a JSON report");
   app.add_subcommand("micro", "run the Google Benchmark micro-benchmarks (--benchmark_* flags)");
+  auto* compare =
+      app.add_subcommand("compare", "compare reports cell by cell: NEW (and MORE) against BASE");
+  CompareFlags cf;
+  compare->add_option("reports", cf.reports, "BASE.json NEW.json [MORE.json ...]");
+  compare->add_flag("--normalize", cf.normalize,
+                    "divide each report by its own serial baseline per workload (compare "
+                    "model-versus-model conclusions across machines of different speeds)");
+  compare->add_option("--fail-on-regression", cf.fail_on_regression,
+                      "PCT: exit 1 when a cell's time per task rose by more than PCT percent "
+                      "(significant by Mann-Whitney U) or a cell that verified now fails");
+  compare->add_option("--format", cf.format, "text (default) | md | json");
+  compare->add_option("--alpha", cf.alpha, "significance level of the U test (default 0.05)");
+  auto* validate = app.add_subcommand(
+      "validate", "check reports against the schema; exit 1 if incomplete or not all verified");
+  std::vector<std::string> validate_paths;
+  validate->add_option("reports", validate_paths, "report files");
   RunFlags f;
   run->add_option("--suite", f.suite, "smoke | quick | full (default quick)");
   run->add_option("--workloads", f.workloads, "comma-separated workload names");
@@ -252,6 +352,8 @@ int main(int argc, char** argv) {
     print_list();
     return 0;
   }
+  if (compare->parsed()) return compare_cmd(cf);
+  if (validate->parsed()) return validate_cmd(validate_paths);
   if (run->parsed()) {
     for (const CLI::Option* o : run->get_options())
       if (o->count() > 0) f.given.insert(o->get_name());

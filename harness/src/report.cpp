@@ -14,6 +14,7 @@
 
 #include "concbench/model.hpp"
 #include "concbench/params.hpp"
+#include "table.hpp"
 
 namespace concbench {
 namespace {
@@ -143,12 +144,13 @@ json make_report(const RunConfig& cfg, const json& context, const std::vector<Ce
   // Strong scaling: the same tasks at every worker count, so speedup is a throughput ratio
   // against the same model at one worker, and speedup_vs_serial against the serial model.
   for (json& cell : results) {
-    if (!cell["summary"]["throughput_per_s"].is_object()) continue;
-    const double mine = median_throughput(cell);
     // A model's own serial baseline (cpython.* models divide by cpython.serial, whose tasks
     // ran with the same parameters); a model the registry does not know keeps "serial".
     const ModelInfo* info = find_model(cell["model"].get<std::string>());
     const std::string baseline = info ? info->serial_baseline : "serial";
+    cell["serial_baseline"] = baseline;  // compare --normalize divides by this model's cells
+    if (!cell["summary"]["throughput_per_s"].is_object()) continue;
+    const double mine = median_throughput(cell);
     for (const json& other : results) {
       if (other["workload"] != cell["workload"] || other["status"] != "ok") continue;
       const double base = median_throughput(other);
@@ -261,29 +263,6 @@ void write_report_atomic(const std::string& path, const json& report) {
   }
 }
 
-namespace {
-
-std::string fmt_time(double ns) {
-  char buf[32];
-  if (ns < 1e3)
-    std::snprintf(buf, sizeof buf, "%.0f ns", ns);
-  else if (ns < 1e6)
-    std::snprintf(buf, sizeof buf, "%.2f us", ns / 1e3);
-  else if (ns < 1e9)
-    std::snprintf(buf, sizeof buf, "%.2f ms", ns / 1e6);
-  else
-    std::snprintf(buf, sizeof buf, "%.2f s", ns / 1e9);
-  return buf;
-}
-
-std::string fmt_num(double v, const char* f = "%.3g") {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-}  // namespace
-
 std::string format_table(const json& report) {
   const std::vector<std::string> head = {
       "workload", "model",     "workers",     "tasks",      "time/task",  "throughput/s", "+-95%",
@@ -311,42 +290,25 @@ std::string format_table(const json& report) {
       }
       auto med_of = [](const std::vector<double>& v) { return summarize(v).median; };
       row.push_back(std::to_string(tasks));
-      row.push_back(fmt_time(s["wall_ns_per_task"]["median"].get<double>()));
-      row.push_back(fmt_num(med, "%.4g"));
-      row.push_back(med > 0 ? fmt_num(100.0 * (hi - lo) / 2 / med, "%.1f%%") : "-");
-      row.push_back(s["speedup"].is_null() ? "-" : fmt_num(s["speedup"].get<double>(), "%.2fx"));
+      row.push_back(table::time_ns(s["wall_ns_per_task"]["median"].get<double>()));
+      row.push_back(table::num(med, "%.4g"));
+      row.push_back(med > 0 ? table::num(100.0 * (hi - lo) / 2 / med, "%.1f%%") : "-");
+      row.push_back(s["speedup"].is_null() ? "-" : table::num(s["speedup"].get<double>(), "%.2fx"));
       row.push_back(s["speedup_vs_serial"].is_null()
                         ? "-"
-                        : fmt_num(s["speedup_vs_serial"].get<double>(), "%.2fx"));
-      row.push_back(p99.empty() ? "-" : fmt_time(med_of(p99)));
-      row.push_back(cs.empty() ? "n/a" : fmt_num(med_of(cs), "%.3g"));
-      row.push_back(mig.empty() ? "n/a" : fmt_num(med_of(mig), "%.0f"));
+                        : table::num(s["speedup_vs_serial"].get<double>(), "%.2fx"));
+      row.push_back(p99.empty() ? "-" : table::time_ns(med_of(p99)));
+      row.push_back(cs.empty() ? "n/a" : table::num(med_of(cs), "%.3g"));
+      row.push_back(mig.empty() ? "n/a" : table::num(med_of(mig), "%.0f"));
     } else {
       for (int i = 0; i < 9; ++i) row.push_back("-");
     }
     row.push_back(c["status"]);
     rows.push_back(std::move(row));
   }
-  std::vector<size_t> width(head.size());
-  for (size_t i = 0; i < head.size(); ++i) width[i] = head[i].size();
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  std::ostringstream out;
-  auto line = [&](const std::vector<std::string>& r) {
-    for (size_t i = 0; i < r.size(); ++i) {
-      const bool left = i < 2 || i + 1 == r.size();
-      std::string cell = r[i];
-      std::string padding(width[i] - cell.size(), ' ');
-      out << (left ? cell + padding : padding + cell) << (i + 1 < r.size() ? "  " : "");
-    }
-    out << "\n";
-  };
-  line(head);
-  size_t total = 0;
-  for (size_t w : width) total += w + 2;
-  out << std::string(total - 2, '-') << "\n";
-  for (const auto& r : rows) line(r);
-  return out.str();
+  std::vector<table::Align> align(head.size(), table::Align::right);
+  align[0] = align[1] = align.back() = table::Align::left;
+  return table::render(head, rows, align);
 }
 
 }  // namespace concbench

@@ -62,6 +62,71 @@ LatencySummary latency_summary(std::vector<uint64_t> xs) {
   return l;
 }
 
+MannWhitney mann_whitney_u(const std::vector<double>& a, const std::vector<double>& b) {
+  MannWhitney r;
+  const size_t n1 = a.size(), n2 = b.size(), n = n1 + n2;
+  if (n1 == 0 || n2 == 0) return r;
+
+  // Midranks of the pooled sample; tie groups also feed the variance correction.
+  std::vector<std::pair<double, bool>> pooled;  // (value, from a)
+  pooled.reserve(n);
+  for (double x : a) pooled.emplace_back(x, true);
+  for (double x : b) pooled.emplace_back(x, false);
+  std::sort(pooled.begin(), pooled.end(),
+            [](const auto& l, const auto& r2) { return l.first < r2.first; });
+  double rank_sum_a = 0, tie_term = 0;
+  bool ties = false;
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j < n && pooled[j].first == pooled[i].first) ++j;
+    const double t = static_cast<double>(j - i);
+    const double midrank = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2;
+    for (size_t k = i; k < j; ++k)
+      if (pooled[k].second) rank_sum_a += midrank;
+    if (t > 1) ties = true, tie_term += t * t * t - t;
+    i = j;
+  }
+  const double d1 = static_cast<double>(n1), d2 = static_cast<double>(n2);
+  r.u = rank_sum_a - d1 * (d1 + 1) / 2;
+
+  // C(n, n1) as a double: exact well past the sizes a benchmark has.
+  double combinations = 1;
+  for (size_t k = 1; k <= std::min(n1, n2); ++k)
+    combinations =
+        combinations * static_cast<double>(n - std::min(n1, n2) + k) / static_cast<double>(k);
+  r.min_p_value = std::min(1.0, 2 / combinations);
+
+  if (!ties && n <= 60) {
+    // counts[u] = arrangements of the two samples giving U = u; built by adding the elements of
+    // the second sample one at a time: f(u; i, j) = f(u - j; i - 1, j) + f(u; i, j - 1).
+    const size_t umax = n1 * n2;
+    std::vector<std::vector<double>> f(n1 + 1, std::vector<double>(umax + 1, 0));
+    for (size_t i = 0; i <= n1; ++i) f[i][0] = 1;  // j = 0: every a ranks above no b
+    for (size_t j = 1; j <= n2; ++j) {
+      for (size_t i = 1; i <= n1; ++i) {
+        // Ascending i: f[i] still holds f(.; i, j - 1) and f[i - 1] already holds f(.; i - 1, j).
+        for (size_t u = umax; u >= j; --u) f[i][u] += f[i - 1][u - j];
+      }
+    }
+    const std::vector<double>& counts = f[n1];
+    const auto u_obs = static_cast<size_t>(std::llround(r.u));
+    const size_t hi = std::max(u_obs, umax - u_obs);  // the symmetric upper tail
+    double tail = 0;
+    for (size_t u = hi; u <= umax; ++u) tail += counts[u];
+    r.p_value = std::min(1.0, 2 * tail / combinations);
+    r.exact = true;
+    return r;
+  }
+
+  const double mu = d1 * d2 / 2;
+  const double dn = static_cast<double>(n);
+  const double var = d1 * d2 / 12 * ((dn + 1) - tie_term / (dn * (dn - 1)));
+  if (var <= 0) return r;  // every value equal: no evidence either way
+  const double z = std::max(0.0, std::abs(r.u - mu) - 0.5) / std::sqrt(var);
+  r.p_value = std::min(1.0, std::erfc(z / std::sqrt(2.0)));
+  return r;
+}
+
 void to_json(nlohmann::json& j, const Summary& s) {
   j = {{"n", s.n},   {"median", s.median}, {"mean", s.mean}, {"stddev", s.stddev},
        {"cv", s.cv}, {"min", s.min},       {"max", s.max},   {"ci95", {s.ci95_low, s.ci95_high}}};

@@ -7,12 +7,14 @@
 //                             task_latency_ns{p50,p99,max}, counters{...}, metrics{...},
 //                             model_metrics{...}, verified, failed_tasks, wrong_checksums,
 //                             not_run, failures[]
+//              serial_baseline (the model speedup_vs_serial divides by),
 //              summary: wall_ns, wall_ns_per_task, throughput_per_s (each n, median, mean,
 //                       stddev, cv, min, max, ci95[lo, hi]), speedup, speedup_vs_serial
 //   benchmarks[]: the same cells in Google Benchmark's JSON shape (per task times).
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,20 @@ void write_report_atomic(const std::string& path, const nlohmann::json& report);
 // Checks up front that `path` could be written (its directory exists and is writable, it is not
 // a directory); throws UsageError naming the problem.
 void check_writable(const std::string& path);
+
+// A report that cannot be read: not JSON, truncated, another tool's, a newer schema, or missing
+// what the schema promises. what() is one line naming the file and the first problem.
+class ReportError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Checks `report` against the schema above, deeply enough that code reading the fields it names
+// (compare, plots) never meets a missing field or a wrong type. Throws ReportError naming the
+// JSON path of the first problem, e.g. "results[3].repetitions[0].wall_ns: expected a number".
+void validate_report(const nlohmann::json& report);
+// Reads, parses and validates the report at `path`; ReportError messages start with the path.
+nlohmann::json load_report(const std::string& path);
 
 // The summary table bench_runner prints.
 std::string format_table(const nlohmann::json& report);

@@ -27,6 +27,24 @@ LatencySummary latency_summary(std::vector<uint64_t> xs);
 // p in [0, 100] of sorted `xs` by nearest rank; 0 for an empty vector.
 uint64_t percentile_sorted(const std::vector<uint64_t>& sorted, double p);
 
+// Mann-Whitney U test (Wilcoxon rank-sum) of two independent samples, two-sided. It asks whether
+// one sample tends to be larger without assuming normality, which benchmark repetitions rarely
+// have (a noisy neighbour makes a long right tail).
+struct MannWhitney {
+  double u = 0;        // U of the first sample: pairs (a, b) with a > b, ties counting one half
+  double p_value = 1;  // two-sided
+  bool exact = false;  // from the exact distribution of U; otherwise the normal approximation
+  // The smallest two-sided p-value samples of these sizes can give (2 / C(n1 + n2, n1)): above
+  // the significance level, no outcome could count as significant, so "not significant" would
+  // claim more than the data can say.
+  double min_p_value = 1;
+};
+
+// Exact when there are no ties and n1 + n2 <= 60; otherwise the normal approximation with tie
+// and continuity corrections (scipy.stats.mannwhitneyu's "asymptotic" method). An empty sample
+// gives p = 1 and min_p_value = 1.
+MannWhitney mann_whitney_u(const std::vector<double>& a, const std::vector<double>& b);
+
 // Two-sided 95% critical value of Student's t with `df` degrees of freedom.
 double t_critical_95(size_t df);
 

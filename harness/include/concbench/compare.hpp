@@ -1,0 +1,48 @@
+// `bench_runner compare`: reports from different runs or machines, cell by cell.
+//
+// Every report after the first is compared with the first (BASE). A cell is matched by workload,
+// model, worker count and parameters. Per matched cell: the ratio of medians of the time per
+// task and of the throughput (NEW / BASE), and a two-sided Mann-Whitney U test over the verified
+// repetitions of the time per task, whose verdict is "significant", "not significant" or "too
+// few repetitions" (when even complete separation of the samples could not reach the level).
+// Per comparison: the geometric mean of the ratios over matched cells, and the context fields in
+// which the machines or the runs differ.
+//
+// normalize divides each report's times by its own serial baseline for the workload (the
+// cell's serial_baseline model at one worker, "serial" for C++ models), so machines of
+// different speeds compare by what each model gains over serial there. Conclusions (which model
+// beats which, per workload, and whether that holds in every report) are computed either way.
+//
+// The gate (fail_on_regression_pct): a cell gates when its time per task rose by more than that
+// many percent and the test says significant, or when it verified in BASE and did not in NEW.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace concbench {
+
+struct CompareOptions {
+  bool normalize = false;
+  double alpha = 0.05;  // significance level of the Mann-Whitney test
+  std::optional<double> fail_on_regression_pct;
+};
+
+struct LoadedReport {
+  std::string path;
+  nlohmann::json report;  // already through validate_report()
+};
+
+// The comparison as data ("kind": "concbench-compare"); --format json prints it as is.
+nlohmann::json compare_reports(const std::vector<LoadedReport>& reports,
+                               const CompareOptions& options);
+
+enum class CompareFormat { text, markdown, json };
+std::string format_comparison(const nlohmann::json& comparison, CompareFormat format);
+
+// 1 when the gate is set and a cell of some comparison gates, otherwise 0.
+int comparison_exit_code(const nlohmann::json& comparison);
+
+}  // namespace concbench

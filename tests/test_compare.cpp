@@ -1,0 +1,350 @@
+// Reading reports back (validate_report, load_report) and comparing them (compare_reports), on
+// synthetic reports whose numbers are chosen, so every verdict below is known in advance.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "concbench/compare.hpp"
+#include "concbench/report.hpp"
+
+namespace concbench {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr int kTasks = 10;
+
+// A cell whose repetitions took `wall_ns` each for kTasks tasks.
+json cell(const std::string& workload, const std::string& model, int workers,
+          const std::vector<double>& wall_ns, const std::string& status = "ok",
+          json params = json::object()) {
+  json reps = json::array();
+  for (double w : wall_ns)
+    reps.push_back({{"wall_ns", w},
+                    {"cpu_user_ns", w},
+                    {"cpu_sys_ns", 0},
+                    {"tasks", kTasks},
+                    {"throughput_per_s", kTasks / (w / 1e9)},
+                    {"task_latency_ns", {{"p50", 1}, {"p99", 2}, {"max", 3}}},
+                    {"counters", {{"context_switches", 4}, {"cycles", nullptr}}},
+                    {"metrics", json::object()},
+                    {"verified", status == "ok"}});
+  const json stat = {{"n", 1}, {"median", 1}, {"mean", 1}, {"min", 1}, {"max", 1}};
+  return {{"workload", workload},
+          {"model", model},
+          {"workers", workers},
+          {"params", params},
+          {"status", status},
+          {"repetitions", reps},
+          {"summary",
+           {{"wall_ns", stat},
+            {"wall_ns_per_task", stat},
+            {"throughput_per_s", stat},
+            {"speedup", nullptr},
+            {"speedup_vs_serial", nullptr}}}};
+}
+
+json report(std::vector<json> cells, int cpus = 2) {
+  return {{"schema_version", kSchemaVersion},
+          {"generator", "concbench bench_runner"},
+          {"complete", true},
+          {"config", {{"suite", "quick"}, {"scaling", "strong"}, {"seed", 1}}},
+          {"context",
+           {{"hostname", "box"},
+            {"cpu_model", "Test CPU"},
+            {"logical_cpus", cpus},
+            {"cpus_allowed", cpus},
+            {"counters_unavailable", {{"cycles", "no PMU"}}}}},
+          {"results", cells},
+          {"benchmarks", json::array()}};
+}
+
+std::vector<double> scaled(std::vector<double> v, double f) {
+  for (double& x : v) x *= f;
+  return v;
+}
+
+const std::vector<double> kFive = {1000, 1010, 990, 1020, 980};
+
+json compare(const json& a, const json& b, CompareOptions opt = {}) {
+  return compare_reports({{"base.json", a}, {"new.json", b}}, opt);
+}
+
+const json& only_cell(const json& cmp) {
+  return cmp["comparisons"][0]["cells"][0];
+}
+
+TEST(ValidateReport, AcceptsAWellFormedReport) {
+  EXPECT_NO_THROW(validate_report(report({cell("cpu.spin", "serial", 1, kFive)})));
+}
+
+struct Bad {
+  const char* name;
+  std::function<void(json&)> mutate;
+  const char* message;  // a substring of the one-line error
+};
+
+class ValidateRejects : public ::testing::TestWithParam<Bad> {};
+
+TEST_P(ValidateRejects, NamesTheProblem) {
+  json r = report({cell("cpu.spin", "serial", 1, kFive), cell("cpu.spin", "serial", 2, kFive)});
+  GetParam().mutate(r);
+  try {
+    validate_report(r);
+    FAIL() << "accepted";
+  } catch (const ReportError& e) {
+    EXPECT_NE(std::string(e.what()).find(GetParam().message), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Schema, ValidateRejects,
+    ::testing::Values(
+        Bad{"array", [](json& r) { r = json::array(); }, "top level is not an object"},
+        Bad{"no_version", [](json& r) { r.erase("schema_version"); }, "no schema_version"},
+        Bad{"gbench",
+            [](json& r) {
+              r = {{"context", json::object()}, {"benchmarks", json::array()}};
+            },
+            "a Google Benchmark report"},
+        Bad{"newer", [](json& r) { r["schema_version"] = 2; }, "schema version 2"},
+        Bad{"version_text", [](json& r) { r["schema_version"] = "1"; }, "expected an integer"},
+        Bad{"generator", [](json& r) { r["generator"] = "pytest-benchmark"; }, "is not concbench"},
+        Bad{"no_results", [](json& r) { r.erase("results"); }, "missing field 'results'"},
+        Bad{"results_object", [](json& r) { r["results"] = json::object(); },
+            "results: expected an array"},
+        Bad{"wall_text", [](json& r) { r["results"][1]["repetitions"][3]["wall_ns"] = "fast"; },
+            "results[1].repetitions[3].wall_ns: expected a number"},
+        Bad{"wall_negative", [](json& r) { r["results"][0]["repetitions"][0]["wall_ns"] = -1; },
+            "negative"},
+        Bad{"tasks_fraction", [](json& r) { r["results"][0]["repetitions"][0]["tasks"] = 1.5; },
+            "tasks: expected an integer"},
+        Bad{"workers_zero", [](json& r) { r["results"][0]["workers"] = 0; }, "at least 1"},
+        Bad{"no_model", [](json& r) { r["results"][0].erase("model"); }, "missing field 'model'"},
+        Bad{"counter_text",
+            [](json& r) { r["results"][0]["repetitions"][0]["counters"]["cycles"] = "n/a"; },
+            "counters.cycles"},
+        Bad{"summary_shape", [](json& r) { r["results"][0]["summary"]["wall_ns_per_task"] = 3; },
+            "expected an object or null"},
+        Bad{"duplicate", [](json& r) { r["results"][1]["workers"] = 1; }, "a second cell"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+fs::path scratch(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("concbench-compare-" + std::to_string(getpid()));
+  fs::create_directories(d);
+  return d / name;
+}
+
+void write(const fs::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+TEST(LoadReport, TruncatedEmptyAndMissingFilesAreOneLineErrors) {
+  const std::string text = report({cell("cpu.spin", "serial", 1, kFive)}).dump(2);
+  write(scratch("whole.json"), text);
+  EXPECT_NO_THROW(load_report(scratch("whole.json").string()));
+  write(scratch("half.json"), text.substr(0, text.size() / 2));
+  try {
+    load_report(scratch("half.json").string());
+    FAIL();
+  } catch (const ReportError& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.rfind(scratch("half.json").string(), 0), 0u) << m;
+    EXPECT_NE(m.find("truncated"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
+  write(scratch("empty.json"), "\n");
+  EXPECT_THROW(load_report(scratch("empty.json").string()), ReportError);
+  EXPECT_THROW(load_report(scratch("absent.json").string()), ReportError);
+  write(scratch("binary.json"), std::string("{\"a\": \"\xff\xfe\"}"));
+  EXPECT_THROW(load_report(scratch("binary.json").string()), ReportError);
+  fs::remove_all(scratch("").parent_path());
+}
+
+TEST(Compare, AReportAgainstItselfChangesNothing) {
+  const json r = report({cell("cpu.spin", "serial", 1, kFive)});
+  CompareOptions opt;
+  opt.fail_on_regression_pct = 10;
+  const json cmp = compare(r, r, opt);
+  const json& c = only_cell(cmp);
+  EXPECT_EQ(c["state"], "compared");
+  EXPECT_DOUBLE_EQ(c["time"]["ratio"].get<double>(), 1.0);
+  EXPECT_EQ(c["significance"], "not significant");
+  EXPECT_TRUE(cmp["comparisons"][0]["context_diff"].empty());
+  EXPECT_EQ(comparison_exit_code(cmp), 0);
+}
+
+TEST(Compare, ASignificantSlowdownBeyondTheThresholdGates) {
+  const json a = report({cell("cpu.spin", "free_threads", 2, kFive)});
+  const json b = report({cell("cpu.spin", "free_threads", 2, scaled(kFive, 2))});
+  CompareOptions opt;
+  opt.fail_on_regression_pct = 10;
+  json cmp = compare(a, b, opt);
+  const json& c = only_cell(cmp);
+  EXPECT_EQ(c["significance"], "significant");
+  EXPECT_NEAR(c["change_pct"].get<double>(), 100, 1e-9);
+  EXPECT_NEAR(c["throughput"]["ratio"].get<double>(), 0.5, 1e-9);
+  EXPECT_NEAR(c["test"]["p_value"].get<double>(), 2.0 / 252, 1e-12);
+  EXPECT_TRUE(c["gate"]);
+  EXPECT_EQ(comparison_exit_code(cmp), 1);
+  EXPECT_EQ(cmp["comparisons"][0]["gating"][0], "cpu.spin/free_threads/workers:2");
+
+  opt.fail_on_regression_pct = 150;  // a 100% slowdown is inside a 150% threshold
+  EXPECT_EQ(comparison_exit_code(compare(a, b, opt)), 0);
+  EXPECT_EQ(comparison_exit_code(compare(a, b)), 0);  // no gate, no failure
+  opt.fail_on_regression_pct = 10;
+  EXPECT_EQ(comparison_exit_code(compare(b, a, opt)), 0);  // faster is not a regression
+}
+
+TEST(Compare, TwoRepetitionsAreTooFewToCallAnything) {
+  const json a = report({cell("cpu.spin", "serial", 1, {1000, 1010})});
+  const json b = report({cell("cpu.spin", "serial", 1, {10000, 10100})});
+  CompareOptions opt;
+  opt.fail_on_regression_pct = 10;
+  const json cmp = compare(a, b, opt);
+  EXPECT_EQ(only_cell(cmp)["significance"], "too few repetitions");
+  EXPECT_NEAR(only_cell(cmp)["change_pct"].get<double>(), 900, 1e-6);
+  EXPECT_EQ(comparison_exit_code(cmp), 0);
+}
+
+TEST(Compare, ACellThatStopsVerifyingGates) {
+  const json a = report({cell("cpu.spin", "serial", 1, kFive)});
+  const json b = report({cell("cpu.spin", "serial", 1, kFive, "wrong_result")});
+  CompareOptions opt;
+  EXPECT_EQ(only_cell(compare(a, b, opt))["state"], "failed_in_new");
+  EXPECT_EQ(comparison_exit_code(compare(a, b, opt)), 0);
+  opt.fail_on_regression_pct = 1000;
+  EXPECT_EQ(comparison_exit_code(compare(a, b, opt)), 1);
+  EXPECT_EQ(only_cell(compare(b, a, opt))["state"], "failed_in_base");
+  EXPECT_EQ(comparison_exit_code(compare(b, a, opt)), 0);
+}
+
+TEST(Compare, UnmatchedCellsAreListedNotCompared) {
+  const json a = report({cell("cpu.spin", "serial", 1, kFive), cell("io.sleep", "async", 1, kFive),
+                         cell("cpu.sha256", "serial", 1, kFive, "ok", {{"units", "8"}})});
+  const json b = report({cell("cpu.spin", "serial", 1, kFive), cell("io.sleep", "async", 2, kFive),
+                         cell("cpu.sha256", "serial", 1, kFive, "ok", {{"units", "16"}})});
+  const json cmp = compare(a, b);
+  std::map<std::string, std::string> states;
+  for (const json& c : cmp["comparisons"][0]["cells"])
+    states[c["workload"].get<std::string>() + "/" + c["workers"].dump()] = c["state"];
+  EXPECT_EQ(states["cpu.spin/1"], "compared");
+  EXPECT_EQ(states["io.sleep/1"], "only_in_base");
+  EXPECT_EQ(states["io.sleep/2"], "only_in_new");
+  EXPECT_EQ(states["cpu.sha256/1"], "params_differ");
+  EXPECT_EQ(cmp["comparisons"][0]["geomean"]["cells"], 1);
+}
+
+TEST(Compare, GeometricMeanOverCells) {
+  const json a =
+      report({cell("cpu.spin", "serial", 1, kFive), cell("io.sleep", "serial", 1, kFive)});
+  const json b = report({cell("cpu.spin", "serial", 1, scaled(kFive, 2)),
+                         cell("io.sleep", "serial", 1, scaled(kFive, 0.5))});
+  const json g = compare(a, b)["comparisons"][0]["geomean"];
+  EXPECT_EQ(g["cells"], 2);
+  EXPECT_NEAR(g["time_ratio"].get<double>(), 1.0, 1e-9);
+  EXPECT_NEAR(g["throughput_ratio"].get<double>(), 1.0, 1e-9);
+}
+
+TEST(Compare, TheContextDiffNamesWhatDiffers) {
+  json a = report({cell("cpu.spin", "serial", 1, kFive)}, 2);
+  json b = report({cell("cpu.spin", "serial", 1, kFive)}, 16);
+  b["context"]["counters_unavailable"] = json::object();
+  b["config"]["scaling"] = "weak";
+  const json cmp = compare(a, b);
+  std::set<std::string> fields;
+  for (const json& d : cmp["comparisons"][0]["context_diff"]) fields.insert(d["field"]);
+  EXPECT_EQ(fields, (std::set<std::string>{"logical_cpus", "cpus_allowed", "counters_unavailable",
+                                           "config.scaling"}));
+  EXPECT_FALSE(cmp["comparisons"][0]["warnings"].empty());
+  const std::string text = format_comparison(cmp, CompareFormat::text);
+  EXPECT_NE(text.find("differs: cpus_allowed: 2 -> 16"), std::string::npos) << text;
+}
+
+// A machine three times slower in everything: raw times triple, but against its own serial
+// baseline nothing changed, and the model ordering holds.
+TEST(Compare, NormalizeComparesMachinesOfDifferentSpeeds) {
+  const json fast = report({cell("cpu.pidigits", "serial", 1, kFive),
+                            cell("cpu.pidigits", "process_pool", 2, scaled(kFive, 0.5)),
+                            cell("cpu.pidigits", "gil_threads", 2, scaled(kFive, 1.05))});
+  const json slow = report({cell("cpu.pidigits", "serial", 1, scaled(kFive, 3)),
+                            cell("cpu.pidigits", "process_pool", 2, scaled(kFive, 3.0 / 8)),
+                            cell("cpu.pidigits", "gil_threads", 2, scaled(kFive, 3 * 1.05))},
+                           16);
+  CompareOptions opt;
+  opt.fail_on_regression_pct = 10;
+  const json raw = compare(fast, slow, opt);
+  EXPECT_EQ(comparison_exit_code(raw), 1);  // serial and gil_threads are 3x slower
+  opt.normalize = true;
+  const json norm = compare(fast, slow, opt);
+  EXPECT_EQ(comparison_exit_code(norm), 0);
+  for (const json& c : norm["comparisons"][0]["cells"]) {
+    SCOPED_TRACE(c["model"].get<std::string>());
+    EXPECT_EQ(c["state"], "compared");
+    if (c["model"] == "process_pool")
+      EXPECT_NEAR(c["time"]["ratio"].get<double>(), 0.25, 1e-9);  // 2x there, 8x here
+    else
+      EXPECT_NEAR(c["time"]["ratio"].get<double>(), 1.0, 1e-9);
+  }
+  bool found = false;
+  for (const json& k : norm["conclusions"]) {
+    if (k["model"] != "process_pool" || k["other"] != "gil_threads") continue;
+    found = true;
+    EXPECT_TRUE(k["holds"]);
+    EXPECT_NEAR(k["reports"][0]["ratio"].get<double>(), 2.1, 1e-9);
+    EXPECT_NEAR(k["reports"][1]["ratio"].get<double>(), 8.4, 1e-9);
+  }
+  EXPECT_TRUE(found);
+  const std::string text = format_comparison(norm, CompareFormat::text);
+  EXPECT_NE(text.find("holds: process_pool beats gil_threads on cpu.pidigits: 2.10x"),
+            std::string::npos)
+      << text;
+}
+
+TEST(Compare, AConclusionThatFlipsIsReported) {
+  const json a = report({cell("io.sleep", "serial", 1, kFive),
+                         cell("io.sleep", "async", 1, scaled(kFive, 0.1)),
+                         cell("io.sleep", "gil_threads", 2, scaled(kFive, 0.5))});
+  const json b = report({cell("io.sleep", "serial", 1, kFive),
+                         cell("io.sleep", "async", 1, scaled(kFive, 0.5)),
+                         cell("io.sleep", "gil_threads", 2, scaled(kFive, 0.1))});
+  const json cmp = compare(a, b);
+  ASSERT_EQ(cmp["conclusions"].size(), 2u);  // async vs serial, async vs gil_threads
+  for (const json& k : cmp["conclusions"])
+    EXPECT_EQ(k["holds"].get<bool>(), k["other"] == "serial") << k.dump();
+}
+
+TEST(Compare, NormalizeNeedsASerialBaseline) {
+  const json a = report({cell("cpu.spin", "free_threads", 2, kFive)});
+  CompareOptions opt;
+  opt.normalize = true;
+  EXPECT_EQ(only_cell(compare(a, a, opt))["state"], "no_serial_baseline");
+  // cpython.* models divide by cpython.serial, named by the cell or implied by the prefix.
+  json py = report({cell("cpu.spin", "cpython.serial", 1, kFive),
+                    cell("cpu.spin", "cpython.threading", 2, kFive)});
+  const json cmp = compare(py, py, opt);
+  for (const json& c : cmp["comparisons"][0]["cells"]) EXPECT_EQ(c["state"], "compared");
+}
+
+TEST(Compare, MarkdownAndJsonFormats) {
+  const json a = report({cell("cpu.spin", "serial", 1, kFive)});
+  const json cmp = compare(a, report({cell("cpu.spin", "serial", 1, scaled(kFive, 2))}));
+  const std::string md = format_comparison(cmp, CompareFormat::markdown);
+  EXPECT_NE(md.find("| workload"), std::string::npos) << md;
+  EXPECT_NE(md.find("| cpu.spin"), std::string::npos) << md;
+  EXPECT_NE(md.find("+100.0%"), std::string::npos) << md;
+  EXPECT_EQ(json::parse(format_comparison(cmp, CompareFormat::json)), cmp);
+}
+
+}  // namespace
+}  // namespace concbench
