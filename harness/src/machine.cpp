@@ -74,11 +74,12 @@
 #define CONCBENCH_BUILD_TYPE ""
 #endif
 
-#ifndef CONCBENCH_GIT_REVISION
-#define CONCBENCH_GIT_REVISION ""
-#endif
 
 namespace concbench {
+
+// Defined in the build tree's generated/git_revision.cpp (cmake/git_revision.cmake), rewritten
+// at every build so the revision is the built tree's, not the last configure's.
+const char* built_git_revision();
 
 namespace {
 
@@ -330,7 +331,7 @@ json detect_container() {
 }
 
 json git_revision() {
-  const std::string rev = CONCBENCH_GIT_REVISION;
+  const std::string rev = built_git_revision();
   const std::string l = lower(rev);
   if (rev.empty() || l == "unknown" || contains(l, "notfound")) return nullptr;
   return rev;
