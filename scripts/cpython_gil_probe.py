@@ -9,7 +9,6 @@ Runs under any CPython 3.6+ with only the standard library and prints one JSON o
   race:     lost updates of `x += 1` and `x += one()` with 2 threads x N increments
 """
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 
+from reportlib import bench_runner, die, int_list
+
 MODELS = ["async", "async_mt", "free_threads", "gil_threads", "thread_pool", "process_pool"]
 SHARES = [0, 5, 10, 20, 40, 60, 80, 100]  # percent of a task's time that is CPU work
 
@@ -33,18 +35,10 @@ def main():
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--out", default="results/mixed_sweep.json")
     a = ap.parse_args()
-    runner = os.path.join(a.build, "bench_runner")
-    if not os.access(runner, os.X_OK):
-        sys.stderr.write(f"sweep_mixed: no bench_runner at {runner} (build first)\n")
-        sys.exit(2)
-    try:
-        workers = [int(w) for w in a.workers.split(",")]
-    except ValueError:
-        workers = []
+    runner = bench_runner("sweep_mixed", a.build)
+    workers = int_list(a.workers)
     if not workers or min(workers) < 1 or a.tasks < 1 or a.cycle_us < 1 or a.repetitions < 1:
-        sys.stderr.write("sweep_mixed: --workers (a list), --tasks, --cycle-us and "
-                         "--repetitions must be >= 1\n")
-        sys.exit(2)
+        die("sweep_mixed", "--workers (a list), --tasks, --cycle-us and --repetitions must be >= 1")
     models = a.models.split(",")
 
     rows = []
