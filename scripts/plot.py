@@ -167,9 +167,19 @@ def plot_speedup(report, out_dir, formats, written):
     save(fig, out_dir, f"speedup-{report['_slug']}", formats, written)
 
 
+def by_version(reports):
+    """C++ reports first, then Python reports by interpreter version (3.8 before 3.10)."""
+    def key(r):
+        if not is_python(r):
+            return (0, ())
+        v = r["context"]["python"].get("version") or ""
+        return (1, tuple(int(x) for x in re.findall(r"\d+", v)), v)
+    return sorted(reports, key=key)
+
+
 def plot_latency(reports, out_dir, formats, written):
     bars = []  # (label, p50 us, p99 us, round trips/s)
-    for r in reports:
+    for r in by_version(reports):
         py = r["context"].get("python")
         if is_python(r) and py.get("version"):
             suffix = f" (Py {py['version']})"
@@ -187,25 +197,24 @@ def plot_latency(reports, out_dir, formats, written):
             bars.append((f"{c['model']} {c['workers']}w{suffix}", p50 / 1e3, (p99 or p50) / 1e3, rate))
     if not bars:
         return "latency_under_load: no latency.echo_under_load cells"
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(max(9, 0.45 * len(bars) + 4), 4.8),
+    # Horizontal bars, one row per cell: labels stay readable however many versions there are.
+    fig, (ax, ax2) = plt.subplots(1, 2, sharey=True, figsize=(12, 0.32 * len(bars) + 1.6),
                                   gridspec_kw={"width_ratios": [3, 2]})
-    xs = range(len(bars))
-    ax.bar([x - 0.2 for x in xs], [b[1] for b in bars], width=0.4, label="p50", color="#1f77b4")
-    ax.bar([x + 0.2 for x in xs], [b[2] for b in bars], width=0.4, label="p99", color="#d62728")
-    ax.set_yscale("log")
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels([b[0] for b in bars], rotation=70, ha="right", fontsize=8)
-    ax.set_ylabel("echo round trip (us, log)")
+    ys = list(range(len(bars)))
+    ax.barh([y - 0.2 for y in ys], [b[1] for b in bars], height=0.4, label="p50", color="#1f77b4")
+    ax.barh([y + 0.2 for y in ys], [b[2] for b in bars], height=0.4, label="p99", color="#d62728")
+    ax.set_xscale("log")
+    ax.set_yticks(ys)
+    ax.set_yticklabels([b[0] for b in bars], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("echo round trip (us, log)")
     ax.set_title("Echo round trip while CPU-bound work runs")
-    ax.legend()
-    ax.grid(True, axis="y", which="both", alpha=0.3)
-    ax2.barh(list(xs), [b[3] or 0 for b in bars], color="#2ca02c")
-    ax2.set_yticks(list(xs))
-    ax2.set_yticklabels([b[0] for b in bars], fontsize=8)
+    ax.legend(loc="lower right")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    ax2.barh(ys, [b[3] or 0 for b in bars], color="#2ca02c")
     ax2.set_xscale("log")
     ax2.set_xlabel("round trips per second (log)")
     ax2.set_title("Echo throughput under load")
-    ax2.invert_yaxis()
     ax2.grid(True, axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     save(fig, out_dir, "latency_under_load", formats, written)
@@ -267,7 +276,7 @@ def plot_counters(report, out_dir, formats, written):
 
 def plot_counter_race(reports, out_dir, formats, written):
     bars = []
-    for r in reports:
+    for r in by_version(reports):
         py = r["context"].get("python")
         ver = py.get("version") if isinstance(py, dict) else None
         for c in r["results"]:
@@ -400,16 +409,26 @@ def plot_cross_machine(reports, out_dir, formats, written):
     save(fig, out_dir, "cross_machine", formats, written)
 
 
+FIGURES = {"speedup": plot_speedup, "counters": plot_counters,
+           "latency_under_load": plot_latency, "counter_race": plot_counter_race,
+           "payload": plot_payload, "cross_machine": plot_cross_machine}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("reports", nargs="+")
     ap.add_argument("--out-dir", default="results/plots")
     ap.add_argument("--formats", default="png,svg")
+    ap.add_argument("--figures", default=",".join(FIGURES),
+                    help="which figures (default all): " + ", ".join(FIGURES))
     a = ap.parse_args(argv)
     formats = [f for f in a.formats.split(",") if f]
+    figures = [f for f in a.figures.split(",") if f]
     try:
         if not formats or any(f not in ("png", "svg", "pdf") for f in formats):
             raise BadInput(f"--formats: expected a list of png, svg, pdf; got '{a.formats}'")
+        if not figures or any(f not in FIGURES for f in figures):
+            raise BadInput(f"--figures: expected a list of {', '.join(FIGURES)}; got '{a.figures}'")
         reports = [load(p) for p in a.reports]
         os.makedirs(a.out_dir, exist_ok=True)
     except BadInput as e:
@@ -420,18 +439,20 @@ def main(argv=None):
         return 2
     label_reports(reports)
     written, skipped = [], []
-    # Per-report figures for the suite's reports; the CPython matrix and payload sweeps show up in
-    # the figures that put reports side by side.
-    suites = [r for r in reports if not is_sweep(r) and not (is_python(r) and len(reports) > 1)]
-    for r in suites or reports[:1]:
-        for fn in (plot_speedup, plot_counters):
-            note = fn(r, a.out_dir, formats, written)
+    # Per-report figures for every report but payload sweeps, which only make sense together.
+    suites = [r for r in reports if not is_sweep(r)]
+    for r in suites:
+        for name in ("speedup", "counters"):
+            if name in figures:
+                note = FIGURES[name](r, a.out_dir, formats, written)
+                if note:
+                    skipped.append(note)
+    for name in ("latency_under_load", "counter_race", "payload", "cross_machine"):
+        if name in figures:
+            note = FIGURES[name](reports if name != "cross_machine" else suites, a.out_dir,
+                                 formats, written)
             if note:
                 skipped.append(note)
-    for fn in (plot_latency, plot_counter_race, plot_payload, plot_cross_machine):
-        note = fn(reports if fn is not plot_cross_machine else suites, a.out_dir, formats, written)
-        if note:
-            skipped.append(note)
     for p in written:
         print(p)
     for s in skipped:

@@ -24,7 +24,7 @@ import sys
 
 from reportlib import bench_runner, die, int_list, median
 
-SIZES = [0, 4096, 65536, 262144, 1048576, 4194304, 16777216]
+SIZES = [0, 4096, 65536, 262144, 524288, 1048576, 2097152, 4194304, 16777216]
 
 
 def cell_throughput(cell):

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -230,6 +231,50 @@ TEST(Placement, HostBindingPinsTheCallingThread) {
   th.join();
   if (!err.empty()) GTEST_SKIP() << "binding refused here: " << err;
   EXPECT_EQ(cpu, static_cast<int>(last));
+}
+
+// Under `taskset -c N` a pinned pool must stay on N: hwloc can bind a thread to any CPU of the
+// cgroup, so placement has to honour the process's affinity itself. Checked in a forked child,
+// which narrows its own affinity to the last CPU it may use.
+TEST(Placement, HostPlacementStaysInsideTheProcessAffinity) {
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  ASSERT_EQ(sched_getaffinity(0, sizeof mine, &mine), 0);
+  if (CPU_COUNT(&mine) < 2) GTEST_SKIP() << "needs two CPUs to narrow the affinity to one";
+  int only = -1, other = -1;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &mine)) other = only, only = c;  // the last CPU, and one before it
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(only, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) _exit(10);
+    const Topology t = Topology::host();
+    const auto u = static_cast<unsigned>(only);
+    if (t.place(Placement::parse("compact"), 3) != std::vector<unsigned>{u, u, u}) _exit(11);
+    if (t.place(Placement::parse("scatter"), 2) != std::vector<unsigned>{u, u}) _exit(12);
+    try {
+      t.place(Placement::parse("list:" + std::to_string(other)), 1);
+      _exit(13);
+    } catch (const UsageError&) {
+    }
+    if (!t.bind_thread(u).empty() || !t.unbind_thread().empty()) _exit(14);
+    cpu_set_t after;
+    CPU_ZERO(&after);
+    if (sched_getaffinity(0, sizeof after, &after) != 0 || CPU_COUNT(&after) != 1 ||
+        !CPU_ISSET(only, &after))
+      _exit(15);  // unbinding must not widen the affinity past what the process was given
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10 setaffinity, 11 compact, 12 scatter, 13 list accepted, 14 bind, 15 unbind widened";
+  // The parent's own topology still places on every CPU.
+  EXPECT_EQ(Topology::host().place(Placement::parse("compact"), 2).size(), 2u);
 }
 
 }  // namespace

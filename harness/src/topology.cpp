@@ -68,6 +68,10 @@ struct Topology::Impl {
   // Only a topology loaded from this machine may be used to bind threads; a synthetic one
   // describes hardware we do not have.
   bool is_this_system = false;
+  // The PUs placement may use: for the host, the CPUs the OS allows (cgroup cpuset) and the
+  // process's own affinity (taskset, numactl) both hold, so pinning never escapes what the user
+  // confined the run to; for a synthetic topology, every PU. Null means every PU.
+  hwloc_bitmap_t usable = nullptr;
 
   Impl() {
     // Binding code built against one hwloc ABI and run against another corrupts memory quietly;
@@ -78,6 +82,7 @@ struct Topology::Impl {
     check(hwloc_topology_init(&topo), "hwloc_topology_init");
   }
   ~Impl() {
+    if (usable != nullptr) hwloc_bitmap_free(usable);
     if (topo != nullptr) hwloc_topology_destroy(topo);
   }
   Impl(const Impl&) = delete;
@@ -89,6 +94,26 @@ struct Topology::Impl {
           "hwloc_topology_set_icache_types_filter");
     check(hwloc_topology_load(topo), "hwloc_topology_load");
     check(hwloc_topology_abi_check(topo), "hwloc_topology_abi_check");
+  }
+
+  // HWLOC_CPUBIND_PROCESS on Linux is the union of every thread's affinity, which is what
+  // taskset sets. If it cannot be read, placement falls back to the allowed set; if the two do
+  // not intersect (affinity outside the cgroup, which the kernel does not allow), likewise.
+  void limit_to_process_binding() {
+    hwloc_const_cpuset_t allowed = hwloc_topology_get_allowed_cpuset(topo);
+    if (allowed == nullptr) return;
+    usable = hwloc_bitmap_dup(allowed);
+    if (usable == nullptr) fail("hwloc_bitmap_dup", "out of memory");
+    hwloc_bitmap_t bound = hwloc_bitmap_alloc();
+    if (bound == nullptr) fail("hwloc_bitmap_alloc", "out of memory");
+    if (hwloc_get_cpubind(topo, bound, HWLOC_CPUBIND_PROCESS) == 0 &&
+        hwloc_bitmap_intersects(usable, bound) == 1)
+      check(hwloc_bitmap_and(usable, usable, bound), "hwloc_bitmap_and");
+    hwloc_bitmap_free(bound);
+  }
+
+  bool is_usable(unsigned pu) const {
+    return usable == nullptr || hwloc_bitmap_isset(usable, pu) == 1;
   }
 
   // hwloc answers -1 when a type sits at several depths; summing across them would double-count
@@ -111,6 +136,7 @@ Topology Topology::host() {
   const int this_system = hwloc_topology_is_thissystem(impl->topo);
   check(this_system, "hwloc_topology_is_thissystem");
   impl->is_this_system = this_system == 1;
+  if (impl->is_this_system) impl->limit_to_process_binding();
   return Topology(std::move(impl));
 }
 
@@ -296,7 +322,12 @@ std::vector<unsigned> Topology::place(const Placement& p, int workers) const {
   std::vector<unsigned> order;
   if (p.policy == Placement::Policy::list) {
     if (p.list.empty()) throw UsageError("--pin list: no PUs given");
-    for (unsigned pu : p.list) pu_obj(topo, pu);  // throws for a PU that does not exist
+    for (unsigned pu : p.list) {
+      pu_obj(topo, pu);  // throws for a PU that does not exist
+      if (!impl_->is_usable(pu))
+        throw UsageError("--pin list: PU " + std::to_string(pu) +
+                         " is outside the CPUs this process may use (taskset, cgroup)");
+    }
     order = p.list;
   } else if (p.policy == Placement::Policy::compact) {
     order = pus();  // logical order: siblings, then cores of one cache, then the next cache...
@@ -326,6 +357,9 @@ std::vector<unsigned> Topology::place(const Placement& p, int workers) const {
     std::sort(keyed.begin(), keyed.end());
     for (const auto& [k, os] : keyed) order.push_back(os);
   }
+  // compact and scatter keep their order among the PUs this process may use.
+  std::erase_if(order, [&](unsigned pu) { return !impl_->is_usable(pu); });
+  if (order.empty()) fail("Topology::place", "no usable PU");
   std::vector<unsigned> out;
   for (int w = 0; w < workers; ++w) out.push_back(order[static_cast<size_t>(w) % order.size()]);
   return out;
@@ -345,7 +379,9 @@ std::string Topology::bind_thread(unsigned pu) const {
 
 std::string Topology::unbind_thread() const {
   if (!impl_->is_this_system) return "not this machine's topology (synthetic)";
-  hwloc_const_cpuset_t all = hwloc_topology_get_allowed_cpuset(impl_->topo);
+  // Back to where the process was allowed to run, not to every PU of the machine.
+  hwloc_const_cpuset_t all =
+      impl_->usable ? impl_->usable : hwloc_topology_get_allowed_cpuset(impl_->topo);
   if (all == nullptr) return "hwloc_topology_get_allowed_cpuset returned nothing";
   errno = 0;
   if (hwloc_set_cpubind(impl_->topo, all, HWLOC_CPUBIND_THREAD) < 0)

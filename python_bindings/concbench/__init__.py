@@ -23,7 +23,7 @@ import time
 from . import _concbench
 from . import kernels
 from . import models as _models
-from ._concbench import UsageError
+from ._concbench import ReportError, UsageError
 
 __version__ = "0.1.0"
 SCHEMA_VERSION = 1
@@ -75,6 +75,50 @@ def validate(config):
 def catalog():
     """Workloads, models (cpython.* included), their parameters and the suites."""
     return json.loads(_concbench.list())
+
+
+def _report_text(report):
+    """(label, JSON text) of a report given as a path or as a dict."""
+    if isinstance(report, dict):
+        return "report", json.dumps(report)
+    path = os.fspath(report)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ReportError(f"{path}: cannot open: {e.strerror}") from None
+    try:
+        return path, data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ReportError(f"{path}: not valid UTF-8 at byte {e.start}") from None
+
+
+def load_report(path):
+    """Reads and checks a report (bench_runner's or run()'s) against the schema; ReportError
+    names the first problem."""
+    label, text = _report_text(path)
+    try:
+        _concbench.validate_report(text)
+    except ReportError as e:
+        raise ReportError(f"{label}: {e}") from None
+    return json.loads(text)
+
+
+def _compare(reports, normalize, fail_on_regression, alpha, fmt):
+    """(text in fmt: json, text or md; the CLI's exit code)."""
+    texts = [_report_text(r) for r in reports]
+    return _concbench.compare(texts, bool(normalize), fail_on_regression, float(alpha), fmt)
+
+
+def compare(base, new, *more, normalize=False, fail_on_regression=None, alpha=0.05):
+    """bench_runner compare from Python: each report (a path or a dict) after the first against
+    the first. Returns the comparison as a dict (per-cell ratios of medians, Mann-Whitney U,
+    geometric means, context diff, conclusions); result["exit_code"] is what the CLI would exit
+    with (1 when fail_on_regression fired). ReportError for a malformed report."""
+    text, code = _compare((base, new) + more, normalize, fail_on_regression, alpha, "json")
+    result = json.loads(text)
+    result["exit_code"] = code
+    return result
 
 
 def format_table(report):
@@ -133,4 +177,5 @@ class counters:
 
 
 __all__ = ["run", "validate", "catalog", "counters", "kernels", "format_table", "write_report",
+           "compare", "load_report", "ReportError",
            "python_context", "UsageError", "COUNTER_NAMES", "SCHEMA_VERSION"]

@@ -1,10 +1,9 @@
-"""python3 -m concbench run [flags]: bench_runner's `run` and `list`, from Python, writing the
-same report. The flags are bench_runner's; one difference: without --models the cpython.* models
+"""python3 -m concbench run|list|compare [flags]: bench_runner's `run`, `list` and `compare`,
+from Python, writing and reading the same report. The flags are bench_runner's; one difference: without --models the cpython.* models
 run (add C++ models with --models). Exit codes: 0 every cell verified, 1 some cell failed or
 timed out (the report says which), 2 bad input, with one line on stderr."""
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -40,6 +39,14 @@ def _parser():
     r.add_argument("--pin", help="pinned_pool: compact | scatter | list:0,2,4")
     r.add_argument("--seed", help="seed of the task generator")
     r.add_argument("--out", help="report path (default results/python-<version>-<time>.json)")
+    c = sub.add_parser("compare", help="compare reports cell by cell: NEW (and MORE) against BASE")
+    c.add_argument("reports", nargs="+", help="BASE.json NEW.json [MORE.json ...]")
+    c.add_argument("--normalize", action="store_true",
+                   help="divide each report by its own serial baseline per workload")
+    c.add_argument("--fail-on-regression", dest="fail_on_regression", type=float,
+                   help="PCT: exit 1 on a significant slowdown beyond PCT or a newly failing cell")
+    c.add_argument("--format", choices=("text", "md", "json"), default="text")
+    c.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     return p
 
 
@@ -75,6 +82,24 @@ def main(argv=None):
                     print("      %s = %s  %s" % (p["name"], p["default"], p["help"]))
         print("suites: " + " ".join(cat["suites"]) + " (default: quick)")
         return 0
+    if args.command == "compare":
+        if len(args.reports) < 2:
+            sys.stderr.write("concbench: compare: give BASE.json NEW.json [MORE.json ...]\n")
+            return 2
+        if args.fail_on_regression is not None and args.fail_on_regression < 0:
+            sys.stderr.write("concbench: --fail-on-regression: must be >= 0\n")
+            return 2
+        if not 0 < args.alpha <= 0.5:
+            sys.stderr.write("concbench: --alpha: must be in (0, 0.5]\n")
+            return 2
+        try:
+            text, code = concbench._compare(args.reports, args.normalize, args.fail_on_regression,
+                                            args.alpha, args.format)
+        except concbench.ReportError as e:
+            sys.stderr.write("concbench: compare: %s\n" % str(e).replace("\n", " "))
+            return 2
+        sys.stdout.write(text)
+        return code
     if args.command != "run":
         _parser().print_help()
         return 2

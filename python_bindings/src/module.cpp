@@ -9,10 +9,14 @@
 #include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "concbench/checksum.hpp"
+#include "concbench/compare.hpp"
 #include "concbench/config.hpp"
 #include "concbench/counters.hpp"
 #include "concbench/exec_context.hpp"
@@ -189,6 +193,7 @@ PYBIND11_MODULE(_concbench, m) {
 
   // Input the user can fix; the CLI turns it into one line on stderr and exit code 2.
   py::register_exception<UsageError>(m, "UsageError", PyExc_ValueError);
+  py::register_exception<ReportError>(m, "ReportError", PyExc_ValueError);
   // A kernel stopped by its CancelFlag.
   py::register_exception<TaskCancelled>(m, "Cancelled", PyExc_RuntimeError);
 
@@ -206,6 +211,46 @@ PYBIND11_MODULE(_concbench, m) {
   m.def("machine_context", [] { return machine_context().dump(); });
   m.def("format_table",
         [](const std::string& report) { return format_table(json::parse(report)); });
+  // Reports come in as (label, JSON text) pairs: paths are read by Python, so a report can also
+  // be a dict in memory. A malformed one raises ReportError (a ValueError), as on the CLI.
+  m.def(
+      "compare",
+      [](const std::vector<std::pair<std::string, std::string>>& reports, bool normalize,
+         std::optional<double> fail_on_regression, double alpha, const std::string& format) {
+        CompareOptions opt;
+        opt.normalize = normalize;
+        opt.fail_on_regression_pct = fail_on_regression;
+        opt.alpha = alpha;
+        std::vector<LoadedReport> loaded;
+        for (const auto& [label, text] : reports) {
+          json r;
+          try {
+            r = json::parse(text);
+            validate_report(r);
+          } catch (const json::parse_error& e) {
+            throw ReportError(label + ": not valid JSON: " + e.what());
+          } catch (const ReportError& e) {
+            throw ReportError(label + ": " + e.what());
+          }
+          loaded.push_back({label, std::move(r)});
+        }
+        const json cmp = compare_reports(loaded, opt);
+        const CompareFormat f = format == "md"     ? CompareFormat::markdown
+                                : format == "text" ? CompareFormat::text
+                                                   : CompareFormat::json;
+        return std::make_pair(format_comparison(cmp, f), comparison_exit_code(cmp));
+      },
+      py::arg("reports"), py::arg("normalize") = false, py::arg("fail_on_regression") = py::none(),
+      py::arg("alpha") = 0.05, py::arg("format") = "json");
+  m.def("validate_report", [](const std::string& text) {
+    json r;
+    try {
+      r = json::parse(text);
+    } catch (const json::parse_error& e) {
+      throw ReportError(std::string("not valid JSON: ") + e.what());
+    }
+    validate_report(r);
+  });
   m.def("check_writable", &check_writable);
   m.def("write_report", [](const std::string& path, const std::string& report) {
     write_report_atomic(path, json::parse(report));

@@ -66,7 +66,9 @@ class Topology {
   // OS indexes of the PUs, in topology (logical) order.
   std::vector<unsigned> pus() const;
   // The PU (OS index) of each of `workers` workers. Pure: computed from the topology object, so
-  // it works on synthetic topologies. Throws UsageError when a listed PU does not exist.
+  // it works on synthetic topologies. On the host only PUs the process may use (cgroup and
+  // affinity, e.g. under taskset) are placed on. Throws UsageError when a listed PU does not
+  // exist or is outside that set.
   std::vector<unsigned> place(const Placement& p, int workers) const;
   // The NUMA node (OS index) whose cpuset holds PU `pu`, or -1 if none does.
   int numa_node_of(unsigned pu) const;
@@ -75,7 +77,7 @@ class Topology {
   // Binds the calling thread to PU `pu`. Returns "" on success, else why binding was refused
   // (a synthetic topology always refuses: it is not this machine).
   std::string bind_thread(unsigned pu) const;
-  // Lets the calling thread run on every allowed PU again (undoes bind_thread).
+  // Lets the calling thread run on every PU the process may use again (undoes bind_thread).
   std::string unbind_thread() const;
   // Makes the calling thread's future allocations come from PU `pu`'s NUMA node, so the memory
   // a worker touches first is local to it. "" on success, else the reason.

@@ -1,0 +1,91 @@
+"""concbench.compare, concbench.load_report and `python3 -m concbench compare`: the C++
+compare behind a Python face, on reports written by concbench.run."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import concbench
+
+
+@pytest.fixture(scope="module")
+def report():
+    return concbench.run({"workloads": ["cpu.spin"], "models": ["serial", "free_threads"],
+                          "workers": [1, 2], "repetitions": 5,
+                          "params": {"tasks": "4", "units": "20"}})
+
+
+@pytest.fixture
+def report_file(report, tmp_path):
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_a_report_against_itself(report, report_file):
+    cmp = concbench.compare(report_file, report, fail_on_regression=10)
+    assert cmp["exit_code"] == 0
+    cells = cmp["comparisons"][0]["cells"]
+    assert len(cells) == 3 and all(c["state"] == "compared" for c in cells)
+    assert all(c["time"]["ratio"] == 1 and c["significance"] == "not significant" for c in cells)
+    assert cmp["comparisons"][0]["context_diff"] == []
+
+
+def test_a_slower_report_gates(report):
+    slow = copy.deepcopy(report)
+    for cell in slow["results"]:
+        for rep in cell["repetitions"]:
+            rep["wall_ns"] *= 3
+            rep["throughput_per_s"] /= 3
+    cmp = concbench.compare(report, slow, fail_on_regression=50)
+    assert cmp["exit_code"] == 1
+    assert len(cmp["comparisons"][0]["gating"]) == 3
+    # Against their own serial baseline nothing changed.
+    norm = concbench.compare(report, slow, normalize=True, fail_on_regression=50)
+    assert norm["exit_code"] == 0
+    assert concbench.compare(report, slow)["exit_code"] == 0  # no gate, no failure
+
+
+def test_bad_reports_raise_report_error(report, tmp_path):
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(json.dumps(report)[:500])
+    with pytest.raises(concbench.ReportError, match="truncated.json"):
+        concbench.load_report(truncated)
+    with pytest.raises(concbench.ReportError, match="schema version 9"):
+        concbench.compare(report, dict(report, schema_version=9))
+    with pytest.raises(concbench.ReportError, match="cannot open"):
+        concbench.load_report(tmp_path / "absent.json")
+    assert isinstance(concbench.ReportError("x"), ValueError)
+    assert concbench.load_report(_write(tmp_path / "ok.json", report))["schema_version"] == 1
+
+
+def _write(path, report):
+    path.write_text(json.dumps(report))
+    return path
+
+
+def _cli(*args):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, "-m", "concbench", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli_compare(report_file, tmp_path):
+    r = _cli("compare", "--fail-on-regression", "10", report_file, report_file)
+    assert r.returncode == 0, r.stderr
+    assert "geometric mean over 3 cell(s)" in r.stdout
+    md = _cli("compare", "--format", "md", report_file, report_file)
+    assert md.returncode == 0 and "| cpu.spin" in md.stdout
+    truncated = tmp_path / "t.json"
+    truncated.write_text(report_file.read_text()[:300])
+    bad = _cli("compare", report_file, truncated)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "t.json" in bad.stderr, bad.stderr
+    for args in (["compare", report_file], ["compare", "--alpha", "2", report_file, report_file],
+                 ["compare", "--format", "xml", report_file, report_file]):
+        r = _cli(*args)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, (args, r.stderr)

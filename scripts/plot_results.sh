@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Redraws results/plots/ from the reference reports under results/ (see README, "Findings").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=results/plots
+plot=(/usr/bin/python3 scripts/plot.py --out-dir "$out")
+"${plot[@]}" results/reference/full.json --figures speedup,counters
+# The C++ models beside every CPython of the matrix.
+"${plot[@]}" results/reference/full.json results/cpython/cpython-*.json \
+  --figures latency_under_load,counter_race
+"${plot[@]}" results/payload/payload-*.json --figures payload
+"${plot[@]}" results/reference/quick-2cpu.json results/reference/quick-1cpu.json \
+  --figures cross_machine
