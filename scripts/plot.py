@@ -312,6 +312,13 @@ def plot_payload(reports, out_dir, formats, written):
     # series -> {payload: (per-task time ns, vs serial)}
     series = defaultdict(dict)
     sizes = set()
+    # A sweep writes one report per payload and transport, and only some hold serial: its
+    # throughput at each payload is looked up across all of them.
+    serial = {}
+    for r in reports:
+        for c in r["results"]:
+            if c["model"] == baseline_model(c) and c["workers"] == 1 and throughput(c):
+                serial[(c["workload"], c["params"].get("payload_bytes"))] = throughput(c)
     for r in reports:
         for c in r["results"]:
             p = c["params"].get("payload_bytes")
@@ -320,11 +327,12 @@ def plot_payload(reports, out_dir, formats, written):
             t = throughput(c)
             if not t:
                 continue
+            base = serial.get((c["workload"], p))
             name = f"{c['model']} {c['workers']}w"
             if c["model"] == "process_pool":
                 name = f"process_pool/{c['params'].get('transport', 'pipe')} {c['workers']}w"
             key = (c["workload"], name)
-            series[key][int(p)] = (1e9 / t, vs_serial(r, c))
+            series[key][int(p)] = (1e9 / t, t / base if base else None)
             sizes.add(int(p))
     series = {k: v for k, v in series.items() if len(v) >= 2}
     if len(sizes) < 2 or not any("process_pool" in k[1] for k in series):
@@ -337,7 +345,8 @@ def plot_payload(reports, out_dir, formats, written):
         xs = [max(p, 1) for p, _ in pts]
         label = k[1] if len({n[0] for n in names}) == 1 else f"{k[0]}: {k[1]}"
         ax.plot(xs, [v[0] / 1e3 for _, v in pts], marker="o", ms=4, color=col[k], label=label)
-        ax2.plot(xs, [v[1] for _, v in pts], marker="o", ms=4, color=col[k], label=label)
+        ax2.plot(xs, [v[1] if v[1] is not None else float("nan") for _, v in pts], marker="o",
+                 ms=4, color=col[k], label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("payload per task (bytes; 0 drawn at 1)")
