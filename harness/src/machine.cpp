@@ -74,7 +74,6 @@
 #define CONCBENCH_BUILD_TYPE ""
 #endif
 
-
 namespace concbench {
 
 // Defined in the build tree's generated/git_revision.cpp (cmake/git_revision.cmake), rewritten
