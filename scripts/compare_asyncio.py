@@ -89,7 +89,7 @@ def sleep_batch(runner):
         out = os.path.join(d, "r.json")
         run([runner, "run", "--workloads", "io.sleep", "--models", "async", "--workers", "1",
              "--param", "tasks=10000", "--param", "sleep_us=10000", "--repetitions", "5",
-             "--out", out])
+             "--overwrite", "--out", out])
         with open(out) as f:
             r = json.load(f)
     cell = r["results"][0]

@@ -72,7 +72,7 @@ def bench(runner, args):
     fd, path = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     try:
-        proc = subprocess.run([runner, "run", "--out", path] + args, capture_output=True, text=True,
+        proc = subprocess.run([runner, "run", "--overwrite", "--out", path] + args, capture_output=True, text=True,
                               timeout=1800)
         if proc.returncode == 2:
             sys.exit("compare_multiprocessing: bench_runner refused: " + proc.stderr.strip())

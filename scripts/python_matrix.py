@@ -86,7 +86,7 @@ def main():
         out = os.path.join(args.out_dir, "cpython-%s.json" % label)
         env = dict(os.environ, PYTHONPATH=pkg)
         cmd = [i["exe"], "-m", "concbench", "run", "--workloads", ",".join(WORKLOADS),
-               "--workers", "1,2", "--repetitions", args.repetitions, "--out", out]
+               "--workers", "1,2", "--repetitions", args.repetitions, "--overwrite", "--out", out]
         print("== %s (%s)" % (label, i["exe"]), flush=True)
         rc = subprocess.run(cmd, env=env, cwd=ROOT).returncode
         if rc == 2 or not os.path.exists(out):

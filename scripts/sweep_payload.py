@@ -59,7 +59,7 @@ def main():
                    "--workers", workers, "--repetitions", str(a.repetitions),
                    "--param", f"tasks={a.tasks}", "--param", f"units={a.units}",
                    "--param", f"payload_bytes={size}", "--param", f"transport={transport}",
-                   "--out", out]
+                   "--overwrite", "--out", out]
             proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if proc.returncode == 2:
                 sys.stderr.write(proc.stderr)

@@ -50,7 +50,7 @@ def bench(runner, args):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     try:
-        cmd = [runner, "run", "--min-time", "0", "--out", path] + args
+        cmd = [runner, "run", "--min-time", "0", "--overwrite", "--out", path] + args
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
         if proc.returncode == 2:
             sys.exit("validate_gil: bench_runner refused: " + proc.stderr.strip())

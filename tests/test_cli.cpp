@@ -1,9 +1,11 @@
 // bench_runner as a user meets it: bad input gets one line and exit 2; a smoke run writes a
 // report that parses and holds what the schema promises.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -64,24 +66,88 @@ TEST_P(BadInput, ExitsTwoWithOneLine) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cli, BadInput,
-    ::testing::Values("", "frobnicate", "run --checkpoint sometimes", "run --switch-interval-us 0",
-                      "run --models free_threads --switch-interval-us 100", "run --frobnicate",
-                      "run --workers 0", "run --workers -1", "run --workers abc",
-                      "run --workers 1,,2", "run --workers 99999", "run --workers ''",
-                      "run --repetitions 0", "run --repetitions -3", "run --repetitions x",
-                      "run --repetitions 1e3", "run --param tasks=0", "run --param tasks=-5",
-                      "run --param units=1.5", "run --param nokey=1", "run --param novalue",
-                      "run --param =3", "run --workloads nope", "run --workloads cpu.spin,",
-                      "run --models nope", "run --suite nope", "run --out /nonexistent-dir/x.json",
-                      "run --out /tmp", "run --timeout 0", "run --timeout -4", "run --min-time -1",
-                      "run --min-time nan", "run --seed -1", "run --seed 12abc", "micro --bogus",
-                      "run --workloads cpu.spin --param sleep_us=5", "run --scaling sideways",
-                      "compare", "compare only-one.json", "compare --format xml a.json b.json",
-                      "compare --fail-on-regression -1 a.json b.json",
-                      "compare --fail-on-regression 10% a.json b.json",
-                      "compare --alpha 0 a.json b.json",
-                      "compare /nonexistent/a.json /nonexistent/b.json",
-                      "compare --bogus a.json b.json", "validate", "validate /nonexistent.json"));
+    ::testing::Values(
+        "", "frobnicate", "run --checkpoint sometimes", "run --switch-interval-us 0",
+        "run --models free_threads --switch-interval-us 100", "run --frobnicate", "run --workers 0",
+        "run --workers -1", "run --workers abc", "run --workers 1,,2", "run --workers 99999",
+        "run --workers ''", "run --repetitions 0", "run --repetitions -3", "run --repetitions x",
+        "run --repetitions 1e3", "run --param tasks=0", "run --param tasks=-5",
+        "run --param units=1.5", "run --param nokey=1", "run --param novalue", "run --param =3",
+        "run --workloads nope", "run --workloads cpu.spin,", "run --models nope",
+        "run --suite nope", "run --out /nonexistent-dir/x.json", "run --out /tmp",
+        "run --timeout 0", "run --timeout -4", "run --min-time -1", "run --min-time nan",
+        "run --seed -1", "run --seed 12abc", "micro --bogus",
+        "run --workloads cpu.spin --param sleep_us=5", "run --scaling sideways", "compare",
+        "compare only-one.json", "compare --format xml a.json b.json",
+        "compare --fail-on-regression -1 a.json b.json",
+        "compare --fail-on-regression 10% a.json b.json", "compare --alpha 0 a.json b.json",
+        "compare /nonexistent/a.json /nonexistent/b.json", "compare --bogus a.json b.json",
+        "validate", "validate /nonexistent.json",
+        // Every flag: empty, negative, zero, huge, non-numeric and unknown values.
+        "run --workers ''", "run --workers 1e9", "run --workers 18446744073709551616",
+        "run --repetitions 100000000", "run --repetitions 99999999999999999999",
+        "run --repetitions ''", "run --min-time 1e99", "run --min-time inf", "run --min-time ''",
+        "run --timeout 1e99", "run --timeout inf", "run --timeout abc", "run --timeout ''",
+        "run --models gil_threads --switch-interval-us ''",
+        "run --models gil_threads --switch-interval-us -1",
+        "run --models gil_threads --switch-interval-us 1e99",
+        "run --models gil_threads --switch-interval-us 99999999999999999999",
+        "run --models gil_threads --checkpoint ''", "run --seed ''",
+        "run --seed 18446744073709551616", "run --seed 1.5", "run --param ''",
+        "run --param units=", "run --param units=abc", "run --param units=99999999999999999999",
+        "run --param =", "run --param tasks=99999999999", "run --param payload_bytes=1073741825",
+        "run --models pinned_pool --pin ''",
+        "run --models pinned_pool --pin list:", "run --models pinned_pool --pin list:-1",
+        "run --models pinned_pool --pin list:abc", "run --models pinned_pool --pin list:99999",
+        "run --models pinned_pool --pin sideways", "run --suite ''", "run --scaling ''",
+        "run --models ''", "run --models serial,,", "run --workloads ' '", "run --out ''",
+        "run --out /proc/concbench.json", "run --out " BENCH_RUNNER,
+        "compare --format '' a.json b.json", "compare --fail-on-regression '' a.json b.json",
+        "compare --fail-on-regression abc a.json b.json",
+        "compare --fail-on-regression 1e99 a.json b.json", "compare --alpha '' a.json b.json",
+        "compare --alpha 1 a.json b.json", "compare --alpha abc a.json b.json"));
+
+// Report files from elsewhere, as compare and validate meet them: each is refused with exit 2 and
+// one line that names the file and the problem.
+TEST(Cli, ForeignAndBrokenReportsAreOneLineErrors) {
+  const fs::path good = scratch_dir() / "good.json";
+  ASSERT_EQ(run("run --workloads cpu.spin --models serial --repetitions 2 --param tasks=2 "
+                "--param units=5 --out " +
+                good.string())
+                .code,
+            0);
+  const std::string text = slurp(good);
+  json future = json::parse(text);
+  future["schema_version"] = 2;
+  json no_results = json::parse(text);
+  no_results.erase("results");
+  json wrong_type = json::parse(text);
+  wrong_type["results"][0]["repetitions"][0]["wall_ns"] = "fast";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {text.substr(0, text.size() / 3), "truncated"},
+      {std::string("\x7f\x45\x4c\x46\x02\x01\x01\x00garbage", 15), "not valid JSON"},
+      {"", "empty file"},
+      {R"({"context": {}, "benchmarks": []})", "a Google Benchmark report"},
+      {R"({"results": []})", "not a concbench report"},
+      {"[1, 2, 3]", "not a concbench report"},
+      {future.dump(), "schema version 2"},
+      {no_results.dump(), "missing field 'results'"},
+      {wrong_type.dump(), "results[0].repetitions[0].wall_ns: expected a number"},
+  };
+  int i = 0;
+  for (const auto& [content, message] : cases) {
+    const fs::path bad = scratch_dir() / ("bad" + std::to_string(i++) + ".json");
+    std::ofstream(bad, std::ios::binary) << content;
+    for (const std::string cmd :
+         {"compare " + good.string() + " " + bad.string(), "validate " + bad.string()}) {
+      const Result r = run(cmd);
+      EXPECT_EQ(r.code, 2) << cmd;
+      EXPECT_NE(r.err.find(bad.string()), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find(message), std::string::npos) << message << " in " << r.err;
+      EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+    }
+  }
+}
 
 TEST(Cli, ListNamesEveryWorkloadAndModel) {
   const Result r = run("list");
@@ -195,6 +261,48 @@ TEST(Cli, SmokeRunWritesAVerifiedReport) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << got;
   EXPECT_NE(got.find("cpu.spin/serial/workers:1"), std::string::npos) << got;
   EXPECT_NE(got.find("U Test"), std::string::npos) << got;
+}
+
+// SIGKILL while the report is being rewritten leaves the previous report or none, never half of
+// one: the report goes to a temporary file that is renamed over it. The kill is aimed at the
+// moment a temporary file exists, i.e. in the middle of a write, at a different write each time.
+TEST(Cli, SigkillWhileWritingLeavesTheOldReportOrNone) {
+  const fs::path dir = scratch_dir() / "sigkill";
+  int killed_mid_write = 0;
+  for (int round = 0; round < 12; ++round) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const fs::path out = dir / "report.json";
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      freopen("/dev/null", "w", stdout);
+      execl(BENCH_RUNNER, BENCH_RUNNER, "run", "--suite", "smoke", "--repetitions", "6", "--out",
+            out.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    // Wait for the (round % 6 + 1)-th temporary file, then kill at once.
+    int seen = 0;
+    bool in_tmp = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool tmp_now = false;
+      for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().filename().string().find(".tmp.") != std::string::npos) tmp_now = true;
+      if (tmp_now && !in_tmp && ++seen == round % 6 + 1) break;
+      in_tmp = tmp_now;
+    }
+    kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status)) ++killed_mid_write;
+    if (!fs::exists(out)) continue;  // killed before the first rename: no report, not half of one
+    const std::string text = slurp(out);
+    json report;
+    ASSERT_NO_THROW(report = json::parse(text)) << "round " << round << ": " << text.size();
+    EXPECT_NO_THROW(concbench::validate_report(report)) << "round " << round;
+  }
+  EXPECT_GT(killed_mid_write, 0);  // the runs were killed, not finished first
 }
 
 TEST(Cli, ATimedOutCellIsRecordedAndTheRunExitsOne) {

@@ -38,7 +38,8 @@ json cell(const std::string& workload, const std::string& model, int workers,
                     {"counters", {{"context_switches", 4}, {"cycles", nullptr}}},
                     {"metrics", json::object()},
                     {"verified", status == "ok"}});
-  const json stat = {{"n", 1}, {"median", 1}, {"mean", 1}, {"min", 1}, {"max", 1}};
+  const json stat = {{"n", 1},   {"median", 1}, {"mean", 1},
+                     {"min", 1}, {"max", 1},    {"ci95", {1, 1}}};
   return {{"workload", workload},
           {"model", model},
           {"workers", workers},
@@ -136,7 +137,10 @@ INSTANTIATE_TEST_SUITE_P(
             "counters.cycles"},
         Bad{"summary_shape", [](json& r) { r["results"][0]["summary"]["wall_ns_per_task"] = 3; },
             "expected an object or null"},
-        Bad{"duplicate", [](json& r) { r["results"][1]["workers"] = 1; }, "a second cell"}),
+        Bad{"duplicate", [](json& r) { r["results"][1]["workers"] = 1; }, "a second cell"},
+        Bad{"ci95_shape",
+            [](json& r) { r["results"][0]["summary"]["throughput_per_s"]["ci95"] = {1}; },
+            "ci95: expected [low, high]"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 fs::path scratch(const std::string& name) {
@@ -334,6 +338,18 @@ TEST(Compare, NormalizeNeedsASerialBaseline) {
                     cell("cpu.spin", "cpython.threading", 2, kFive)});
   const json cmp = compare(py, py, opt);
   for (const json& c : cmp["comparisons"][0]["cells"]) EXPECT_EQ(c["state"], "compared");
+}
+
+// Found by fuzz_report: a report without some counters crashed format_table (const
+// operator[] on a missing key). The corpus file fuzz/corpus/report/minimal.json replays it.
+TEST(FormatTable, AReportWithoutCountersStillFormats) {
+  json r = report({cell("cpu.spin", "serial", 1, kFive)});
+  r["results"][0]["summary"]["throughput_per_s"] = {
+      {"n", 5}, {"median", 1e4}, {"mean", 1e4}, {"min", 1e4}, {"max", 1e4}, {"ci95", {1e4, 1e4}}};
+  for (json& rep : r["results"][0]["repetitions"]) rep["counters"] = json::object();
+  ASSERT_NO_THROW(validate_report(r));
+  const std::string t = format_table(r);
+  EXPECT_NE(t.find("n/a"), std::string::npos) << t;
 }
 
 TEST(Compare, MarkdownAndJsonFormats) {

@@ -110,6 +110,7 @@ struct RunFlags {
   std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, pin, workloads,
               models, workers, repetitions, min_time, timeout, seed, out;
   std::vector<std::string> params;
+  bool overwrite = false;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
 };
@@ -147,7 +148,7 @@ int run_suite_cmd(const RunFlags& flags) {
   try {
     cfg = build_config(flags);
     out = flags.has("--out") ? flags.out : default_out_path();
-    check_writable(out);
+    check_writable(out, flags.overwrite);
   } catch (const UsageError& e) {
     usage_exit(e.what());
   }
@@ -335,6 +336,7 @@ int main(int argc, char** argv) {
   run->add_option("--pin", f.pin, "pinned_pool: compact | scatter | list:0,2,4 (OS PU indexes)");
   run->add_option("--seed", f.seed, "seed of the task generator");
   run->add_option("--out", f.out, "report path (default results/bench-<time>.json)");
+  run->add_flag("--overwrite", f.overwrite, "replace the --out file if it exists");
 
   try {
     app.parse(argc, argv);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -213,11 +214,13 @@ json make_report(const RunConfig& cfg, const json& context, const std::vector<Ce
           {"benchmarks", benchmarks}};
 }
 
-void check_writable(const std::string& path) {
+void check_writable(const std::string& path, bool overwrite) {
   namespace fs = std::filesystem;
   if (path.empty()) throw UsageError("--out: empty path");
   std::error_code ec;
   if (fs::is_directory(path, ec)) throw UsageError("--out: '" + path + "' is a directory");
+  if (!overwrite && fs::exists(fs::symlink_status(path, ec)))
+    throw UsageError("--out: '" + path + "' exists; pass --overwrite to replace it");
   fs::path dir = fs::path(path).parent_path();
   if (dir.empty()) dir = ".";
   if (!fs::is_directory(dir, ec))
@@ -279,18 +282,24 @@ std::string format_table(const json& report) {
       uint64_t tasks = reps[0]["tasks"];
       // Medians across repetitions for the per-repetition figures.
       std::vector<double> p99, cs, mig;
+      // A report from elsewhere may lack a counter: const operator[] on a missing key is
+      // undefined behaviour in nlohmann::json, so every optional field is looked up.
+      auto number = [](const json& obj, const char* key) -> std::optional<double> {
+        auto it = obj.find(key);
+        if (it == obj.end() || !it->is_number()) return std::nullopt;
+        return it->get<double>();
+      };
       for (const json& r : reps) {
         if (!r["verified"].get<bool>()) continue;
-        if (!r["task_latency_ns"]["p99"].is_null()) p99.push_back(r["task_latency_ns"]["p99"]);
+        if (auto v = number(r["task_latency_ns"], "p99")) p99.push_back(*v);
         const double n = std::max<double>(1, r["tasks"].get<double>());
-        if (!r["counters"]["context_switches"].is_null())
-          cs.push_back(r["counters"]["context_switches"].get<double>() / n);
-        if (!r["counters"]["cpu_migrations"].is_null())
-          mig.push_back(r["counters"]["cpu_migrations"].get<double>());
+        if (auto v = number(r["counters"], "context_switches")) cs.push_back(*v / n);
+        if (auto v = number(r["counters"], "cpu_migrations")) mig.push_back(*v);
       }
       auto med_of = [](const std::vector<double>& v) { return summarize(v).median; };
       row.push_back(std::to_string(tasks));
-      row.push_back(table::time_ns(s["wall_ns_per_task"]["median"].get<double>()));
+      const json& per_task = s["wall_ns_per_task"];
+      row.push_back(per_task.is_object() ? table::time_ns(per_task["median"].get<double>()) : "-");
       row.push_back(table::num(med, "%.4g"));
       row.push_back(med > 0 ? table::num(100.0 * (hi - lo) / 2 / med, "%.1f%%") : "-");
       row.push_back(s["speedup"].is_null() ? "-" : table::num(s["speedup"].get<double>(), "%.2fx"));

@@ -70,6 +70,9 @@ void check_summary_stat(const json& s, const std::string& where, const char* key
   if (!v.is_object()) fail(at(where, key), "expected an object or null");
   for (const char* k : {"n", "median", "mean", "min", "max"})
     need_number(v, at(where, key), k, false);
+  const json& ci = field(v, at(where, key), "ci95");
+  if (!ci.is_array() || ci.size() != 2 || !ci[0].is_number() || !ci[1].is_number())
+    fail(at(where, key) + ".ci95", "expected [low, high]");
 }
 
 void check_repetition(const json& r, const std::string& where) {

@@ -55,15 +55,15 @@ def python_context():
     }
 
 
-def run(config=None, out=None, progress=False):
+def run(config=None, out=None, progress=False, overwrite=False):
     """Runs `config` (keys as bench_runner's flags: suite, workloads, models, workers,
     repetitions, min_time, timeout, params, scaling, seed, ...) and returns the report as a dict.
     C++ models and cpython.* models may be mixed; the GIL is released while C++ runs. With `out`
-    the report is also written there (atomically, after every cell). Bad input raises
-    UsageError."""
+    the report is also written there (atomically, after every cell); an existing file is
+    replaced only with overwrite=True. Bad input raises UsageError."""
     request = dict(config or {})
     text = _concbench.run(json.dumps(request), json.dumps(python_context()),
-                          os.fspath(out) if out else "", bool(progress))
+                          os.fspath(out) if out else "", bool(progress), bool(overwrite))
     return json.loads(text)
 
 

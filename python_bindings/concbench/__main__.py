@@ -39,6 +39,7 @@ def _parser():
     r.add_argument("--pin", help="pinned_pool: compact | scatter | list:0,2,4")
     r.add_argument("--seed", help="seed of the task generator")
     r.add_argument("--out", help="report path (default results/python-<version>-<time>.json)")
+    r.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     c = sub.add_parser("compare", help="compare reports cell by cell: NEW (and MORE) against BASE")
     c.add_argument("reports", nargs="+", help="BASE.json NEW.json [MORE.json ...]")
     c.add_argument("--normalize", action="store_true",
@@ -107,7 +108,7 @@ def main(argv=None):
     out = args.out or _default_out()
     try:
         concbench.validate(req)
-        report = concbench.run(req, out=out, progress=True)
+        report = concbench.run(req, out=out, progress=True, overwrite=args.overwrite)
     except concbench.UsageError as e:
         sys.stderr.write("concbench: %s\n" % e)
         return 2

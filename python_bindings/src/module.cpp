@@ -125,9 +125,9 @@ json parse_request(const std::string& text) {
 // Runs the matrix with the GIL released; Python models take it back cell by cell. `out`, when
 // given, is rewritten after every cell, as bench_runner does, so a crash loses nothing measured.
 std::string run(const std::string& request, const std::string& python_context,
-                const std::string& out, bool progress) {
+                const std::string& out, bool progress, bool overwrite) {
   const RunConfig cfg = config_from_request(parse_request(request));
-  if (!out.empty()) check_writable(out);
+  if (!out.empty()) check_writable(out, overwrite);
   json context = machine_context();
   if (!python_context.empty()) context["python"] = json::parse(python_context);
   std::vector<CellResult> cells;
@@ -198,7 +198,7 @@ PYBIND11_MODULE(_concbench, m) {
   py::register_exception<TaskCancelled>(m, "Cancelled", PyExc_RuntimeError);
 
   m.def("run", &run, py::arg("request"), py::arg("python_context") = "", py::arg("out") = "",
-        py::arg("progress") = false,
+        py::arg("progress") = false, py::arg("overwrite") = false,
         "Runs a config (JSON text) and returns the report (JSON text); the GIL is released "
         "while C++ runs.");
   m.def(
@@ -210,7 +210,12 @@ PYBIND11_MODULE(_concbench, m) {
   m.def("list", &list_json, "Workloads, models, parameters and suites as JSON text.");
   m.def("machine_context", [] { return machine_context().dump(); });
   m.def("format_table",
-        [](const std::string& report) { return format_table(json::parse(report)); });
+        [](const std::string& report) {
+          // A dict from anywhere: checked first, as format_table trusts the schema.
+          const json r = json::parse(report);
+          validate_report(r);
+          return format_table(r);
+        });
   // Reports come in as (label, JSON text) pairs: paths are read by Python, so a report can also
   // be a dict in memory. A malformed one raises ReportError (a ValueError), as on the CLI.
   m.def(
@@ -251,7 +256,7 @@ PYBIND11_MODULE(_concbench, m) {
     }
     validate_report(r);
   });
-  m.def("check_writable", &check_writable);
+  m.def("check_writable", &check_writable, py::arg("path"), py::arg("overwrite") = false);
   m.def("write_report", [](const std::string& path, const std::string& report) {
     write_report_atomic(path, json::parse(report));
   });

@@ -36,8 +36,9 @@ nlohmann::json make_report(const RunConfig& cfg, const nlohmann::json& context,
 // std::runtime_error on failure.
 void write_report_atomic(const std::string& path, const nlohmann::json& report);
 // Checks up front that `path` could be written (its directory exists and is writable, it is not
-// a directory); throws UsageError naming the problem.
-void check_writable(const std::string& path);
+// a directory, and it does not exist unless `overwrite`: a report someone kept is not replaced by
+// a typo); throws UsageError naming the problem.
+void check_writable(const std::string& path, bool overwrite = false);
 
 // A report that cannot be read: not JSON, truncated, another tool's, a newer schema, or missing
 // what the schema promises. what() is one line naming the file and the first problem.
