@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   json request;
   try {
     request = json::parse(text);
-  } catch (const json::parse_error&) {
+  } catch (const json::exception&) {
     try {
       (void)concbench::config_from_request(json{{"params", json::array({text})}});
     } catch (const concbench::UsageError&) {

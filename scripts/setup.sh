@@ -11,6 +11,7 @@ packages=(
   pybind11-dev libasio-dev
   libssl-dev python3-dev python3-pytest python3-matplotlib python3-scipy
   python3-uvloop linux-perf libtbb-dev
+  clang libclang-rt-14-dev
 )
 
 missing=()

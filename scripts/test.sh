@@ -11,3 +11,5 @@ PYTHONPATH="$build_dir/python" CONCBENCH_BUILD_DIR="$build_dir" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider python_bindings/tests
 # The pipeline end to end: smoke run, validate, compare with the committed baseline, the gate.
 CONCBENCH_BUILD_DIR="$build_dir" bash scripts/smoke_gate.sh
+# Sanitizers: ASan+UBSan on every test plus a short fuzz run, TSan on the model tests.
+bash scripts/sanitize.sh

@@ -127,6 +127,7 @@ TEST(Cli, ForeignAndBrokenReportsAreOneLineErrors) {
       {text.substr(0, text.size() / 3), "truncated"},
       {std::string("\x7f\x45\x4c\x46\x02\x01\x01\x00garbage", 15), "not valid JSON"},
       {"", "empty file"},
+      {R"({"schema_version": 1e999})", "not valid JSON"},  // found by fuzz_report
       {R"({"context": {}, "benchmarks": []})", "a Google Benchmark report"},
       {R"({"results": []})", "not a concbench report"},
       {"[1, 2, 3]", "not a concbench report"},

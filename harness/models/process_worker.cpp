@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -76,6 +77,8 @@ void misbehave(uint8_t fault, int fd, Codec codec) {
       break;
     case kFaultSegv: {
       // A genuine invalid access, not a raise(SIGSEGV): the parent must see what a crash is.
+      // The default action first: a sanitizer's handler would turn the crash into an exit code.
+      std::signal(SIGSEGV, SIG_DFL);
       volatile int* p = nullptr;
       *p = 1;
       break;

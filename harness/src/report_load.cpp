@@ -118,16 +118,21 @@ void check_cell(const json& c, const std::string& where) {
 
 // One line from a parse error: nlohmann's text starts with "[json.exception.parse_error.101]
 // parse error at line 1, column 7:"; the byte offset says more to someone holding the file.
-std::string parse_problem(const json::parse_error& e, size_t size) {
+std::string parse_problem(const json::exception& e, size_t byte, size_t size) {
   std::string what = e.what();
   if (const size_t colon = what.find(": ");
       colon != std::string::npos && what.find("parse error") < colon)
     what = what.substr(colon + 2);
   for (char& ch : what)
     if (ch == '\n') ch = ' ';
-  std::string msg = "not valid JSON at byte " + std::to_string(e.byte) + " of " +
+  // Strip nlohmann's "[json.exception.out_of_range.406] " tag from the others too.
+  if (what.rfind("[json.exception.", 0) == 0)
+    if (const size_t close = what.find("] "); close != std::string::npos)
+      what = what.substr(close + 2);
+  if (byte == 0) return "not valid JSON (" + what + ")";
+  std::string msg = "not valid JSON at byte " + std::to_string(byte) + " of " +
                     std::to_string(size) + " (" + what + ")";
-  if (e.byte >= size) msg += "; the file looks truncated";
+  if (byte >= size) msg += "; the file looks truncated";
   return msg;
 }
 
@@ -180,7 +185,11 @@ json load_report(const std::string& path) {
   try {
     report = json::parse(text);
   } catch (const json::parse_error& e) {
-    throw ReportError(path + ": " + parse_problem(e, text.size()));
+    throw ReportError(path + ": " + parse_problem(e, e.byte, text.size()));
+  } catch (const json::exception& e) {
+    // Not only syntax: a number like 1e999 overflows a double (out_of_range 406). Found by
+    // fuzz_report; fuzz/corpus/report/number-overflow.json replays it.
+    throw ReportError(path + ": " + parse_problem(e, 0, text.size()));
   }
   try {
     validate_report(report);

@@ -209,13 +209,13 @@ PYBIND11_MODULE(_concbench, m) {
       "Checks a config (JSON text); returns the resolved config or raises UsageError.");
   m.def("list", &list_json, "Workloads, models, parameters and suites as JSON text.");
   m.def("machine_context", [] { return machine_context().dump(); });
-  m.def("format_table",
-        [](const std::string& report) {
-          // A dict from anywhere: checked first, as format_table trusts the schema.
-          const json r = json::parse(report);
-          validate_report(r);
-          return format_table(r);
-        });
+  m.def("format_table", [](const std::string& report) {
+    // A dict from anywhere: checked first, as format_table trusts the schema. It came from
+    // json.dumps, so it parses.
+    const json r = json::parse(report);
+    validate_report(r);
+    return format_table(r);
+  });
   // Reports come in as (label, JSON text) pairs: paths are read by Python, so a report can also
   // be a dict in memory. A malformed one raises ReportError (a ValueError), as on the CLI.
   m.def(
@@ -232,7 +232,7 @@ PYBIND11_MODULE(_concbench, m) {
           try {
             r = json::parse(text);
             validate_report(r);
-          } catch (const json::parse_error& e) {
+          } catch (const json::exception& e) {
             throw ReportError(label + ": not valid JSON: " + e.what());
           } catch (const ReportError& e) {
             throw ReportError(label + ": " + e.what());
@@ -251,7 +251,7 @@ PYBIND11_MODULE(_concbench, m) {
     json r;
     try {
       r = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw ReportError(std::string("not valid JSON: ") + e.what());
     }
     validate_report(r);

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The sanitizer jobs CI runs (scripts/test.sh calls this after the normal tests):
+#   asan   every ctest test (unit, CLI, fuzz replays) built with clang++ under AddressSanitizer
+#          and UndefinedBehaviorSanitizer (-fno-sanitize-recover: any report fails its test).
+#          The build also carries libFuzzer coverage, so a short fuzz run of each target follows
+#          from the same build (RUNS, default 20000; scripts/fuzz.sh does the million).
+#   tsan   the model tests (the GIL, the thread pools, the process pool's parent, async and
+#          async_mt, every model through the runner) built with g++ under ThreadSanitizer.
+# Build trees: build-asan and build-tsan. Suppressions: none (see README, "Faults and bad input").
+#
+# Usage: scripts/sanitize.sh [asan|tsan|all]   (default all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+case "$what" in asan|tsan|all) ;; *) echo "sanitize.sh: asan, tsan or all, not '$what'" >&2; exit 2 ;; esac
+jobs=$(nproc)
+
+if [ "$what" != tsan ]; then
+  cmake -S . -B build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCONCBENCH_SANITIZE=address,undefined -DCONCBENCH_FUZZ=ON >/dev/null
+  cmake --build build-asan -j "$jobs" >/dev/null
+  echo "sanitize.sh: AddressSanitizer + UndefinedBehaviorSanitizer, every test"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j "$jobs" --timeout 900 | tail -4)
+  runs=${FUZZ_RUNS:-20000}
+  for t in report params frames; do
+    mkdir -p "build-asan/corpus-$t"
+    build-asan/fuzz_$t -runs="$runs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="build-asan/$t-" "build-asan/corpus-$t" "fuzz/corpus/$t" \
+      2>"build-asan/fuzz_$t.log" || { tail -30 "build-asan/fuzz_$t.log" >&2; exit 1; }
+    echo "sanitize.sh: fuzz_$t: $runs runs, nothing found"
+  done
+fi
+
+if [ "$what" != asan ]; then
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONCBENCH_SANITIZE=thread >/dev/null
+  tsan_tests=(test_gil test_thread_pool test_process_pool test_async test_models)
+  cmake --build build-tsan -j "$jobs" --target bench_runner "${tsan_tests[@]}" >/dev/null
+  echo "sanitize.sh: ThreadSanitizer, model tests"
+  for t in "${tsan_tests[@]}"; do
+    # halt_on_error: the first race fails the test binary; exitcode 66 tells it from a test failure.
+    TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1 "build-tsan/$t" \
+      --gtest_brief=1 >"build-tsan/$t.log" 2>&1 || { tail -60 "build-tsan/$t.log" >&2; echo "sanitize.sh: $t failed under TSan" >&2; exit 1; }
+    echo "sanitize.sh: $t: $(grep -E '^\[  PASSED  \]' "build-tsan/$t.log")"
+  done
+fi
+echo "sanitize.sh: no sanitizer reports"
