@@ -328,6 +328,29 @@ TEST(Compare, AConclusionThatFlipsIsReported) {
     EXPECT_EQ(k["holds"].get<bool>(), k["other"] == "serial") << k.dump();
 }
 
+TEST(Compare, MoreReportsAreEachComparedWithTheFirst) {
+  const json a = report({cell("cpu.spin", "serial", 1, kFive),
+                         cell("cpu.spin", "free_threads", 2, scaled(kFive, 0.5))});
+  const json b = report({cell("cpu.spin", "serial", 1, kFive),
+                         cell("cpu.spin", "free_threads", 2, scaled(kFive, 0.55))});
+  const json c = report({cell("cpu.spin", "serial", 1, kFive),
+                         cell("cpu.spin", "free_threads", 2, scaled(kFive, 1.0))});
+  CompareOptions opt;
+  opt.fail_on_regression_pct = 50;
+  const json cmp = compare_reports({{"x/a.json", a}, {"y/a.json", b}, {"c.json", c}}, opt);
+  ASSERT_EQ(cmp["comparisons"].size(), 2u);
+  EXPECT_EQ(cmp["base"]["label"], "x/a.json");  // same file names: the paths tell them apart
+  EXPECT_EQ(cmp["comparisons"][0]["new"]["label"], "y/a.json");
+  EXPECT_TRUE(cmp["comparisons"][0]["gating"].empty());   // +10% is inside 50%
+  EXPECT_EQ(cmp["comparisons"][1]["gating"].size(), 1u);  // +100% is not
+  EXPECT_EQ(comparison_exit_code(cmp), 1);
+  ASSERT_EQ(cmp["conclusions"].size(), 1u);  // free_threads against serial, in three reports
+  const json& k = cmp["conclusions"][0];
+  EXPECT_EQ(k["reports"].size(), 3u);
+  EXPECT_FALSE(k["holds"]);  // beats, beats, ties
+  EXPECT_EQ(k["reports"][2]["relation"], "ties with");
+}
+
 TEST(Compare, NormalizeNeedsASerialBaseline) {
   const json a = report({cell("cpu.spin", "free_threads", 2, kFive)});
   CompareOptions opt;
