@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 
+from reportlib import write_json_atomic
+
 # Runs under the chosen interpreter; prints one JSON object. Batches of 1000, as the C++
 # micro-benchmark uses; the median over repeated batches.
 ASYNCIO_PROBE = r"""
@@ -144,12 +146,7 @@ def main():
         "targets": {"create_ratio_max": 0.05, "sleep_batch_max_ns": 15e6,
                     "create_met": ok_create, "sleep_met": ok_sleep},
     }
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, a.out)
+    write_json_atomic(a.out, report)
     print(f"written: {a.out}")
     if a.check and not (ok_create and ok_sleep):
         sys.exit(1)

@@ -22,7 +22,8 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
+
+from reportlib import bench_report, write_json_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -69,17 +70,7 @@ if __name__ == "__main__":
 
 
 def bench(runner, args):
-    fd, path = tempfile.mkstemp(suffix=".json")
-    os.close(fd)
-    try:
-        proc = subprocess.run([runner, "run", "--overwrite", "--out", path] + args, capture_output=True, text=True,
-                              timeout=1800)
-        if proc.returncode == 2:
-            sys.exit("compare_multiprocessing: bench_runner refused: " + proc.stderr.strip())
-        with open(path) as f:
-            return json.load(f)
-    finally:
-        os.unlink(path)
+    return bench_report("compare_multiprocessing", runner, args)
 
 
 def per_task_ns(report):
@@ -147,11 +138,7 @@ def main():
         "criterion": {"what": "process_pool per-task cost (overhead.noop, 1 KiB, all at once) <= 1/4 of "
                               "ProcessPoolExecutor's", "ratio": ratio, "holds": ratio <= 0.25},
     }
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out + ".tmp", "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    os.replace(a.out + ".tmp", a.out)
+    write_json_atomic(a.out, report)
 
     print("no-op task with 1 KiB, all submitted at once (1 worker):")
     print("  CPython %s ProcessPoolExecutor  %9.1f us/task" % (cpython["version"],

@@ -2,7 +2,9 @@
 reports, and a median. Imported by path (scripts/ is sys.path[0] when a script runs)."""
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 SCHEMA_VERSION = 1
 
@@ -62,3 +64,30 @@ def load_report(path):
             if not isinstance(c, dict) or not isinstance(c.get(key), kind):
                 raise BadInput(f"{path}: results[{i}].{key}: missing or of the wrong type")
     return report
+
+
+def bench_report(tool, runner, args, timeout=1800):
+    """Runs `bench_runner run ARGS` into a temporary report and returns the report; bad usage
+    (exit 2) ends the script with bench_runner's line. A run whose cells failed still returns
+    its report: the caller reads their status."""
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        proc = subprocess.run([runner, "run", "--overwrite", "--out", path] + list(args),
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode == 2:
+            die(tool, "bench_runner refused: " + proc.stderr.strip())
+        with open(path) as f:
+            return json.load(f)
+    finally:
+        os.unlink(path)
+
+
+def write_json_atomic(path, obj):
+    """Writes obj as indented JSON through a temporary file and rename: old file or new."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)

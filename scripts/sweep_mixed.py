@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from reportlib import bench_runner, die, int_list
+from reportlib import bench_runner, die, int_list, write_json_atomic
 
 MODELS = ["async", "async_mt", "free_threads", "gil_threads", "thread_pool", "process_pool"]
 SHARES = [0, 5, 10, 20, 40, 60, 80, 100]  # percent of a task's time that is CPU work
@@ -97,12 +97,7 @@ def main():
                "cycle_us": a.cycle_us, "rows": rows, "async_loses_from_cpu_percent": crossover,
                "async_loses_to_gil_threads_from_cpu_percent": gil_crossover,
                "context": report.get("context", {}).get("machine", report.get("context"))}
-    os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, a.out)
+    write_json_atomic(a.out, summary)
     print(f"written: {a.out}")
 
 

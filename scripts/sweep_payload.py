@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 
-from reportlib import bench_runner, die, int_list, median
+from reportlib import bench_runner, die, int_list, median, write_json_atomic
 
 SIZES = [0, 4096, 65536, 262144, 524288, 1048576, 2097152, 4194304, 16777216]
 
@@ -96,9 +96,7 @@ def main():
     summary = {"kind": "concbench-payload-sweep", "schema_version": 1, "workload": "cpu.spin",
                "tasks": a.tasks, "units": a.units, "workers": a.workers, "rows": rows,
                "process_pool_no_faster_than_serial_from_bytes": crossover}
-    with open(os.path.join(a.out_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
+    write_json_atomic(os.path.join(a.out_dir, "summary.json"), summary)
     sys.exit(0 if ok else 1)
 
 

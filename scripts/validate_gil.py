@@ -21,7 +21,8 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
+
+from reportlib import bench_report, write_json_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -47,17 +48,7 @@ def probe(python, quick):
 
 
 def bench(runner, args):
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-        path = f.name
-    try:
-        cmd = [runner, "run", "--min-time", "0", "--overwrite", "--out", path] + args
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        if proc.returncode == 2:
-            sys.exit("validate_gil: bench_runner refused: " + proc.stderr.strip())
-        with open(path) as fh:
-            return json.load(fh)
-    finally:
-        os.unlink(path)
+    return bench_report("validate_gil", runner, ["--min-time", "0"] + args)
 
 
 def median(xs):
@@ -149,12 +140,7 @@ def main():
             "holds": ratio is not None and 0.5 <= ratio <= 2.0,
         },
     }
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, a.out)
+    write_json_atomic(a.out, report)
 
     print("%-28s %9s %12s %12s %12s %10s %12s" % ("interpreter", "speedup", "echo rt/s 0", "echo rt/s 1",
                                                    "echo rt/s 2", "lost x+=1", "lost x+=f()"))
