@@ -112,7 +112,7 @@ uint64_t predict_io_step(const Step& s, uint64_t task_seed, size_t step_index) {
 }
 
 TaskOutcome execute_steps(uint64_t seed, std::span<const Step> steps,
-                          std::span<const std::byte> payload, ExecContext& ctx) {
+                          std::span<const std::byte> payload, ExecContext& ctx, uint64_t nonce) {
   uint64_t h = task_checksum_start(seed, payload);
   for (size_t i = 0; i < steps.size(); ++i) {
     const Step& s = steps[i];
@@ -125,11 +125,11 @@ TaskOutcome execute_steps(uint64_t seed, std::span<const Step> steps,
     }
     h = fold(h, v);
   }
-  return TaskOutcome{h};
+  return TaskOutcome{seal(h, nonce)};
 }
 
-TaskOutcome execute_task(const Task& task, ExecContext& ctx) {
-  return execute_steps(task.seed, task.steps, task.payload, ctx);
+TaskOutcome execute_task(const Task& task, ExecContext& ctx, uint64_t nonce) {
+  return execute_steps(task.seed, task.steps, task.payload, ctx, nonce);
 }
 
 }  // namespace concbench

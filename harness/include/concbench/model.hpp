@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "concbench/checksum.hpp"
+#include "concbench/clock.hpp"
 #include "concbench/counters.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/params.hpp"
@@ -31,10 +33,16 @@ struct ModelConfig {
 
 // One batch: `rounds` passes over `tasks`; work item k is tasks[k % tasks.size()] in round
 // k / tasks.size(). Calibration raises `rounds` until a batch lasts --min-time.
+//
+// `nonce` is fresh for every batch (the runner draws it per repetition). Work item k must be
+// executed with item_nonce(k), which execute_task seals into the item's checksum: a model that
+// caches a task's result, or replays the previous round's, fails verification.
 struct Batch {
   const std::vector<Task>* tasks = nullptr;
   uint64_t rounds = 1;
+  uint64_t nonce = 0;
   uint64_t items() const { return tasks->size() * rounds; }
+  uint64_t item_nonce(uint64_t k) const { return round_nonce(nonce, k / tasks->size()); }
 };
 
 struct TaskFailure {
@@ -54,8 +62,40 @@ struct BatchResult {
   nlohmann::json model_metrics = nlohmann::json::object();
   // What the batch's shared state recorded (io_env.hpp), for the workload's metrics.
   Observations observations;
+  // The model's own timed region: from just before the first item is handed out to just after
+  // the last result is in hand, with the process's CPU time at both ends (WorkSpan, below).
+  // Everything else run() does (allocating, merging logs, reading counters, encoding metrics)
+  // lies outside it. A model that leaves it unset is timed by the runner around run().
+  struct Span {
+    uint64_t wall_ns = 0;
+    uint64_t cpu_user_ns = 0, cpu_sys_ns = 0;  // this process, every thread
+    bool set = false;
+  } span;
+  // CPU time of other processes that ran this batch's tasks (a process pool's workers), over the
+  // same region: getrusage(RUSAGE_SELF) never sees live children.
+  uint64_t child_cpu_user_ns = 0, child_cpu_sys_ns = 0;
+  bool has_child_cpu = false;
+
+  // Opens and closes `span`; call begin() right before handing out the first item and end()
+  // right after the last result is in hand (both read the clock and getrusage once).
+  void begin_work() {
+    const CpuTimes c = process_cpu_times();
+    span_start_cpu_ = c;
+    span.wall_ns = monotonic_ns();
+  }
+  void end_work() {
+    const uint64_t t1 = monotonic_ns();
+    const CpuTimes c = process_cpu_times();
+    span.wall_ns = t1 - span.wall_ns;
+    span.cpu_user_ns = c.user_ns - span_start_cpu_.user_ns;
+    span.cpu_sys_ns = c.sys_ns - span_start_cpu_.sys_ns;
+    span.set = true;
+  }
 
   explicit BatchResult(uint64_t items = 0) : checksums(items, 0), done(items, 0) {}
+
+ private:
+  CpuTimes span_start_cpu_;
 };
 
 class Model {

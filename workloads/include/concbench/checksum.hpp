@@ -24,6 +24,17 @@ constexpr uint64_t fold(uint64_t acc, uint64_t v) {
   return mix64(acc ^ (v + 0x9e3779b97f4a7c15ULL));
 }
 
+// The nonce of round `round` of a batch whose nonce is `batch_nonce` (model.hpp's Batch).
+constexpr uint64_t round_nonce(uint64_t batch_nonce, uint64_t round) {
+  return mix64(batch_nonce ^ mix64(round + 0x6e6f6e6365ULL));
+}
+
+// A task's checksum for one execution: its step chain sealed with the item's nonce. The
+// workload predicts the chain; the runner seals its prediction with the nonce it handed out.
+constexpr uint64_t seal(uint64_t chain, uint64_t nonce) {
+  return fold(chain, mix64(nonce) ^ 0x5ea1ed5ea1ed5ea1ULL);
+}
+
 // Hash of a byte buffer, eight bytes at a time; length is part of the hash.
 inline uint64_t hash_bytes(std::span<const std::byte> data, uint64_t seed = 0) {
   uint64_t h = mix64(seed ^ (data.size() * 0x9e3779b97f4a7c15ULL));

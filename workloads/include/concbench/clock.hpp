@@ -1,6 +1,8 @@
 // The one clock every timed region uses: steady, monotonic nanoseconds (vDSO, ~20 ns).
 #pragma once
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdint>
 
@@ -10,6 +12,21 @@ inline uint64_t monotonic_ns() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::steady_clock::now().time_since_epoch())
                                    .count());
+}
+
+// CPU time of this whole process (every thread; not its children), from getrusage(RUSAGE_SELF).
+struct CpuTimes {
+  uint64_t user_ns = 0, sys_ns = 0;
+};
+
+inline CpuTimes process_cpu_times() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto ns = [](const timeval& tv) {
+    return static_cast<uint64_t>(tv.tv_sec) * 1'000'000'000ULL +
+           static_cast<uint64_t>(tv.tv_usec) * 1000ULL;
+  };
+  return {ns(ru.ru_utime), ns(ru.ru_stime)};
 }
 
 }  // namespace concbench

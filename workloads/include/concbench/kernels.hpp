@@ -37,11 +37,12 @@ KernelId kernel_id(std::string_view name);
 // Runs every step of `task` in `ctx`: CPU steps inline (native ones inside ctx.blocking()), IO
 // steps blocking inside ctx.blocking() (echo_respond releases around each read and write only).
 // Throws TaskCancelled when the model is cancelled, and whatever a step throws on failure.
-TaskOutcome execute_task(const Task& task, ExecContext& ctx);
+// The checksum is sealed with `nonce` (checksum.hpp's seal): pass the batch's item_nonce(k).
+TaskOutcome execute_task(const Task& task, ExecContext& ctx, uint64_t nonce);
 // The same for a task whose payload lives elsewhere (a process pool's shared memory or receive
 // buffer): no copy into a Task is needed.
 TaskOutcome execute_steps(uint64_t seed, std::span<const Step> steps,
-                          std::span<const std::byte> payload, ExecContext& ctx);
+                          std::span<const std::byte> payload, ExecContext& ctx, uint64_t nonce);
 
 // One step's contribution to the checksum; exposed for models that run steps themselves (an
 // event loop awaits IO steps rather than blocking on them).
