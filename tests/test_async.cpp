@@ -20,6 +20,7 @@ namespace {
 
 using Executor = asio::io_context::executor_type;
 
+using testing_helpers::expected_item;
 using testing_helpers::start;
 
 TaskSet tasks_of(const char* workload, std::map<std::string, std::string> given) {
@@ -29,7 +30,7 @@ TaskSet tasks_of(const char* workload, std::map<std::string, std::string> given)
 void expect_all_verified(const BatchResult& r, const TaskSet& ts) {
   for (size_t k = 0; k < r.done.size(); ++k) {
     EXPECT_TRUE(r.done[k]) << k;
-    EXPECT_EQ(r.checksums[k], ts.expected[k % ts.tasks.size()]) << k;
+    EXPECT_EQ(r.checksums[k], expected_item(ts, k)) << k;
   }
   for (const auto& f : r.failures) ADD_FAILURE() << f.item << ": " << f.reason;
 }

@@ -14,6 +14,7 @@
 #include "concbench/gil.hpp"
 #include "concbench/model.hpp"
 #include "concbench/workload.hpp"
+#include "model_helpers.hpp"
 
 namespace concbench {
 namespace {
@@ -178,7 +179,7 @@ Cell run_model(const char* model, int workers, const char* workload,
 void expect_verified(const Cell& c) {
   for (size_t k = 0; k < c.result.done.size(); ++k) {
     EXPECT_TRUE(c.result.done[k]) << k;
-    EXPECT_EQ(c.result.checksums[k], c.tasks.expected[k % c.tasks.tasks.size()]) << k;
+    EXPECT_EQ(c.result.checksums[k], testing_helpers::expected_item(c.tasks, k)) << k;
   }
 }
 

@@ -110,7 +110,7 @@ struct RunFlags {
   std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, pin, workloads,
               models, workers, repetitions, min_time, timeout, seed, out;
   std::vector<std::string> params;
-  bool overwrite = false;
+  bool overwrite = false, interleave = false;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
 };
@@ -139,6 +139,7 @@ RunConfig build_config(const RunFlags& f) {
     if (f.has(name)) req[key] = *value;
   }
   if (!f.params.empty()) req["params"] = f.params;
+  if (f.interleave) req["interleave"] = true;
   return config_from_request(req);
 }
 
@@ -337,6 +338,9 @@ int main(int argc, char** argv) {
   run->add_option("--seed", f.seed, "seed of the task generator");
   run->add_option("--out", f.out, "report path (default results/bench-<time>.json)");
   run->add_flag("--overwrite", f.overwrite, "replace the --out file if it exists");
+  run->add_flag("--interleave", f.interleave,
+                "run repetition r of every cell before repetition r+1 of any (a drift of the "
+                "machine then spreads over all cells instead of looking like one cell's effect)");
 
   try {
     app.parse(argc, argv);

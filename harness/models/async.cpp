@@ -6,12 +6,15 @@
 namespace concbench {
 
 ModelInfo async_model_info() {
-  return {"async",
-          "coroutines on one event-loop thread (asyncio's world): IO awaited, CPU blocks the loop",
-          detail::async_loop_params(),
-          true,  // one loop thread, always
-          [] { return detail::make_async_loop_model(false); },
-          {}};
+  ModelInfo info{
+      "async",
+      "coroutines on one event-loop thread (asyncio's world): IO awaited, CPU blocks the loop",
+      detail::async_loop_params(),
+      true,  // one loop thread, always
+      [] { return detail::make_async_loop_model(false); },
+      {}};
+  info.in_flight_per_worker = 0;  // every task it holds overlaps its IO
+  return info;
 }
 
 }  // namespace concbench

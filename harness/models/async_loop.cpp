@@ -92,7 +92,6 @@ struct BatchState {
   const Batch& batch;
   BatchResult& result;
   std::span<Lane> lanes;
-  std::vector<uint64_t> latency_ns;  // per item, written by the lane that ran it
   // Relaxed: it only hands out distinct indices; results reach the caller through the loop
   // threads' exit and join.
   std::atomic<uint64_t> next{0};
@@ -231,6 +230,7 @@ class AsyncLoop final : public Model {
     lag_interval_ns_ = static_cast<uint64_t>(cfg.params.get_int("lag_interval_us")) * 1000;
     file_threads_ = static_cast<int>(cfg.params.get_int("file_threads"));
     io_ = std::make_unique<IoEnv>();
+    caller_counters_ = std::make_unique<ThreadCounters>();  // loop thread 0 is the caller's
     pool_ = std::make_unique<asio::thread_pool>(static_cast<size_t>(file_threads_));
     // One thread: tell Asio so, and it keeps work posted from the loop thread in a private
     // queue without locking. Posting from the file pool stays safe: the scheduler still locks.
@@ -238,7 +238,7 @@ class AsyncLoop final : public Model {
   }
 
   BatchResult run(const Batch& batch) override {
-    BatchResult result(batch.items());
+    BatchResult result = BatchResult::for_batch(batch);
     const uint64_t items = batch.items();
     if (items == 0) return result;
     // The io_context, the lanes and their timers and connections persist across batches: a
@@ -265,10 +265,14 @@ class AsyncLoop final : public Model {
       }
       st.lanes = std::span<Lane>(lanes_.data(), lanes);
       for (Lane& lane : st.lanes) lane.failures.clear();
-      st.latency_ns.resize(items);
+      // The lag monitor ticks every lag_interval_ns_ at most: room for a batch four times as long
+      // as the warm-up, so that samples are appended without growing the vector while timed.
+      st.lag_ns.reserve(lag_reserve_);
       st.lanes_live.store(lanes, std::memory_order_relaxed);
 
       io_->begin_batch();
+      const CounterValues caller_start = caller_counters_->read();
+      result.begin_work();
       if (lag_interval_ns_ > 0) spawn(st.lag_strand, lag_monitor(st), &note_escape, &st);
       // Spawned from the loop itself, so the posts go to the loop thread's private queue.
       spawn(ioc.get_executor(), start_lanes(st), &note_escape, &st);
@@ -276,11 +280,15 @@ class AsyncLoop final : public Model {
       auto loop_thread = [&](int t) {
         WorkerLog& log = thread_logs[static_cast<size_t>(t)];
         tl_thread_log = &log;
-        ThreadCounterScope counters;
         note_cpu(log.cpus_seen);
-        ioc.run();
+        if (t == 0) {
+          ioc.run();  // the caller's thread: its counters were opened in setup
+        } else {
+          ThreadCounterScope counters;
+          ioc.run();
+          log.counters = counters.stop();
+        }
         note_cpu(log.cpus_seen);
-        log.counters = counters.stop();
         tl_thread_log = nullptr;
       };
       // Loop thread 0 is the caller's, so async costs no thread creation; async_mt starts the
@@ -300,11 +308,10 @@ class AsyncLoop final : public Model {
       // ioc, so ioc must outlive them.
       while (pending_.load(std::memory_order_acquire) != 0)
         std::this_thread::sleep_for(std::chrono::microseconds(100));
+      result.end_work();
+      thread_logs[0].counters = caller_counters_->read().since(caller_start);
       result.observations = io_->end_batch();
-
-      result.latency_ns.reserve(items);
-      for (uint64_t k = 0; k < items; ++k)
-        if (result.done[k]) result.latency_ns.push_back(st.latency_ns[k]);
+      lag_reserve_ = std::max<size_t>(lag_reserve_, 4 * st.lag_ns.size() + 64);
       for (Lane& lane : st.lanes)
         for (auto& f : lane.failures) result.failures.push_back(std::move(f));
       for (const auto& e : st.escaped) result.failures.push_back({items, e});
@@ -333,6 +340,7 @@ class AsyncLoop final : public Model {
     lanes_.clear();
     ioc_.reset();
     io_.reset();
+    caller_counters_.reset();
   }
 
   void cancel() override {
@@ -412,13 +420,14 @@ class AsyncLoop final : public Model {
       if (lane.ctx.cancel_requested()) break;
       const uint64_t k = st.next.fetch_add(1, std::memory_order_relaxed);
       if (k >= items) break;
-      const uint64_t t0 = monotonic_ns();
+      const bool sampled = st.batch.sampled(k);
+      const uint64_t t0 = sampled ? monotonic_ns() : 0;
       bool cancelled = false;
       try {
         const uint64_t h = co_await run_task(tasks[k % tasks.size()], lane, st);
-        st.result.checksums[k] = h;
+        st.result.checksums[k] = seal(h, st.batch.item_nonce(k));
         st.result.done[k] = 1;
-        st.latency_ns[k] = monotonic_ns() - t0;
+        if (sampled) st.result.latency_ns[k / st.batch.latency_stride] = monotonic_ns() - t0;
       } catch (const TaskCancelled&) {
         cancelled = true;
       } catch (const std::exception& e) {
@@ -461,6 +470,8 @@ class AsyncLoop final : public Model {
   uint64_t max_inflight_ = 0;
   uint64_t lag_interval_ns_ = 0;
   int file_threads_ = 4;
+  size_t lag_reserve_ = 4096;
+  std::unique_ptr<ThreadCounters> caller_counters_;
   std::atomic<uint32_t> breaker_{0};
   std::unique_ptr<IoEnv> io_;
   std::unique_ptr<asio::thread_pool> pool_;

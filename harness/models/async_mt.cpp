@@ -6,12 +6,14 @@
 namespace concbench {
 
 ModelInfo async_mt_model_info() {
-  return {"async_mt",
-          "coroutines on one event loop run by N threads (what asyncio cannot do)",
-          detail::async_loop_params(),
-          false,
-          [] { return detail::make_async_loop_model(true); },
-          {}};
+  ModelInfo info{"async_mt",
+                 "coroutines on one event loop run by N threads (what asyncio cannot do)",
+                 detail::async_loop_params(),
+                 false,
+                 [] { return detail::make_async_loop_model(true); },
+                 {}};
+  info.in_flight_per_worker = 0;  // every task it holds overlaps its IO
+  return info;
 }
 
 }  // namespace concbench

@@ -6,6 +6,7 @@
 // the cost of thread creation stands beside pool reuse per task. Those short-lived threads open no
 // perf counters (opening them would cost about as much as the creation being measured), so the
 // cell's counters cover the N spawning workers only; model_metrics says so.
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <memory>
@@ -27,17 +28,17 @@ class FreeThreads final : public Model {
     per_task_ = cfg.params.get("spawn") == "per_task";
   }
   BatchResult run(const Batch& batch) override {
-    BatchResult result(batch.items());
+    BatchResult result = BatchResult::for_batch(batch);
     std::vector<detail::WorkerLog> logs(static_cast<size_t>(cfg_.workers));
     detail::TaskRunner runner;
     if (per_task_) {
-      runner = [this](const Task& task, ExecContext& parent) {
+      runner = [this](const Task& task, ExecContext& parent, uint64_t nonce) {
         uint64_t checksum = 0;
         std::exception_ptr error;
         std::thread t([&] {
           try {
             ExecContext ctx(breaker_, no_lock_hooks(), io_.get(), parent.worker());
-            checksum = execute_task(task, ctx).checksum;
+            checksum = execute_task(task, ctx, nonce).checksum;
           } catch (...) {
             error = std::current_exception();
           }
@@ -49,6 +50,8 @@ class FreeThreads final : public Model {
     }
     detail::BatchQueue queue(batch, result, runner);
     io_->begin_batch();
+    // Thread creation is this model's work, so the span starts before it.
+    result.begin_work();
     detail::run_on_threads(
         cfg_.workers,
         [&](int w) {
@@ -58,13 +61,15 @@ class FreeThreads final : public Model {
           logs[static_cast<size_t>(w)].counters = counters.stop();
         },
         [this] { cancel(); });
+    result.end_work();
     result.observations = io_->end_batch();
     result.model_metrics["workers"] = detail::workers_json(logs);
     detail::merge_logs(result, logs);
     result.model_metrics["threads_started"] =
-        per_task_
-            ? cfg_.workers + static_cast<int64_t>(result.latency_ns.size() + result.failures.size())
-            : cfg_.workers;
+        per_task_ ? cfg_.workers +
+                        static_cast<int64_t>(std::count(result.done.begin(), result.done.end(), 1) +
+                                             result.failures.size())
+                  : cfg_.workers;
     result.model_metrics["spawn"] = per_task_ ? "per_task" : "per_worker";
     if (per_task_)
       result.model_metrics["counters_cover"] =

@@ -68,7 +68,7 @@ class GilThreads final : public Model {
   }
 
   BatchResult run(const Batch& batch) override {
-    BatchResult result(batch.items());
+    BatchResult result = BatchResult::for_batch(batch);
     const auto n = static_cast<size_t>(cfg_.workers);
     std::vector<detail::WorkerLog> logs(n);
     // Reused across batches, never reallocated: the GIL remembers its last holder by address.
@@ -77,6 +77,7 @@ class GilThreads final : public Model {
     std::vector<GilThread>& threads = threads_;
     detail::BatchQueue queue(batch, result);
     io_->begin_batch();
+    result.begin_work();
     detail::run_on_threads(
         cfg_.workers,
         [&](int w) {
@@ -92,6 +93,7 @@ class GilThreads final : public Model {
           logs[i].counters = counters.stop();
         },
         [this] { cancel(); });
+    result.end_work();
     result.observations = io_->end_batch();
     result.model_metrics["workers"] = detail::workers_json(logs);
     detail::merge_logs(result, logs);

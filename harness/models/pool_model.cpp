@@ -47,16 +47,25 @@ void PoolModel::setup(const ModelConfig& cfg) {
 }
 
 BatchResult PoolModel::run(const Batch& batch) {
-  BatchResult result(batch.items());
-  std::vector<WorkerLog> logs(static_cast<size_t>(cfg_.workers));
+  BatchResult result = BatchResult::for_batch(batch);
+  const auto n = static_cast<size_t>(cfg_.workers);
+  std::vector<WorkerLog> logs(n);
+  std::vector<CounterValues> start(n);
   BatchQueue queue(batch, result);
   io_->begin_batch();
+  // Counters are read on each worker (getrusage(RUSAGE_THREAD) can only be) in passes of their
+  // own before and after the batch, so the batch's span holds nothing but the dispatch.
+  pool_->run_on_all(
+      [&](int w) { start[static_cast<size_t>(w)] = counters_[static_cast<size_t>(w)]->read(); });
+  result.begin_work();
+  pool_->run_on_all([&](int w) {
+    ExecContext ctx(breaker_, no_lock_hooks(), io_.get(), w);
+    queue.drain(ctx, logs[static_cast<size_t>(w)]);
+  });
+  result.end_work();
   pool_->run_on_all([&](int w) {
     const auto i = static_cast<size_t>(w);
-    const CounterValues start = counters_[i]->read();
-    ExecContext ctx(breaker_, no_lock_hooks(), io_.get(), w);
-    queue.drain(ctx, logs[i]);
-    logs[i].counters = counters_[i]->read().since(start);
+    logs[i].counters = counters_[i]->read().since(start[i]);
   });
   result.observations = io_->end_batch();
   result.model_metrics["workers"] = workers_json(logs, bound_, bind_errors_, memory_notes_);

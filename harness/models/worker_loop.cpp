@@ -21,38 +21,42 @@ void note_cpu(std::vector<int>& seen) {
 
 void BatchQueue::drain(ExecContext& ctx, WorkerLog& log) {
   const std::vector<Task>& tasks = *batch_.tasks;
+  const uint64_t n = tasks.size();
   const uint64_t items = batch_.items();
   note_cpu(log.cpus_seen);  // where the worker was, even if it gets no item
   for (;;) {
-    if (ctx.cancel_requested()) return;
+    if (ctx.cancel_requested()) break;
     // Relaxed: the counter only hands out distinct indices; results are published to the
     // model's thread by joining (or the pool's completion handshake), not through it.
     const uint64_t k = next_.fetch_add(1, std::memory_order_relaxed);
-    if (k >= items) return;
-    const Task& task = tasks[k % tasks.size()];
-    note_cpu(log.cpus_seen);
-    const uint64_t t0 = monotonic_ns();
+    if (k >= items) break;
+    const Task& task = tasks[k % n];
+    const uint64_t nonce = round_nonce(batch_.nonce, k / n);
+    const bool sampled = batch_.sampled(k);
+    uint64_t t0 = 0;
+    if (sampled) {
+      note_cpu(log.cpus_seen);
+      t0 = monotonic_ns();
+    }
     try {
-      result_.checksums[k] = runner_ ? runner_(task, ctx) : execute_task(task, ctx).checksum;
+      result_.checksums[k] =
+          runner_ ? runner_(task, ctx, nonce) : execute_task(task, ctx, nonce).checksum;
       result_.done[k] = 1;
-      log.latency_ns.push_back(monotonic_ns() - t0);
+      if (sampled) result_.latency_ns[k / batch_.latency_stride] = monotonic_ns() - t0;
     } catch (const TaskCancelled&) {
-      return;
+      break;
     } catch (const std::exception& e) {
       log.failures.push_back({k, std::string("task threw: ") + e.what()});
     } catch (...) {
       log.failures.push_back({k, "task threw a non-standard exception"});
     }
   }
+  note_cpu(log.cpus_seen);
 }
 
 void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs) {
   CounterValues sum = CounterValues::zero_all();
-  size_t n = result.latency_ns.size();
-  for (auto& l : logs) n += l.latency_ns.size();
-  result.latency_ns.reserve(n);
   for (auto& l : logs) {
-    result.latency_ns.insert(result.latency_ns.end(), l.latency_ns.begin(), l.latency_ns.end());
     for (auto& f : l.failures) result.failures.push_back(std::move(f));
     sum.accumulate(l.counters);
   }

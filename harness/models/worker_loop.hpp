@@ -16,12 +16,13 @@
 namespace concbench::detail {
 
 // Per-worker record, merged into the BatchResult after the workers are done, so the hot path
-// writes nothing shared except the item's own checksum slot.
+// writes nothing shared except the item's own result slots (checksum, done, latency sample).
 struct WorkerLog {
-  std::vector<uint64_t> latency_ns;
   std::vector<TaskFailure> failures;
   CounterValues counters;
-  std::vector<int> cpus_seen;  // distinct CPUs the worker was seen on, sampled once per item
+  // Distinct CPUs the worker was seen on: when it starts and stops, and on each latency-sampled
+  // item (sched_getcpu costs little, but per item it is bookkeeping no model does).
+  std::vector<int> cpus_seen;
 };
 
 // Adds the CPU the calling thread is on to `seen` (sched_getcpu, a vDSO call) if it is new.
@@ -35,7 +36,7 @@ nlohmann::json workers_json(const std::vector<WorkerLog>& logs, const std::vecto
 
 // How an item is executed: inline by default; a model may interpose (free_threads'
 // spawn=per_task runs each task on a thread of its own).
-using TaskRunner = std::function<uint64_t(const Task&, ExecContext&)>;
+using TaskRunner = std::function<uint64_t(const Task&, ExecContext&, uint64_t nonce)>;
 
 class BatchQueue {
  public:
@@ -43,6 +44,7 @@ class BatchQueue {
       : batch_(batch), result_(result), runner_(std::move(runner)) {}
 
   // Runs items until none is left or the model is cancelled. Safe to call from many threads.
+  // `result` must come from BatchResult::for_batch (latency slots preallocated).
   void drain(ExecContext& ctx, WorkerLog& log);
 
  private:
@@ -54,7 +56,7 @@ class BatchQueue {
   [[maybe_unused]] char pad_[64 - sizeof(std::atomic<uint64_t>)];  // keeps neighbours off the line
 };
 
-// Folds the workers' logs into `result` (latencies, failures, summed counters).
+// Folds the workers' logs into `result` (failures, summed counters).
 void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs);
 
 // Runs body(w) on `n` new threads and joins them. If a thread cannot be started, `on_fail`

@@ -15,7 +15,7 @@ const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
       "suite",   "workloads", "models",  "workers",    "repetitions",        "min_time",
       "timeout", "params",    "scaling", "checkpoint", "switch_interval_us", "pin",
-      "seed"};
+      "seed",    "interleave"};
   return k;
 }
 
@@ -72,7 +72,7 @@ RunConfig config_from_request(const json& req) {
     if (!known_keys().count(k))
       throw UsageError("config: unknown key '" + k +
                        "' (suite, workloads, models, workers, repetitions, min_time, timeout, "
-                       "params, scaling, checkpoint, switch_interval_us, pin, seed)");
+                       "params, scaling, checkpoint, switch_interval_us, pin, seed, interleave)");
   const auto has = [&](const char* k) { return req.contains(k) && !req.at(k).is_null(); };
 
   RunConfig cfg = suite_config(has("suite") ? scalar_text(req.at("suite"), "--suite") : "quick");
@@ -113,6 +113,11 @@ RunConfig config_from_request(const json& req) {
   if (scaling != "strong" && scaling != "weak")
     throw UsageError("--scaling: '" + scaling + "' is not strong or weak");
   cfg.weak_scaling = scaling == "weak";
+  if (has("interleave")) {
+    const json& v = req.at("interleave");
+    if (!v.is_boolean()) throw UsageError("--interleave: expected true or false");
+    cfg.interleave = v.get<bool>();
+  }
   // Shorthands for model parameters.
   for (const char* k : {"checkpoint", "switch_interval_us", "pin"})
     if (has(k)) cfg.params[k] = scalar_text(req.at(k), flag(k));

@@ -48,8 +48,15 @@ json counters_to_json(const CounterValues& c) {
 
 json repetition_to_json(const RepetitionResult& r) {
   return {{"wall_ns", r.wall_ns},
+          {"outer_wall_ns", r.outer_wall_ns},
           {"cpu_user_ns", r.cpu_user_ns},
           {"cpu_sys_ns", r.cpu_sys_ns},
+          {"cpu_covers_children", r.cpu_covers_children},
+          {"rounds", r.rounds},
+          {"short_of_min_time", r.short_of_min_time},
+          {"latency_sampling",
+           {{"one_in", r.latency_stride},
+            {"instrumentation_ns_per_item", r.instrumentation_ns_per_item}}},
           {"tasks", r.tasks},
           {"throughput_per_s", r.throughput_per_s},
           {"task_latency_ns", r.latency},
@@ -116,7 +123,8 @@ json config_to_json(const RunConfig& cfg) {
           {"timeout_s", cfg.timeout_s},
           {"params", cfg.params},
           {"seed", cfg.seed},
-          {"scaling", cfg.weak_scaling ? "weak" : "strong"}};
+          {"scaling", cfg.weak_scaling ? "weak" : "strong"},
+          {"interleave", cfg.interleave}};
 }
 
 json cell_to_json(const CellResult& c) {
@@ -133,6 +141,8 @@ json cell_to_json(const CellResult& c) {
           {"warmup_wall_ns", c.warmup_wall_ns},
           {"rounds", c.rounds},
           {"tasks_per_round", c.tasks_per_round},
+          {"calibration_trials", c.calibration_trials},
+          {"short_repetitions_retaken", c.short_repetitions_retaken},
           {"repetitions", reps},
           {"summary", summary_json(c)}};
 }

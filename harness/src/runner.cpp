@@ -1,6 +1,6 @@
 #include "concbench/runner.hpp"
 
-#include <sys/resource.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -8,9 +8,11 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
+#include "concbench/checksum.hpp"
 #include "concbench/clock.hpp"
 #include "concbench/model.hpp"
 #include "concbench/workload.hpp"
@@ -18,22 +20,9 @@
 namespace concbench {
 namespace {
 
-struct CpuTimes {
-  uint64_t user_ns = 0, sys_ns = 0;
-};
-
-CpuTimes process_cpu() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto ns = [](const timeval& tv) {
-    return static_cast<uint64_t>(tv.tv_sec) * 1'000'000'000ULL +
-           static_cast<uint64_t>(tv.tv_usec) * 1000ULL;
-  };
-  return {ns(ru.ru_utime), ns(ru.ru_stime)};
-}
-
 // Upper bound on calibration, so a batch of near-free tasks cannot ask for billions of items.
-constexpr uint64_t kMaxItemsPerBatch = 20'000'000;
+// 64 M items keep a batch's result slots under 600 MB.
+constexpr uint64_t kMaxItemsPerBatch = 64'000'000;
 constexpr size_t kFailureSamples = 5;
 
 // A workload's parameters for a cell: the suite's, then the model's own defaults for that
@@ -177,25 +166,128 @@ struct CellState {
   CellResult result;             // written by the cell thread under mu
 };
 
-RepetitionResult measure_repetition(Model& model, const Batch& batch, const TaskSet& ts,
-                                    const Workload& workload, const Params& wparams) {
+// A batch yields about this many latency samples; below it every item is timed.
+constexpr uint64_t kLatencySamples = 8192;
+
+uint64_t latency_stride_for(uint64_t items) {
+  uint64_t stride = 1;
+  while (items / stride > kLatencySamples) stride <<= 1;
+  return stride;
+}
+
+// What one sampled item costs the worker beyond the task: two clock reads and a CPU sample.
+// Measured once per process, the minimum of several trials (the cost with nothing in the way).
+double sample_cost_ns() {
+  static const double cost = [] {
+    constexpr int kIters = 20000;
+    double best = 1e300;
+    for (int trial = 0; trial < 5; ++trial) {
+      std::vector<int> seen;
+      uint64_t sink = 0;
+      const uint64_t t0 = monotonic_ns();
+      for (int i = 0; i < kIters; ++i) {
+        const uint64_t a = monotonic_ns();
+        if (const int cpu = sched_getcpu(); cpu >= 0 && seen.empty()) seen.push_back(cpu);
+        sink += monotonic_ns() - a;
+      }
+      const uint64_t t1 = monotonic_ns();
+      if (sink == ~uint64_t{0}) seen.clear();  // keeps the loop from being optimised away
+      best = std::min(best, static_cast<double>(t1 - t0) / kIters);
+    }
+    return best;
+  }();
+  return cost;
+}
+
+// A fresh nonce for every batch, unpredictable across processes: results cannot be carried from
+// one batch (or run) to the next.
+uint64_t next_nonce() {
+  static std::atomic<uint64_t> counter{[] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }()};
+  return mix64(counter.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed));
+}
+
+// What the runner itself knows about a cell's tasks, computed once, outside any timed region.
+struct TaskFacts {
+  std::vector<uint64_t> sleep_ns;  // per task: the sum of its sleep steps
+  bool any_sleep = false;
+};
+
+TaskFacts task_facts(const TaskSet& ts) {
+  TaskFacts f;
+  f.sleep_ns.reserve(ts.tasks.size());
+  for (const Task& t : ts.tasks) {
+    uint64_t s = 0;
+    for (const Step& st : t.steps)
+      if (st.kind == StepKind::sleep) s += st.duration_ns;
+    f.sleep_ns.push_back(s);
+    f.any_sleep = f.any_sleep || s > 0;
+  }
+  return f;
+}
+
+RepetitionResult measure_repetition(Model& model, Batch& batch, const TaskSet& ts,
+                                    const TaskFacts& facts, const Workload& workload,
+                                    const Params& wparams, const ModelInfo& info, int workers) {
   RepetitionResult r;
-  const CpuTimes c0 = process_cpu();
+  batch.nonce = next_nonce();
+  batch.latency_stride = latency_stride_for(batch.items());
+  r.rounds = batch.rounds;
+  r.latency_stride = batch.latency_stride;
+  const CpuTimes c0 = process_cpu_times();
   const uint64_t t0 = monotonic_ns();
   BatchResult b = model.run(batch);
   const uint64_t t1 = monotonic_ns();
-  const CpuTimes c1 = process_cpu();
-  r.wall_ns = t1 - t0;
-  r.cpu_user_ns = c1.user_ns - c0.user_ns;
-  r.cpu_sys_ns = c1.sys_ns - c0.sys_ns;
+  const CpuTimes c1 = process_cpu_times();
+  r.outer_wall_ns = t1 - t0;
+  if (b.span.set) {
+    r.wall_ns = b.span.wall_ns;
+    r.cpu_user_ns = b.span.cpu_user_ns;
+    r.cpu_sys_ns = b.span.cpu_sys_ns;
+  } else {
+    r.wall_ns = r.outer_wall_ns;
+    r.cpu_user_ns = c1.user_ns - c0.user_ns;
+    r.cpu_sys_ns = c1.sys_ns - c0.sys_ns;
+  }
+  if (b.has_child_cpu) {
+    r.cpu_user_ns += b.child_cpu_user_ns;
+    r.cpu_sys_ns += b.child_cpu_sys_ns;
+    r.cpu_covers_children = true;
+  }
 
   const size_t n = ts.tasks.size();
+  uint64_t slept = 0, longest = 0;
   for (uint64_t k = 0; k < b.done.size(); ++k) {
     if (!b.done[k]) continue;
     ++r.tasks;
-    if (b.checksums[k] != ts.expected[k % n]) {
+    if (b.checksums[k] != seal(ts.expected[k % n], batch.item_nonce(k))) {
       if (r.wrong_checksums++ < kFailureSamples)
         r.failure_samples.push_back("item " + std::to_string(k) + ": checksum mismatch");
+    }
+    if (facts.any_sleep) {
+      slept += facts.sleep_ns[k % n];
+      longest = std::max(longest, facts.sleep_ns[k % n]);
+    }
+  }
+  // A sleep lasts at least what it asked for, on the clock the runner reads: the batch cannot
+  // have taken less than its longest task's sleeps, nor less than all sleeps spread over the
+  // tasks the model can have in progress at once. The check lives here, apart from the code
+  // being measured, so that a model that sleeps short cannot verify.
+  if (slept > 0) {
+    const uint64_t per_worker = info.in_flight_per_worker > 0
+                                    ? static_cast<uint64_t>(info.in_flight_per_worker)
+                                    : batch.items();
+    const uint64_t concurrency =
+        std::min<uint64_t>(batch.items(), static_cast<uint64_t>(workers) * per_worker);
+    const uint64_t bound = std::max(longest, slept / std::max<uint64_t>(concurrency, 1));
+    if (r.outer_wall_ns < bound) {
+      ++r.wrong_checksums;
+      r.failure_samples.insert(r.failure_samples.begin(),
+                               "the batch slept " + std::to_string(slept) + " ns over at most " +
+                                   std::to_string(concurrency) + " tasks at once, yet took " +
+                                   std::to_string(r.outer_wall_ns) + " ns: sleeps ended early");
     }
   }
   r.failed_tasks = b.failures.size();
@@ -206,15 +298,33 @@ RepetitionResult measure_repetition(Model& model, const Batch& batch, const Task
   r.verified = r.wrong_checksums == 0 && r.failed_tasks == 0 && r.not_run == 0;
   r.throughput_per_s =
       r.wall_ns ? static_cast<double>(r.tasks) * 1e9 / static_cast<double>(r.wall_ns) : 0;
-  r.latency = latency_summary(std::move(b.latency_ns));
+  std::vector<uint64_t> samples = std::move(b.latency_ns);
+  std::erase(samples, BatchResult::kNoSample);
+  if (!samples.empty() && r.tasks > 0)
+    r.instrumentation_ns_per_item =
+        sample_cost_ns() * static_cast<double>(samples.size()) / static_cast<double>(r.tasks);
+  r.latency = latency_summary(std::move(samples));
   r.counters = b.counters;
   r.metrics = workload.metrics(wparams, r.tasks, r.wall_ns, b.observations);
   r.model_metrics = std::move(b.model_metrics);
   return r;
 }
 
+// Like Google Benchmark's: grow the rounds until one batch lasts min-time, from the measured
+// time of the last trial (aiming 20% above, so ordinary noise keeps repetitions over it), by at
+// most 10x a step; a trial shorter than a tenth of min-time says little, so it only earns 10x.
+uint64_t next_rounds(uint64_t rounds, uint64_t wall_ns, double min_time_s, uint64_t cap) {
+  const double min_ns = min_time_s * 1e9;
+  double mult = 10;
+  if (wall_ns > 0 && static_cast<double>(wall_ns) > min_ns / 10)
+    mult = std::min(10.0, 1.2 * min_ns / static_cast<double>(wall_ns));
+  const auto grown = static_cast<uint64_t>(std::ceil(static_cast<double>(rounds) * mult));
+  return std::clamp<uint64_t>(std::max(grown, rounds + 1), 1, cap);
+}
+
 void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const RunConfig& cfg,
-               const ProgressCallback& progress, size_t index, size_t total) {
+               const ProgressCallback& progress, size_t index, size_t total,
+               uint64_t fixed_rounds) {
   auto phase = [&](const std::string& p) {
     if (progress) progress(spec, index, total, p);
   };
@@ -241,6 +351,7 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
     for (const auto& [k, v] : mc.params.values()) st->result.params[k] = v;
   }
   const TaskSet ts = workload.make_tasks(wparams, cfg.seed);
+  const TaskFacts facts = task_facts(ts);
   Batch batch{&ts.tasks, 1};
 
   std::unique_ptr<Model> model = info.create();
@@ -250,27 +361,44 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
     st->model = std::move(model);
     if (st->cancelled) return;
   }
+  auto cancelled = [&] {
+    std::lock_guard lock(st->mu);
+    return st->cancelled;
+  };
+  auto measure = [&] {
+    return measure_repetition(*m, batch, ts, facts, workload, wparams, info, spec.workers);
+  };
   phase("setup");
   uint64_t t0 = monotonic_ns();
   m->setup(mc);
   const uint64_t setup_ns = monotonic_ns() - t0;
 
   phase("warm-up");
-  RepetitionResult warm = measure_repetition(*m, batch, ts, workload, wparams);
-  uint64_t rounds = 1;
-  if (cfg.min_time_s > 0 && warm.wall_ns > 0 && workload.calibrate()) {
-    const double want = cfg.min_time_s * 1e9 / static_cast<double>(warm.wall_ns);
-    rounds = static_cast<uint64_t>(std::ceil(want));
-    rounds =
-        std::clamp<uint64_t>(rounds, 1, std::max<uint64_t>(1, kMaxItemsPerBatch / ts.tasks.size()));
+  const RepetitionResult warm = measure();
+  const uint64_t cap = std::max<uint64_t>(1, kMaxItemsPerBatch / ts.tasks.size());
+  const bool calibrating = cfg.min_time_s > 0 && workload.calibrate();
+  const auto min_ns = static_cast<uint64_t>(cfg.min_time_s * 1e9);
+  int trials = 0;
+  if (fixed_rounds > 0) {
+    batch.rounds = fixed_rounds;
+  } else if (calibrating && warm.verified) {
+    uint64_t wall = warm.wall_ns;
+    while (wall < min_ns && batch.rounds < cap && !cancelled()) {
+      batch.rounds = next_rounds(batch.rounds, wall, cfg.min_time_s, cap);
+      phase("calibrating: " + std::to_string(batch.rounds) + " rounds");
+      const RepetitionResult trial = measure();
+      ++trials;
+      if (!trial.verified) break;  // the repetitions will say what went wrong
+      wall = trial.wall_ns;
+    }
   }
-  batch.rounds = rounds;
   {
     std::lock_guard lock(st->mu);
     st->result.setup_ns = setup_ns;
     st->result.warmup_wall_ns = warm.wall_ns;
-    st->result.rounds = rounds;
+    st->result.rounds = batch.rounds;
     st->result.tasks_per_round = ts.tasks.size();
+    st->result.calibration_trials = trials;
     if (!warm.verified) {
       st->result.status = "failed";
       st->result.error = "warm-up did not verify: " + (warm.failure_samples.empty()
@@ -278,13 +406,21 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
                                                            : warm.failure_samples.front());
     }
   }
+  // A repetition that comes in under min-time (the machine sped up, or calibration was near the
+  // edge) is not kept: the rounds grow and it is measured again, a bounded number of times.
+  constexpr int kMaxRetakes = 3;
+  int retakes = 0;
   for (int rep = 0; rep < cfg.repetitions; ++rep) {
-    {
-      std::lock_guard lock(st->mu);
-      if (st->cancelled) break;
-    }
+    if (cancelled()) break;
     phase("rep " + std::to_string(rep + 1) + "/" + std::to_string(cfg.repetitions));
-    RepetitionResult r = measure_repetition(*m, batch, ts, workload, wparams);
+    RepetitionResult r = measure();
+    while (calibrating && fixed_rounds == 0 && r.verified && r.wall_ns < min_ns &&
+           batch.rounds < cap && retakes < kMaxRetakes && !cancelled()) {
+      ++retakes;
+      batch.rounds = next_rounds(batch.rounds, r.wall_ns, cfg.min_time_s, cap);
+      r = measure();
+    }
+    r.short_of_min_time = calibrating && r.wall_ns < min_ns;
     std::lock_guard lock(st->mu);
     if (st->cancelled && r.not_run > 0) break;  // cut short by the timeout: not a measurement
     if (!r.verified && st->result.status == "ok") {
@@ -292,6 +428,8 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
       st->result.error =
           r.failure_samples.empty() ? "tasks did not complete" : r.failure_samples.front();
     }
+    st->result.rounds = batch.rounds;
+    st->result.short_repetitions_retaken = retakes;
     st->result.repetitions.push_back(std::move(r));
   }
   phase("teardown");
@@ -302,15 +440,16 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
 }
 
 CellResult run_cell_impl(const CellSpec& spec, const RunConfig& cfg,
-                         const ProgressCallback& progress, size_t index, size_t total) {
+                         const ProgressCallback& progress, size_t index, size_t total,
+                         uint64_t fixed_rounds = 0) {
   auto st = std::make_shared<CellState>();
   st->result.workload = spec.workload;
   st->result.model = spec.model;
   st->result.workers = spec.workers;
 
-  std::thread worker([st, spec, cfg, progress, index, total] {
+  std::thread worker([st, spec, cfg, progress, index, total, fixed_rounds] {
     try {
-      cell_body(st, spec, cfg, progress, index, total);
+      cell_body(st, spec, cfg, progress, index, total, fixed_rounds);
     } catch (const std::exception& e) {
       std::lock_guard lock(st->mu);
       st->result.status = "error";
@@ -365,9 +504,40 @@ std::vector<CellResult> run_suite(const RunConfig& cfg, const CellCallback& on_c
   validate(cfg);
   const std::vector<CellSpec> cells = expand_matrix(cfg);
   std::vector<CellResult> results;
-  for (size_t i = 0; i < cells.size(); ++i) {
-    results.push_back(run_cell_impl(cells[i], cfg, progress, i, cells.size()));
-    if (on_cell) on_cell(results.back(), i, cells.size());
+  if (!cfg.interleave || cfg.repetitions == 1) {
+    for (size_t i = 0; i < cells.size(); ++i) {
+      results.push_back(run_cell_impl(cells[i], cfg, progress, i, cells.size()));
+      if (on_cell) on_cell(results.back(), i, cells.size());
+    }
+    return results;
+  }
+  // Interleaved: pass r visits every cell for one repetition. Each visit sets the model up and
+  // warms it afresh (untimed); the first calibrates and later ones reuse its rounds, so every
+  // repetition of a cell measures the same batch.
+  RunConfig one = cfg;
+  one.repetitions = 1;
+  results.resize(cells.size());
+  for (int pass = 0; pass < cfg.repetitions; ++pass) {
+    for (size_t i = 0; i < cells.size(); ++i) {
+      CellResult& acc = results[i];
+      const bool last = pass == cfg.repetitions - 1;
+      if (pass > 0 && acc.status != "ok") {  // failed or timed out: no more visits
+        if (on_cell && last) on_cell(acc, i, cells.size());
+        continue;
+      }
+      CellResult r =
+          run_cell_impl(cells[i], one, progress, i, cells.size(), pass == 0 ? 0 : acc.rounds);
+      if (pass == 0) {
+        acc = std::move(r);
+      } else {
+        for (auto& rep : r.repetitions) acc.repetitions.push_back(std::move(rep));
+        if (r.status != "ok") {
+          acc.status = r.status;
+          acc.error = r.error;
+        }
+      }
+      if (on_cell && last) on_cell(acc, i, cells.size());
+    }
   }
   return results;
 }

@@ -139,6 +139,9 @@ ModelInfo python_model_info(
   info.workloads = std::move(workloads);
   info.workload_params = std::move(workload_params);
   info.serial_baseline = "cpython.serial";
+  // Not declared by the Python side: asyncio overlaps every task it holds, so the runner's sleep
+  // bound assumes nothing beyond "no batch is shorter than its longest task's sleeps".
+  info.in_flight_per_worker = 0;
   // The registry outlives every run; the factory is kept alive for the process's life.
   PyObject* f = factory.release().ptr();
   info.create = [f, name] { return std::make_unique<PyModel>(f, name); };

@@ -37,11 +37,17 @@ struct ModelConfig {
 // `nonce` is fresh for every batch (the runner draws it per repetition). Work item k must be
 // executed with item_nonce(k), which execute_task seals into the item's checksum: a model that
 // caches a task's result, or replays the previous round's, fails verification.
+//
+// Latency is sampled: item k's latency is taken only when k % latency_stride == 0 (a power of
+// two the runner picks so a batch yields a few thousand samples), because two clock reads per
+// item are a cost the model itself would not pay, and for a 20 ns task they would be half of it.
 struct Batch {
   const std::vector<Task>* tasks = nullptr;
   uint64_t rounds = 1;
   uint64_t nonce = 0;
+  uint64_t latency_stride = 1;
   uint64_t items() const { return tasks->size() * rounds; }
+  bool sampled(uint64_t k) const { return (k & (latency_stride - 1)) == 0; }
   uint64_t item_nonce(uint64_t k) const { return round_nonce(nonce, k / tasks->size()); }
 };
 
@@ -53,9 +59,12 @@ struct TaskFailure {
 struct BatchResult {
   std::vector<uint64_t> checksums;  // per work item; meaningful where done[k]
   std::vector<uint8_t> done;        // 1 when the item ran to completion
-  // Per completed item: from when the model took the item up to when its result was in hand
-  // (for thread models, the task's own run time; for a process pool, the round trip).
+  // Latency samples (Batch::latency_stride): from when the model took the item up to when its
+  // result was in hand (for thread models, the task's own run time; for a process pool, the
+  // round trip). Models that write slot k / latency_stride preallocate it (for_batch) and leave
+  // kNoSample where the item did not complete; others append. The runner ignores kNoSample.
   std::vector<uint64_t> latency_ns;
+  static constexpr uint64_t kNoSample = ~uint64_t{0};
   std::vector<TaskFailure> failures;
   // Summed over every thread (and process) that ran tasks; see counters.hpp.
   CounterValues counters;
@@ -93,6 +102,12 @@ struct BatchResult {
   }
 
   explicit BatchResult(uint64_t items = 0) : checksums(items, 0), done(items, 0) {}
+  // Every per-item slot allocated (and touched) up front, outside the timed region.
+  static BatchResult for_batch(const Batch& b) {
+    BatchResult r(b.items());
+    r.latency_ns.assign((b.items() + b.latency_stride - 1) / b.latency_stride, kNoSample);
+    return r;
+  }
 
  private:
   CpuTimes span_start_cpu_;
@@ -131,6 +146,11 @@ struct ModelInfo {
   std::map<std::string, std::map<std::string, std::string>> workload_params{};
   // The single-worker model that speedup_vs_serial divides by.
   std::string serial_baseline = "serial";
+  // How many tasks one worker can have in progress at once: 1 for a thread or a process that
+  // runs a task to its end, 0 for unbounded (an event loop overlaps every task it holds). The
+  // runner bounds a batch's sleeps by wall time times this concurrency, so a model that sleeps
+  // short fails verification instead of looking fast.
+  int in_flight_per_worker = 1;
 
   bool runs(std::string_view workload) const {
     if (workloads.empty()) return true;

@@ -33,6 +33,10 @@ struct RunConfig {
   // Strong scaling (default): the same tasks split across N workers. Weak scaling: N times the
   // tasks at N workers, so ideal scaling keeps wall time flat; speedup stays a throughput ratio.
   bool weak_scaling = false;
+  // Interleaved: every cell is set up and calibrated first, then repetition r of every cell runs
+  // before repetition r + 1 of any, so a drift of the whole machine (a neighbour, thermal
+  // throttling) spreads over all cells instead of looking like one cell's effect.
+  bool interleave = false;
 };
 
 // The named suites: "smoke" (seconds, for tests), "quick" (the default, under a minute),
@@ -44,9 +48,22 @@ std::vector<std::string> suite_names();
 void validate(const RunConfig& cfg);
 
 struct RepetitionResult {
+  // The model's own timed region (BatchResult::span), or the whole run() when the model marks
+  // none; outer_wall_ns is always the whole run(), the harness's bookkeeping included.
   uint64_t wall_ns = 0;
-  uint64_t cpu_user_ns = 0;  // whole process, every thread (helpers such as the echo peer too)
+  uint64_t outer_wall_ns = 0;
+  // CPU over the same region: this process, every thread (helpers such as the echo peer too),
+  // plus the other processes that ran tasks (a process pool's workers) when cpu_covers_children.
+  uint64_t cpu_user_ns = 0;
   uint64_t cpu_sys_ns = 0;
+  bool cpu_covers_children = false;
+  uint64_t rounds = 1;
+  // Latency is taken on one item in latency_stride; the clock reads and CPU samples that costs
+  // are estimated per item (instrumentation_ns_per_item) so the figure can be read net of them.
+  uint64_t latency_stride = 1;
+  double instrumentation_ns_per_item = 0;
+  // Shorter than --min-time (only reported for a repetition the runner could not lengthen).
+  bool short_of_min_time = false;
   uint64_t tasks = 0;  // completed work items
   double throughput_per_s = 0;
   LatencySummary latency;
@@ -72,6 +89,8 @@ struct CellResult {
   uint64_t warmup_wall_ns = 0;
   uint64_t rounds = 1;  // passes over the task list per repetition (calibration)
   uint64_t tasks_per_round = 0;
+  int calibration_trials = 0;         // batches run to find `rounds`, the warm-up not counted
+  int short_repetitions_retaken = 0;  // came in under --min-time: rounds raised, measured again
   std::vector<RepetitionResult> repetitions;
 };
 
