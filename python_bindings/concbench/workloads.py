@@ -329,8 +329,9 @@ def run_io_step(step, seed, worker, state):
     raise ValueError("unknown step kind %r" % kind)
 
 
-def execute(task, worker, state):
-    """Runs every step of `task` on the calling thread; returns the task's checksum."""
+def execute(task, worker, state, nonce):
+    """Runs every step of `task` on the calling thread; returns the task's checksum, sealed with
+    the work item's nonce."""
     _, seed, payload, steps = task
     h = _c.hash_bytes(payload, seed)
     for i, step in enumerate(steps):
@@ -340,7 +341,7 @@ def execute(task, worker, state):
         else:
             v = run_io_step(step, s, worker, state)
         h = fold(h, v)
-    return h
+    return _c.seal(h, nonce)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,7 +418,7 @@ async def _respond_async(loop, step, seed, state):
     return h
 
 
-async def execute_async(loop, task, lane, state, lane_sockets):
+async def execute_async(loop, task, lane, state, lane_sockets, nonce):
     _, seed, payload, steps = task
     h = _c.hash_bytes(payload, seed)
     for i, step in enumerate(steps):
@@ -440,4 +441,4 @@ async def execute_async(loop, task, lane, state, lane_sockets):
         else:
             raise ValueError("unknown step kind %r" % kind)
         h = fold(h, v)
-    return h
+    return _c.seal(h, nonce)

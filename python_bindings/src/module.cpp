@@ -279,6 +279,8 @@ PYBIND11_MODULE(_concbench, m) {
   // Python verifies against the workload's prediction.
   m.def("mix64", &mix64);
   m.def("fold", &fold);
+  m.def("seal", &seal);
+  m.def("round_nonce", &round_nonce);
   m.def("hash_bytes", &hash_buffer, py::arg("data"), py::arg("seed") = 0);
   m.def("fill_bytes", &fill, py::arg("n"), py::arg("seed"));
   m.def("step_seed", &step_seed);

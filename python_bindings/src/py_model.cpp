@@ -70,7 +70,7 @@ class PyModel final : public Model {
         tasks_key_ = batch.tasks;
       }
       const CounterValues c0 = counters_->read();
-      py::tuple r = model_.attr("run")(tasks_, batch.rounds);
+      py::tuple r = model_.attr("run")(tasks_, batch.rounds, batch.nonce, batch.latency_stride);
       const CounterValues c1 = counters_->read();
       out.counters = c1.since(c0);
       convert(r, out);
@@ -96,7 +96,7 @@ class PyModel final : public Model {
 
  private:
   static void convert(const py::tuple& r, BatchResult& out) {
-    if (r.size() != 8) throw std::runtime_error("model run() must return an 8-tuple");
+    if (r.size() != 9) throw std::runtime_error("model run() must return a 9-tuple");
     const auto checksums = r[0].cast<std::vector<uint64_t>>();
     const auto done = r[1].cast<std::string>();  // bytes, one per item
     const size_t items = out.done.size();
@@ -113,6 +113,13 @@ class PyModel final : public Model {
     out.observations.shared_counter = r[5].cast<uint64_t>();
     out.observations.rtt_ns = r[6].cast<std::vector<uint64_t>>();
     out.observations.companions_started = r[7].cast<uint64_t>();
+    if (!r[8].is_none()) {
+      const auto span = r[8].cast<std::tuple<uint64_t, uint64_t, uint64_t>>();
+      out.span.wall_ns = std::get<0>(span);
+      out.span.cpu_user_ns = std::get<1>(span);
+      out.span.cpu_sys_ns = std::get<2>(span);
+      out.span.set = true;
+    }
   }
 
   PyObject* factory_;  // a strong reference owned by the registry (never released)

@@ -47,14 +47,14 @@ class AsyncioModel(PyModel):
             self.loop = asyncio.new_event_loop()
         self.lane_sockets = wl.LaneSockets(self.state)
 
-    def run(self, tasks, rounds):
-        return self.loop.run_until_complete(self._batch(tasks, rounds))
+    def run(self, tasks, rounds, nonce, stride):
+        return self.loop.run_until_complete(self._batch(tasks, rounds, nonce, stride))
 
-    async def _batch(self, tasks, rounds):
+    async def _batch(self, tasks, rounds, nonce, stride):
         loop = asyncio.get_running_loop()
         n = len(tasks)
         items = n * rounds
-        res = Results(items)
+        res = Results(items, n, nonce, stride)
         st = self.state
         st.begin()
         limit = int(self.params["max_inflight"]) or n
@@ -68,15 +68,18 @@ class AsyncioModel(PyModel):
                 k = nxt[0]
                 nxt[0] = k + 1
                 task = tasks[k % n]
-                t0 = time.perf_counter_ns()
+                sampled = res.sampled(k)
+                t0 = time.perf_counter_ns() if sampled else 0
                 try:
-                    checksum = await wl.execute_async(loop, task, i, st, self.lane_sockets)
+                    checksum = await wl.execute_async(loop, task, i, st, self.lane_sockets,
+                                                      res.nonce(k))
                 except (wl.Cancelled, asyncio.CancelledError):
                     raise
                 except Exception as e:  # noqa: BLE001 - a task's failure is a result
                     res.failures.append((k, "%s: %s" % (type(e).__name__, e)))
                     continue
-                res.latency_ns.append(time.perf_counter_ns() - t0)
+                if sampled:
+                    res.latency_ns.append(time.perf_counter_ns() - t0)
                 res.checksums[k] = checksum
                 res.done[k] = 1
 
@@ -94,6 +97,7 @@ class AsyncioModel(PyModel):
                     return
                 await asyncio.sleep(wl.WAIT_SLICE_S)
 
+        res.begin_work()
         mon = loop.create_task(monitor())
         work = asyncio.ensure_future(asyncio.gather(*(lane(i) for i in range(lanes))))
         dog = loop.create_task(watchdog(work))
@@ -102,6 +106,7 @@ class AsyncioModel(PyModel):
         except (wl.Cancelled, asyncio.CancelledError):
             pass  # items not done stay not done
         finally:
+            res.end_work()
             stop_monitor[0] = True
             await mon
             dog.cancel()

@@ -2,15 +2,19 @@
 
 The runner (C++) calls, on its cell thread with the GIL taken for the call:
   setup(workers, params, seed, cancel)  once; `cancel` is a CancelFlag the runner sets on timeout
-  run(tasks, rounds) -> tuple           any number of times; item k is tasks[k % len(tasks)]
+  run(tasks, rounds, nonce, stride)     any number of times; item k is tasks[k % len(tasks)],
+                                        executed with the nonce _c.round_nonce(nonce, k // n)
   teardown()                            once
 run() returns (checksums, done, latency_ns, failures, model_metrics_json, shared_counter, rtts,
-companions): per-item checksums and done flags, per completed item latencies, (item, reason)
-pairs for failures, and what the batch observed (workloads.BatchState.observations). Checksums are
-verified by the runner against the workload's predictions, which the model never sees.
+companions, span): per-item checksums and done flags, latencies of the items sampled one in
+`stride`, (item, reason) pairs for failures, what the batch observed
+(workloads.BatchState.observations), and the model's own timed region (begin_work to end_work) as
+(wall_ns, cpu_user_ns, cpu_sys_ns), or None. Checksums are verified by the runner against the
+workload's predictions, which the model never sees.
 """
 
 import json
+import resource
 import time
 
 from .. import _concbench as _c
@@ -30,31 +34,57 @@ def param_choice(name, help, default, choices):
 class Results:
     """Per-item outcome of one batch, filled by whichever thread ran the item."""
 
-    def __init__(self, items):
+    def __init__(self, items, n=1, nonce=0, stride=1):
         self.checksums = [0] * items
         self.done = bytearray(items)
         self.latency_ns = []
         self.failures = []
+        self.n = n
+        self.batch_nonce = nonce
+        self.stride = stride
+        self.span = None
+        self._begin = None
+
+    def nonce(self, item):
+        """The nonce work item `item` must be executed with (sealed into its checksum)."""
+        return _c.round_nonce(self.batch_nonce, item // self.n)
+
+    def sampled(self, item):
+        return item % self.stride == 0
 
     def record(self, item, fn):
-        """Runs fn() -> checksum for work item `item`, timing it; a failure is recorded, and a
-        cancellation leaves the item not done."""
-        t0 = time.perf_counter_ns()
+        """Runs fn(nonce) -> checksum for work item `item`, timing it when it is sampled; a
+        failure is recorded, and a cancellation leaves the item not done."""
+        sampled = item % self.stride == 0
+        t0 = time.perf_counter_ns() if sampled else 0
         try:
-            checksum = fn()
+            checksum = fn(_c.round_nonce(self.batch_nonce, item // self.n))
         except wl.Cancelled:
             return
         except BaseException as e:  # noqa: BLE001 - a task's failure is a result, not a crash
             self.failures.append((item, "%s: %s" % (type(e).__name__, e)))
             return
-        self.latency_ns.append(time.perf_counter_ns() - t0)
+        if sampled:
+            self.latency_ns.append(time.perf_counter_ns() - t0)
         self.checksums[item] = checksum
         self.done[item] = 1
+
+    def begin_work(self):
+        """Opens the timed region: right before the first item is handed out."""
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self._begin = (time.monotonic_ns(), ru.ru_utime, ru.ru_stime)
+
+    def end_work(self):
+        """Closes it: right after the last result is in hand."""
+        t1 = time.monotonic_ns()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        t0, u0, s0 = self._begin
+        self.span = (t1 - t0, int((ru.ru_utime - u0) * 1e9), int((ru.ru_stime - s0) * 1e9))
 
     def as_tuple(self, metrics, observations):
         counter, rtts, companions = observations
         return (self.checksums, bytes(self.done), self.latency_ns, self.failures,
-                json.dumps(metrics), counter & ((1 << 64) - 1), rtts, companions)
+                json.dumps(metrics), counter & ((1 << 64) - 1), rtts, companions, self.span)
 
 
 class PyModel:
@@ -73,7 +103,7 @@ class PyModel:
         self.env = _c.IoEnv()
         self.state = wl.BatchState(cancel, self.env)
 
-    def run(self, tasks, rounds):
+    def run(self, tasks, rounds, nonce, stride):
         raise NotImplementedError
 
     def teardown(self):

@@ -40,10 +40,10 @@ def _ping(_):
     return os.getpid()
 
 
-def _run_task(task):
+def _run_task(task, nonce):
     st = _worker_state
     st.begin()
-    return wl.execute(task, 0, st)
+    return wl.execute(task, 0, st, nonce)
 
 
 class ProcessPool(PyModel):
@@ -80,22 +80,24 @@ class ProcessPool(PyModel):
             self.pids = set(self.pool.map(_ping, range(self.workers * 4)))
         self.restarts = getattr(self, "restarts", -1) + 1
 
-    def run(self, tasks, rounds):
+    def run(self, tasks, rounds, nonce, stride):
         n = len(tasks)
         items = n * rounds
-        res = Results(items)
+        res = Results(items, n, nonce, stride)
         if self.pool is None or getattr(self.pool, "_broken", False):
             self._start_pool()  # a worker died in an earlier batch
         submitted = [0] * items
         finished = [0] * items
         futures = []
+        res.begin_work()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             for k in range(items):
                 if self.cancel.is_set():
                     break
-                submitted[k] = time.perf_counter_ns()
-                futures.append(self.pool.submit(_run_task, tasks[k % n]))
+                if res.sampled(k):
+                    submitted[k] = time.perf_counter_ns()
+                futures.append(self.pool.submit(_run_task, tasks[k % n], res.nonce(k)))
         # Latency is from submit() to the result in the parent's hands: the round trip, pickling
         # both ways included.
         index = {f: k for k, f in enumerate(futures)}
@@ -109,6 +111,7 @@ class ProcessPool(PyModel):
             if self.cancel.is_set():
                 shutdown(self.pool, wait=False)
                 break
+        res.end_work()
         for k, f in enumerate(futures):
             if not f.done() or f.cancelled():
                 continue
@@ -118,7 +121,8 @@ class ProcessPool(PyModel):
                 continue
             res.checksums[k] = f.result()
             res.done[k] = 1
-            res.latency_ns.append(max(0, finished[k] - submitted[k]))
+            if res.sampled(k):
+                res.latency_ns.append(max(0, finished[k] - submitted[k]))
         metrics = {"start_method": self.method, "processes": self.workers,
                    "pool_restarts": self.restarts}
         return res.as_tuple(metrics, (0, [], 0))

@@ -9,14 +9,16 @@ class Serial(PyModel):
     description = "every task inline on one CPython thread (the cpython.* baseline)"
     single_worker = True
 
-    def run(self, tasks, rounds):
+    def run(self, tasks, rounds, nonce, stride):
         n = len(tasks)
-        res = Results(n * rounds)
+        res = Results(n * rounds, n, nonce, stride)
         st = self.state
         st.begin()
+        res.begin_work()
         for k in range(n * rounds):
             if self.cancel.is_set():
                 break
             task = tasks[k % n]
-            res.record(k, lambda: wl.execute(task, 0, st))
+            res.record(k, lambda nonce: wl.execute(task, 0, st, nonce))
+        res.end_work()
         return res.as_tuple({}, st.observations())

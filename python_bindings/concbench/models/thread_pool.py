@@ -32,10 +32,10 @@ class ThreadPool(PyModel):
                 w = self.local.w = next(self.indexes)
         return w
 
-    def run(self, tasks, rounds):
+    def run(self, tasks, rounds, nonce, stride):
         n = len(tasks)
         items = n * rounds
-        res = Results(items)
+        res = Results(items, n, nonce, stride)
         st = self.state
         st.begin()
         cancel = self.cancel
@@ -45,10 +45,12 @@ class ThreadPool(PyModel):
                 return
             task = tasks[k % n]
             w = self._worker_index()
-            res.record(k, lambda: wl.execute(task, w, st))
+            res.record(k, lambda nonce: wl.execute(task, w, st, nonce))
 
+        res.begin_work()
         futures = [self.pool.submit(item, k) for k in range(items)]
         concurrent.futures.wait(futures)
+        res.end_work()
         return res.as_tuple({"threads": self.workers}, st.observations())
 
     def teardown(self):

@@ -17,10 +17,10 @@ class Threads(PyModel):
     params = (param_integer("switch_interval_us", "sys.setswitchinterval for the batch, in us",
                             5000, 1, 10_000_000),)
 
-    def run(self, tasks, rounds):
+    def run(self, tasks, rounds, nonce, stride):
         n = len(tasks)
         items = n * rounds
-        res = Results(items)
+        res = Results(items, n, nonce, stride)
         st = self.state
         st.begin()
         lock = threading.Lock()
@@ -35,7 +35,7 @@ class Threads(PyModel):
                         return
                     nxt[0] = k + 1
                 task = tasks[k % n]
-                res.record(k, lambda: wl.execute(task, w, st))
+                res.record(k, lambda nonce: wl.execute(task, w, st, nonce))
 
         threads = [threading.Thread(target=worker, args=(w,), name="cpython.threading-%d" % w)
                    for w in range(self.workers)]
@@ -43,10 +43,12 @@ class Threads(PyModel):
         interval = int(self.params["switch_interval_us"]) / 1e6
         sys.setswitchinterval(interval)
         try:
+            res.begin_work()  # starting the threads is this model's work
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
+            res.end_work()
         finally:
             sys.setswitchinterval(old)
         return res.as_tuple({"threads": self.workers, "switch_interval_s": interval},
