@@ -105,7 +105,9 @@ INSTANTIATE_TEST_SUITE_P(
         "compare --format '' a.json b.json", "compare --fail-on-regression '' a.json b.json",
         "compare --fail-on-regression abc a.json b.json",
         "compare --fail-on-regression 1e99 a.json b.json", "compare --alpha '' a.json b.json",
-        "compare --alpha 1 a.json b.json", "compare --alpha abc a.json b.json"));
+        "compare --alpha 1 a.json b.json", "compare --alpha abc a.json b.json",
+        "compare --min-effect -1 a.json b.json", "compare --min-effect '' a.json b.json",
+        "compare --min-effect abc a.json b.json", "compare --min-effect 1e9 a.json b.json"));
 
 // Report files from elsewhere, as compare and validate meet them: each is refused with exit 2 and
 // one line that names the file and the problem.
@@ -249,6 +251,24 @@ TEST(Cli, SmokeRunWritesAVerifiedReport) {
   EXPECT_EQ(b.code, 1) << b.out << b.err;
   EXPECT_NE(b.out.find("FAILED: wrong_result"), std::string::npos) << b.out;
   EXPECT_EQ(run("validate " + broken_path.string()).code, 1);
+
+  // A cell that vanished from NEW gates, and the line names it.
+  json vanished = report;
+  const json gone = vanished["results"].back();
+  vanished["results"].erase(vanished["results"].size() - 1);
+  const fs::path vanished_path = scratch_dir() / "vanished.json";
+  std::ofstream(vanished_path) << vanished.dump();
+  const Result m = run("compare --fail-on-regression 1000 " + report_path.string() + " " +
+                       vanished_path.string());
+  EXPECT_EQ(m.code, 1) << m.out << m.err;
+  EXPECT_NE(m.out.find("gate: MISSING " + gone["workload"].get<std::string>() + "/" +
+                       gone["model"].get<std::string>() + "/workers:" + gone["workers"].dump()),
+            std::string::npos)
+      << m.out;
+  EXPECT_EQ(run("compare --fail-on-regression 1000 " + vanished_path.string() + " " +
+                report_path.string())
+                .code,
+            0);  // a cell only in NEW does not gate
 
   // Run as the user would: by its path, so its shebang picks the interpreter (the checkout's
   // .python-version points pyenv at Debian's python3, which has scipy).

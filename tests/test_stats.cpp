@@ -105,3 +105,47 @@ TEST(MannWhitney, SmallSamplesCannotBeSignificant) {
   EXPECT_DOUBLE_EQ(empty.p_value, 1);
   EXPECT_DOUBLE_EQ(empty.min_p_value, 1);
 }
+
+TEST(BootstrapMedianRatio, TheRatioIsOfTheMediansAndTheIntervalHoldsIt) {
+  const std::vector<double> a = {10, 11, 9, 12, 8}, b = {5, 5.5, 4.5, 6, 4};
+  const auto r = concbench::bootstrap_median_ratio({a}, {b});
+  EXPECT_DOUBLE_EQ(r.ratio, 2);
+  EXPECT_EQ(r.min_n, 5u);
+  EXPECT_LE(r.low, r.ratio);
+  EXPECT_GE(r.high, r.ratio);
+  EXPECT_GT(r.low, 1);  // separated samples: the interval stays clear of 1
+  // Resampled medians of five values reach at most the extremes: the ratio cannot leave
+  // [min(a) / max(b), max(a) / min(b)].
+  EXPECT_GE(r.low, 8.0 / 6);
+  EXPECT_LE(r.high, 12.0 / 4);
+}
+
+TEST(BootstrapMedianRatio, OverlappingSamplesGiveAnIntervalAcross1) {
+  const std::vector<double> a = {10, 12, 9, 11.5, 9.5}, b = {10.5, 9, 11, 10, 12.5};
+  const auto r = concbench::bootstrap_median_ratio({a}, {b});
+  EXPECT_LT(r.low, 1);
+  EXPECT_GT(r.high, 1);
+}
+
+TEST(BootstrapMedianRatio, IsDeterministicForASeedAndNarrowsWithConfidence) {
+  const std::vector<double> a = {10, 11, 9, 12, 8, 10.5, 9.5}, b = {7, 9, 8, 8.5, 7.5, 10, 6};
+  const auto r1 = concbench::bootstrap_median_ratio({a}, {b}, 0.95, 2000, 7);
+  const auto r2 = concbench::bootstrap_median_ratio({a}, {b}, 0.95, 2000, 7);
+  EXPECT_EQ(r1.low, r2.low);
+  EXPECT_EQ(r1.high, r2.high);
+  const auto r80 = concbench::bootstrap_median_ratio({a}, {b}, 0.80, 2000, 7);
+  EXPECT_GE(r80.low, r1.low);
+  EXPECT_LE(r80.high, r1.high);
+}
+
+TEST(BootstrapMedianRatio, SeveralSamplesAndDegenerateOnes) {
+  // (median 4 * median 3) / (median 2 * median 1) = 6, constant samples: a point interval.
+  const auto r = concbench::bootstrap_median_ratio({{4, 4, 4}, {3, 3}}, {{2, 2, 2}, {1}});
+  EXPECT_DOUBLE_EQ(r.ratio, 6);
+  EXPECT_DOUBLE_EQ(r.low, 6);
+  EXPECT_DOUBLE_EQ(r.high, 6);
+  EXPECT_EQ(r.min_n, 1u);
+  const auto empty = concbench::bootstrap_median_ratio({{1, 2}}, {{}});
+  EXPECT_EQ(empty.min_n, 0u);
+  EXPECT_DOUBLE_EQ(empty.ratio, 0);
+}

@@ -4,8 +4,9 @@
 // Exit codes:
 //   run      0 every cell verified; 1 some cell failed, timed out or errored (the report says
 //            which); 2 bad input, with one line on stderr.
-//   compare  0 no gating regression (or no gate); 1 --fail-on-regression fired; 2 bad input,
-//            including a malformed, truncated or foreign report.
+//   compare  0 no gating regression (or no gate); 1 --fail-on-regression fired (a regression,
+//            a cell newly failing, or a cell of BASE missing from NEW); 2 bad input, including a
+//            malformed, truncated or foreign report.
 //   validate 0 every report is well formed, complete and fully verified; 1 well formed but
 //            incomplete or with cells that did not verify; 2 malformed.
 #include <benchmark/benchmark.h>
@@ -208,7 +209,7 @@ std::string format_number(double v) {
 struct CompareFlags {
   std::vector<std::string> reports;
   bool normalize = false;
-  std::string format = "text", fail_on_regression, alpha;
+  std::string format = "text", fail_on_regression, alpha, min_effect;
 };
 
 double parse_number(const std::string& flag, const std::string& text, double lo, double hi) {
@@ -232,6 +233,8 @@ int compare_cmd(const CompareFlags& f) {
   if (!f.fail_on_regression.empty())
     opt.fail_on_regression_pct = parse_number("--fail-on-regression", f.fail_on_regression, 0, 1e6);
   if (!f.alpha.empty()) opt.alpha = parse_number("--alpha", f.alpha, 1e-9, 0.5);
+  if (!f.min_effect.empty())
+    opt.min_effect_pct = parse_number("--min-effect", f.min_effect, 0, 1000);
   CompareFormat format = CompareFormat::text;
   if (f.format == "md" || f.format == "markdown")
     format = CompareFormat::markdown;
@@ -309,9 +312,16 @@ int main(int argc, char** argv) {
                     "model-versus-model conclusions across machines of different speeds)");
   compare->add_option("--fail-on-regression", cf.fail_on_regression,
                       "PCT: exit 1 when a cell's time per task rose by more than PCT percent "
-                      "(significant by Mann-Whitney U) or a cell that verified now fails");
+                      "(significant by Mann-Whitney U), a cell that verified now fails, or a "
+                      "cell of BASE is missing from NEW");
   compare->add_option("--format", cf.format, "text (default) | md | json");
-  compare->add_option("--alpha", cf.alpha, "significance level of the U test (default 0.05)");
+  compare->add_option("--alpha", cf.alpha,
+                      "significance level of the U test, and 1 - the level of the conclusions' "
+                      "intervals (default 0.05)");
+  compare->add_option(
+      "--min-effect", cf.min_effect,
+      "PCT: a conclusion's interval must lie beyond 1 + PCT/100 to count as an ordering "
+      "(default 10)");
   auto* validate = app.add_subcommand(
       "validate", "check reports against the schema; exit 1 if incomplete or not all verified");
   std::vector<std::string> validate_paths;

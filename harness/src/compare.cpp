@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -17,18 +18,33 @@ namespace {
 
 using nlohmann::json;
 
-// Within this factor two models "tie": closer than run-to-run noise on a quiet machine.
-constexpr double kTieMargin = 1.05;
+using CellKey = std::tuple<std::string, std::string, int, std::string>;  // + params, dumped
+using Triple = std::tuple<std::string, std::string, int>;                // workload, model, workers
 
-using CellKey = std::tuple<std::string, std::string, int>;  // workload, model, workers
-
+// nlohmann's objects keep their keys sorted, so the dump of params is the same for the same map.
 CellKey key_of(const json& cell) {
+  return {cell["workload"].get<std::string>(), cell["model"].get<std::string>(),
+          cell["workers"].get<int>(), cell["params"].dump()};
+}
+
+Triple triple_of(const json& cell) {
   return {cell["workload"].get<std::string>(), cell["model"].get<std::string>(),
           cell["workers"].get<int>()};
 }
 
-std::string key_name(const CellKey& k) {
-  return std::get<0>(k) + "/" + std::get<1>(k) + "/workers:" + std::to_string(std::get<2>(k));
+std::string params_text(const json& params) {
+  std::string s;
+  for (const auto& [k, v] : params.items())
+    s += (s.empty() ? "" : ",") + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+  return s;
+}
+
+// "cpu.spin/serial/workers:1", and its parameters where another cell shares that name.
+std::string cell_name(const json& cell, bool with_params) {
+  std::string name = cell["workload"].get<std::string>() + "/" + cell["model"].get<std::string>() +
+                     "/workers:" + cell["workers"].dump();
+  if (with_params) name += " {" + params_text(cell["params"]) + "}";
+  return name;
 }
 
 // Reports written before cells carried serial_baseline: cpython.* models divide by
@@ -58,19 +74,38 @@ double median(const std::vector<double>& v) {
   return summarize(v).median;
 }
 
-// One report, indexed: cells by key, and each workload's serial baseline medians.
+// A verified serial cell at one worker, which the other models of its workload divide by.
+struct Baseline {
+  const json* cell = nullptr;
+  Samples samples;
+  double time = 0, throughput = 0;  // medians
+};
+
+// True when every parameter of `sub` has the same value in `cell`: a model's cell carries the
+// workload's parameters (those of its serial cell) and its own on top.
+bool params_within(const json& sub, const json& cell) {
+  for (const auto& [k, v] : sub.items())
+    if (!cell.contains(k) || cell[k] != v) return false;
+  return true;
+}
+
+// One report, indexed: cells by key, and each workload's serial baselines.
 struct Indexed {
   std::string path, label;
   const json* report = nullptr;
   std::map<CellKey, const json*> cells;
-  // (workload, baseline model) -> median time per task and throughput of that model at 1 worker.
-  std::map<std::pair<std::string, std::string>, std::pair<double, double>> serial;
+  // (workload, baseline model) -> its verified cells at 1 worker: one per parameter set run.
+  std::map<std::pair<std::string, std::string>, std::vector<Baseline>> serial;
 
-  // The baseline medians for `cell`, or nullopt when its report has no verified baseline.
-  std::optional<std::pair<double, double>> baseline(const json& cell) const {
+  // The baseline for `cell`, or nullptr when its report has no verified one. Where a workload
+  // ran with several parameter sets, the one whose parameters `cell` shares.
+  const Baseline* baseline(const json& cell) const {
     auto it = serial.find({cell["workload"].get<std::string>(), baseline_of(cell)});
-    if (it == serial.end()) return std::nullopt;
-    return it->second;
+    if (it == serial.end()) return nullptr;
+    if (it->second.size() == 1) return &it->second[0];
+    for (const Baseline& b : it->second)
+      if (params_within((*b.cell)["params"], cell["params"])) return &b;
+    return nullptr;
   }
 };
 
@@ -85,7 +120,7 @@ Indexed index_report(const LoadedReport& r, const std::string& label) {
     Samples s = samples_of(c);
     if (s.time.empty()) continue;
     const double t = median(s.time), thr = median(s.throughput);
-    if (t > 0 && thr > 0) ix.serial[{c["workload"], c["model"]}] = {t, thr};
+    if (t > 0 && thr > 0) ix.serial[{c["workload"], c["model"]}].push_back({&c, s, t, thr});
   }
   return ix;
 }
@@ -161,35 +196,56 @@ json context_diff(const json& base, const json& other) {
   return diff;
 }
 
-json compare_cell(const CellKey& key, const json* a, const json* b, const Indexed& base,
-                  const Indexed& other, const CompareOptions& opt) {
-  json out = {{"workload", std::get<0>(key)},
-              {"model", std::get<1>(key)},
-              {"workers", std::get<2>(key)},
+// A cell of BASE that NEW does not show verified gates: a gate that passes when a cell vanished
+// would pass a change that deleted the benchmark it guards.
+json compare_cell(const json* a, const json* b, const Indexed& base, const Indexed& other,
+                  const CompareOptions& opt, bool with_params) {
+  const json& any = a ? *a : *b;
+  json out = {{"workload", any["workload"]},
+              {"model", any["model"]},
+              {"workers", any["workers"]},
+              {"params", any["params"]},
+              {"name", cell_name(any, with_params)},
               {"base_status", a ? (*a)["status"] : json(nullptr)},
               {"new_status", b ? (*b)["status"] : json(nullptr)},
-              {"gate", false}};
+              {"gate", false},
+              {"gate_reason", nullptr}};
   auto state = [&](const char* s) {
     out["state"] = s;
     return out;
   };
+  auto gate = [&](const char* why) {
+    if (!opt.fail_on_regression_pct) return;
+    out["gate"] = true;
+    out["gate_reason"] = why;
+  };
   if (!a) return state("only_in_new");
-  if (!b) return state("only_in_base");
-  if ((*a)["params"] != (*b)["params"]) return state("params_differ");
+  if (!b) {
+    gate("missing in new");
+    return state("only_in_base");
+  }
+  if ((*a)["params"] != (*b)["params"]) {
+    out["new_params"] = (*b)["params"];
+    gate("missing in new");  // NEW ran something else under that name
+    return state("params_differ");
+  }
   if ((*a)["status"] != "ok") return state("failed_in_base");
   if ((*b)["status"] != "ok") {
-    out["gate"] = opt.fail_on_regression_pct.has_value();
+    gate("newly failing");
     return state("failed_in_new");
   }
   Samples sa = samples_of(*a), sb = samples_of(*b);
-  if (sa.time.empty() || sb.time.empty()) return state("no_verified_repetitions");
+  if (sa.time.empty() || sb.time.empty()) {
+    if (!sa.time.empty()) gate("nothing verified in new");
+    return state("no_verified_repetitions");
+  }
   if (opt.normalize) {
-    auto ba = base.baseline(*a), bb = other.baseline(*b);
+    const Baseline *ba = base.baseline(*a), *bb = other.baseline(*b);
     if (!ba || !bb) return state("no_serial_baseline");
-    for (double& t : sa.time) t /= ba->first;
-    for (double& t : sb.time) t /= bb->first;
-    for (double& t : sa.throughput) t /= ba->second;
-    for (double& t : sb.throughput) t /= bb->second;
+    for (double& t : sa.time) t /= ba->time;
+    for (double& t : sb.time) t /= bb->time;
+    for (double& t : sa.throughput) t /= ba->throughput;
+    for (double& t : sb.throughput) t /= bb->throughput;
   }
   const double ta = median(sa.time), tb = median(sb.time);
   const double qa = median(sa.throughput), qb = median(sb.throughput);
@@ -209,30 +265,54 @@ json compare_cell(const CellKey& key, const json* a, const json* b, const Indexe
                  {"n_base", sa.time.size()},
                  {"n_new", sb.time.size()}};
   out["significance"] = sig;
-  out["gate"] = opt.fail_on_regression_pct && std::string(sig) == "significant" &&
-                change > *opt.fail_on_regression_pct;
+  if (opt.fail_on_regression_pct && std::string(sig) == "significant" &&
+      change > *opt.fail_on_regression_pct)
+    gate("regression");
   return state("compared");
 }
 
 json compare_pair(const Indexed& base, const Indexed& other, const CompareOptions& opt) {
+  // Names carry the parameters where two cells of a report share workload, model and workers.
+  std::map<Triple, int> per_triple_base, per_triple_new;
+  for (const auto& [k, c] : base.cells) ++per_triple_base[triple_of(*c)];
+  for (const auto& [k, c] : other.cells) ++per_triple_new[triple_of(*c)];
+  auto ambiguous = [&](const json& c) {
+    return per_triple_base[triple_of(c)] > 1 || per_triple_new[triple_of(c)] > 1;
+  };
+  // A BASE cell without its exact key in NEW pairs with NEW's one unmatched cell of the same
+  // workload, model and workers, if there is exactly one: "params differ" says more than a
+  // cell missing here and a new one there.
+  std::map<Triple, std::vector<const json*>> unmatched_new;
+  for (const auto& [k, c] : other.cells)
+    if (!base.cells.count(k)) unmatched_new[triple_of(*c)].push_back(c);
+  std::map<Triple, int> unmatched_base;
+  for (const auto& [k, c] : base.cells)
+    if (!other.cells.count(k)) ++unmatched_base[triple_of(*c)];
+  std::set<const json*> paired;
+
   json cells = json::array();
   // Base order first, then what only the new report has, so tables read like the base report.
   for (const json& c : (*base.report)["results"]) {
-    const CellKey k = key_of(c);
-    auto it = other.cells.find(k);
-    cells.push_back(
-        compare_cell(k, &c, it == other.cells.end() ? nullptr : it->second, base, other, opt));
+    const json* match = nullptr;
+    if (auto it = other.cells.find(key_of(c)); it != other.cells.end()) {
+      match = it->second;
+    } else if (auto u = unmatched_new.find(triple_of(c)); u != unmatched_new.end() &&
+                                                          u->second.size() == 1 &&
+                                                          unmatched_base[triple_of(c)] == 1) {
+      match = u->second[0];
+      paired.insert(match);
+    }
+    cells.push_back(compare_cell(&c, match, base, other, opt, ambiguous(c)));
   }
   for (const json& c : (*other.report)["results"])
-    if (!base.cells.count(key_of(c)))
-      cells.push_back(compare_cell(key_of(c), nullptr, &c, base, other, opt));
+    if (!base.cells.count(key_of(c)) && !paired.count(&c))
+      cells.push_back(compare_cell(nullptr, &c, base, other, opt, ambiguous(c)));
 
   double log_time = 0, log_thr = 0;
   size_t n = 0;
   json gating = json::array();
   for (const json& c : cells) {
-    if (c["gate"].get<bool>())
-      gating.push_back(key_name({c["workload"], c["model"], c["workers"].get<int>()}));
+    if (c["gate"].get<bool>()) gating.push_back(c["name"]);
     if (c["state"] != "compared") continue;
     log_time += std::log(c["time"]["ratio"].get<double>());
     log_thr += std::log(c["throughput"]["ratio"].get<double>());
@@ -265,30 +345,77 @@ json compare_pair(const Indexed& base, const Indexed& other, const CompareOption
 struct Best {
   int workers = 0;
   double vs_serial = 0;
+  std::vector<double> throughput;
+  const Baseline* baseline = nullptr;
 };
 
 std::map<std::string, std::map<std::string, Best>> best_cells(const Indexed& ix) {
   std::map<std::string, std::map<std::string, Best>> out;
   for (const auto& [key, cell] : ix.cells) {
     if ((*cell)["status"] != "ok") continue;
-    auto base = ix.baseline(*cell);
+    const Baseline* base = ix.baseline(*cell);
     Samples s = samples_of(*cell);
     if (!base || s.throughput.empty()) continue;
-    const double v = median(s.throughput) / base->second;
+    const double v = median(s.throughput) / base->throughput;
     Best& b = out[std::get<0>(key)][std::get<1>(key)];
-    if (v > b.vs_serial) b = {std::get<2>(key), v};
+    if (v > b.vs_serial) b = {std::get<2>(key), v, std::move(s.throughput), base};
   }
   return out;
 }
 
-const char* relation(double ratio) {
-  return ratio >= kTieMargin ? "beats" : ratio <= 1 / kTieMargin ? "loses to" : "ties with";
+// Below this many verified repetitions a side, the bootstrap has too little spread to go on:
+// two repetitions give [min, max] of each, one gives a point.
+constexpr size_t kMinConclusionRepetitions = 3;
+constexpr size_t kBootstrapResamples = 2000;
+constexpr uint64_t kBootstrapSeed = 0x636f6e6362656e63;  // "concbenc": fixed, so output repeats
+
+// One report's side of a conclusion: winner over other, both against their serial baselines,
+// with the bootstrap interval of that ratio, and whether it is a clear ordering: the interval
+// lies wholly beyond 1 + min_effect (or below its inverse).
+json conclusion_in(const Best& w, const Best& o, const std::string& label,
+                   const CompareOptions& opt) {
+  std::vector<std::vector<double>> num = {w.throughput}, den = {o.throughput};
+  if (w.baseline != o.baseline) {  // the same baseline cancels; different ones add their noise
+    num.push_back(o.baseline->samples.throughput);
+    den.push_back(w.baseline->samples.throughput);
+  }
+  const RatioInterval ci =
+      bootstrap_median_ratio(num, den, 1 - opt.alpha, kBootstrapResamples, kBootstrapSeed);
+  const double ratio = w.vs_serial / o.vs_serial;
+  const double effect = 1 + opt.min_effect_pct / 100;
+  const char* relation = "within noise";
+  json why = nullptr;
+  if (ci.min_n < kMinConclusionRepetitions)
+    why = "too few repetitions";
+  else if (ci.low <= 1 && ci.high >= 1)
+    why = "interval includes 1";
+  else if (ci.low < effect && ci.high > 1 / effect)
+    // The whole interval must clear the minimum effect, not just the ratio: run-to-run noise
+    // on one machine moves a ratio by more than its interval admits (two smoke runs back to
+    // back gave 1.16x [1.10, 5.62] and 0.87x [0.82, 0.95] for the same pair).
+    why = "below the minimum effect";
+  else
+    relation = ci.low > 1 ? "beats" : "loses to";
+  return {{"report", label},
+          {"ratio", ratio},
+          {"ci", {ci.low, ci.high}},
+          {"relation", relation},
+          {"clear", why.is_null()},
+          {"why", why},
+          {"n", {w.throughput.size(), o.throughput.size()}},
+          {"winner_workers", w.workers},
+          {"winner_vs_serial", w.vs_serial},
+          {"other_workers", o.workers},
+          {"other_vs_serial", o.vs_serial}};
 }
 
 // Model-versus-model conclusions: for each workload, the base report's winner against every other
-// model, in every report. A conclusion holds when the relation (beats, ties with, loses to) is
-// the same in all of them.
-json conclusions(const std::vector<Indexed>& all) {
+// model, in every report. Three verdicts, because "not shown here" is not "reversed here":
+// "holds" when every report shows the same clear ordering; "differs" when one report shows a
+// clear ordering and another the clear opposite; "within noise" otherwise, i.e. some report
+// cannot tell the two apart (interval of the ratio includes 1, or the ratio is inside the
+// minimum effect) and none contradicts another.
+json conclusions(const std::vector<Indexed>& all, const CompareOptions& opt) {
   std::vector<std::map<std::string, std::map<std::string, Best>>> bests;
   for (const Indexed& ix : all) bests.push_back(best_cells(ix));
   json out = json::array();
@@ -301,62 +428,32 @@ json conclusions(const std::vector<Indexed>& all) {
     for (const auto& [model, b] : models) {
       if (model == winner) continue;
       json per = json::array();
-      bool complete = true, holds = true;
-      std::string first;
+      bool complete = true, beats = false, loses = false, all_clear = true;
       for (size_t i = 0; i < all.size(); ++i) {
         auto w = bests[i].find(workload);
         if (w == bests[i].end() || !w->second.count(winner) || !w->second.count(model)) {
           complete = false;
           break;
         }
-        const Best& bw = w->second.at(winner);
-        const Best& bm = w->second.at(model);
-        const double ratio = bw.vs_serial / bm.vs_serial;
-        const std::string rel = relation(ratio);
-        if (i == 0) first = rel;
-        holds = holds && rel == first;
-        per.push_back({{"report", all[i].label},
-                       {"ratio", ratio},
-                       {"relation", rel},
-                       {"winner_workers", bw.workers},
-                       {"winner_vs_serial", bw.vs_serial},
-                       {"other_workers", bm.workers},
-                       {"other_vs_serial", bm.vs_serial}});
+        json r = conclusion_in(w->second.at(winner), w->second.at(model), all[i].label, opt);
+        beats = beats || r["relation"] == "beats";
+        loses = loses || r["relation"] == "loses to";
+        all_clear = all_clear && r["clear"].get<bool>();
+        per.push_back(std::move(r));
       }
       if (!complete) continue;
+      const char* verdict = beats && loses                  ? "differs"
+                            : all_clear && (beats != loses) ? "holds"
+                                                            : "within noise";
       out.push_back({{"workload", workload},
                      {"model", winner},
                      {"other", model},
-                     {"holds", holds},
+                     {"verdict", verdict},
+                     {"holds", std::string(verdict) == "holds"},
                      {"reports", per}});
     }
   }
   return out;
-}
-
-std::string status_text(const json& c) {
-  const std::string s = c["state"];
-  if (s == "only_in_base") return "missing in new";
-  if (s == "only_in_new") return "new cell";
-  if (s == "params_differ") return "params differ";
-  if (s == "failed_in_base") return "base " + c["base_status"].get<std::string>();
-  if (s == "failed_in_new") return "FAILED: " + c["new_status"].get<std::string>();
-  if (s == "no_serial_baseline") return "no serial baseline";
-  if (s == "no_verified_repetitions") return "nothing verified";
-  const std::string sig = c["significance"];
-  const double change = c["change_pct"];
-  const char* dir = change > 0 ? "slower" : "faster";
-  if (sig == "significant") return std::string(dir) + (c["gate"].get<bool>() ? ", REGRESSION" : "");
-  if (sig == "not significant") return "no significant change";
-  return "too few repetitions";
-}
-
-std::string signed_pct(double pct) {
-  return table::num(pct, "%+.1f%%");
-}
-
-std::string value_text(double v, bool normalized) {
-  return normalized ? table::num(v, "%.3f") : table::time_ns(v);
 }
 
 std::string value_repr(const json& v) {
@@ -370,6 +467,42 @@ std::string value_repr(const json& v) {
     return s + "]";
   }
   return v.dump();
+}
+
+std::string status_text(const json& c) {
+  const std::string s = c["state"];
+  const bool gate = c["gate"].get<bool>();
+  if (s == "only_in_base") return gate ? "MISSING in new" : "missing in new";
+  if (s == "only_in_new") return "new cell";
+  if (s == "params_differ") {
+    std::string d;
+    const json &pa = c["params"], &pb = c["new_params"];
+    for (const auto& [k, v] : pa.items())
+      if (!pb.contains(k) || pb[k] != v)
+        d += (d.empty() ? "" : ",") + k + "=" + value_repr(v) + "->" +
+             (pb.contains(k) ? value_repr(pb[k]) : std::string("none"));
+    for (const auto& [k, v] : pb.items())
+      if (!pa.contains(k)) d += (d.empty() ? "" : ",") + k + "=none->" + value_repr(v);
+    return std::string(gate ? "MISSING: " : "") + "params differ: " + d;
+  }
+  if (s == "failed_in_base") return "base " + c["base_status"].get<std::string>();
+  if (s == "failed_in_new") return "FAILED: " + c["new_status"].get<std::string>();
+  if (s == "no_serial_baseline") return "no serial baseline";
+  if (s == "no_verified_repetitions") return gate ? "NOTHING VERIFIED in new" : "nothing verified";
+  const std::string sig = c["significance"];
+  const double change = c["change_pct"];
+  const char* dir = change > 0 ? "slower" : "faster";
+  if (sig == "significant") return std::string(dir) + (gate ? ", REGRESSION" : "");
+  if (sig == "not significant") return "no significant change";
+  return "too few repetitions";
+}
+
+std::string signed_pct(double pct) {
+  return table::num(pct, "%+.1f%%");
+}
+
+std::string value_text(double v, bool normalized) {
+  return normalized ? table::num(v, "%.3f") : table::time_ns(v);
 }
 
 std::string format_text(const json& cmp, bool md) {
@@ -402,13 +535,18 @@ std::string format_text(const json& cmp, bool md) {
                                            "n",
                                            "verdict"};
     std::vector<std::vector<std::string>> rows;
-    size_t only_new = 0;
+    std::vector<std::string> only_new;
     for (const json& cell : c["cells"]) {
       if (cell["state"] == "only_in_new") {
-        ++only_new;  // listed in --format json; a table of dashes would hide the real rows
+        // Named below the table; a table of dashes would hide the real rows.
+        only_new.push_back(cell["name"]);
         continue;
       }
-      std::vector<std::string> row = {cell["workload"], cell["model"], cell["workers"].dump()};
+      const std::string name = cell["name"];
+      std::string workload = cell["workload"];
+      if (const size_t brace = name.find(" {"); brace != std::string::npos)
+        workload += name.substr(brace);  // two cells differ only in these parameters
+      std::vector<std::string> row = {workload, cell["model"], cell["workers"].dump()};
       if (cell["state"] == "compared") {
         row.push_back(value_text(cell["time"]["base"], normalized));
         row.push_back(value_text(cell["time"]["new"], normalized));
@@ -428,7 +566,12 @@ std::string format_text(const json& cmp, bool md) {
                           Align::right, Align::right, Align::right, Align::right, Align::left},
                          md);
     out << "\n";
-    if (only_new) item(std::to_string(only_new) + " cell(s) only in NEW, not compared");
+    if (!only_new.empty()) {
+      std::string names;
+      for (const std::string& n : only_new) names += (names.empty() ? "" : ", ") + n;
+      item(std::to_string(only_new.size()) + " cell(s) only in NEW, not compared (they do not " +
+           "gate): " + names);
+    }
     const json& g = c["geomean"];
     if (g["cells"].get<size_t>() > 0)
       item("geometric mean over " + g["cells"].dump() + " cell(s): time x" +
@@ -439,36 +582,68 @@ std::string format_text(const json& cmp, bool md) {
     if (!cmp["options"]["fail_on_regression_pct"].is_null()) {
       const std::string pct = table::num(cmp["options"]["fail_on_regression_pct"], "%g");
       if (c["gating"].empty())
-        item("gate: no significant regression beyond " + pct + "% and no cell newly failing");
-      else
-        for (const json& name : c["gating"])
-          item("gate: REGRESSION " + name.get<std::string>() + " (beyond " + pct +
-               "% or newly failing)");
+        item("gate: no significant regression beyond " + pct +
+             "%, no cell of BASE newly failing or missing in NEW");
+      for (const json& cell : c["cells"]) {
+        if (!cell["gate"].get<bool>()) continue;
+        const std::string name = cell["name"], why = cell["gate_reason"];
+        if (why == "regression")
+          item("gate: REGRESSION " + name + " (" + signed_pct(cell["change_pct"]) +
+               " time per task, significant, beyond " + pct + "%)");
+        else if (why == "newly failing")
+          item("gate: FAILED " + name + " (verified in BASE, " +
+               cell["new_status"].get<std::string>() + " in NEW)");
+        else if (why == "nothing verified in new")
+          item("gate: UNVERIFIED " + name + " (verified in BASE, no verified repetition in NEW)");
+        else if (cell["state"] == "params_differ")
+          item("gate: MISSING " + name + " {" + params_text(cell["params"]) +
+               "} (NEW ran it with {" + params_text(cell["new_params"]) + "})");
+        else
+          item("gate: MISSING " + name + " (in BASE, not in NEW)");
+      }
     }
     out << "\n";
   }
   const json& concl = cmp["conclusions"];
   if (normalized && !concl.empty()) {
     heading("Conclusions (best worker count per model, against each report's serial baseline)");
+    size_t holds = 0, differs = 0;
     for (const json& k : concl) {
-      // "holds: process_pool beats gil_threads on cpu.pidigits: 1.90x (here.json, 2w vs 1w),
-      // 15.7x (there.json, 16w vs 1w)"
+      // "holds: process_pool beats gil_threads on cpu.pidigits: 1.90x [1.85, 1.96] (here.json,
+      // 2w vs 1w), 15.7x [15.1, 16.0] (there.json, 16w vs 1w)"
       std::ostringstream line;
-      const bool holds = k["holds"].get<bool>();
-      line << (holds ? "holds: " : "DIFFERS: ") << k["model"].get<std::string>() << " "
-           << (holds ? k["reports"][0]["relation"].get<std::string>() : std::string("vs")) << " "
+      const std::string verdict = k["verdict"];
+      const bool held = verdict == "holds";
+      holds += held;
+      differs += verdict == "differs";
+      line << (held                   ? "holds"
+               : verdict == "differs" ? "DIFFERS"
+                                      : "within noise")
+           << ": " << k["model"].get<std::string>() << " "
+           << (held ? k["reports"][0]["relation"].get<std::string>() : std::string("vs")) << " "
            << k["other"].get<std::string>() << " on " << k["workload"].get<std::string>() << ":";
       const char* sep = " ";
       for (const json& r : k["reports"]) {
         line << sep;
-        if (!holds) line << r["relation"].get<std::string>() << " ";
-        line << table::num(r["ratio"], "%.2fx") << " (" << r["report"].get<std::string>() << ", "
+        if (!held)
+          line << (r["clear"].get<bool>() ? r["relation"].get<std::string>()
+                                          : "unclear (" + r["why"].get<std::string>() + ")")
+               << " ";
+        line << table::num(r["ratio"], "%.2fx") << " [" << table::num(r["ci"][0], "%.2f") << ", "
+             << table::num(r["ci"][1], "%.2f") << "] (" << r["report"].get<std::string>() << ", "
              << r["winner_workers"] << "w vs " << r["other_workers"] << "w)";
         sep = ", ";
       }
-      const std::string s = line.str();
-      item(s);
+      item(line.str());
     }
+    out << "\n";
+    const auto level =
+        static_cast<int>(std::lround((1 - cmp["options"]["alpha"].get<double>()) * 100));
+    item(std::to_string(concl.size()) + " conclusion(s): " + std::to_string(holds) + " hold, " +
+         std::to_string(differs) + " differ, " + std::to_string(concl.size() - holds - differs) +
+         " within noise (ratio of medians with " + "its " + std::to_string(level) +
+         "% bootstrap interval over the repetitions; minimum " + "effect " +
+         table::num(cmp["options"]["min_effect_pct"], "%g") + "%)");
   }
   return out.str();
 }
@@ -501,6 +676,7 @@ json compare_reports(const std::vector<LoadedReport>& reports, const CompareOpti
               {"options",
                {{"normalize", opt.normalize},
                 {"alpha", opt.alpha},
+                {"min_effect_pct", opt.min_effect_pct},
                 {"fail_on_regression_pct",
                  opt.fail_on_regression_pct ? json(*opt.fail_on_regression_pct) : json(nullptr)}}}};
   if (ix.empty()) return out;
@@ -509,7 +685,7 @@ json compare_reports(const std::vector<LoadedReport>& reports, const CompareOpti
   json comparisons = json::array();
   for (size_t i = 1; i < ix.size(); ++i) comparisons.push_back(compare_pair(ix[0], ix[i], opt));
   out["comparisons"] = comparisons;
-  out["conclusions"] = conclusions(ix);
+  out["conclusions"] = conclusions(ix, opt);
   size_t gating = 0;
   for (const json& c : comparisons) gating += c["gating"].size();
   out["gating_cells"] = gating;

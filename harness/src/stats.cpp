@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 namespace concbench {
@@ -124,6 +125,79 @@ MannWhitney mann_whitney_u(const std::vector<double>& a, const std::vector<doubl
   if (var <= 0) return r;  // every value equal: no evidence either way
   const double z = std::max(0.0, std::abs(r.u - mu) - 0.5) / std::sqrt(var);
   r.p_value = std::min(1.0, std::erfc(z / std::sqrt(2.0)));
+  return r;
+}
+
+namespace {
+
+// splitmix64: std::uniform_int_distribution differs between standard libraries, and the interval
+// printed for a report should not depend on which one built the tool.
+struct SplitMix64 {
+  uint64_t state;
+  uint64_t next() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // The modulo bias is below n / 2^64: nothing next to a sample of repetitions.
+  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
+};
+
+double median_in_place(std::vector<double>& v) {
+  const size_t n = v.size(), mid = n / 2;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
+  const double hi = v[mid];
+  if (n % 2) return hi;
+  return (*std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid)) + hi) / 2;
+}
+
+}  // namespace
+
+RatioInterval bootstrap_median_ratio(const std::vector<std::vector<double>>& num,
+                                     const std::vector<std::vector<double>>& den, double confidence,
+                                     size_t resamples, uint64_t seed) {
+  RatioInterval r;
+  r.min_n = SIZE_MAX;
+  for (const auto* side : {&num, &den})
+    for (const auto& s : *side) r.min_n = std::min(r.min_n, s.size());
+  if (r.min_n == SIZE_MAX || r.min_n == 0) {
+    r.min_n = 0;
+    return r;
+  }
+  auto ratio_of = [&](auto&& median_of) {
+    double q = 1;
+    for (const auto& s : num) q *= median_of(s);
+    for (const auto& s : den) q /= median_of(s);
+    return q;
+  };
+  r.ratio = ratio_of([](const std::vector<double>& s) {
+    std::vector<double> v = s;
+    return median_in_place(v);
+  });
+  SplitMix64 rng{seed};
+  std::vector<double> draw, ratios;
+  ratios.reserve(resamples);
+  for (size_t b = 0; b < resamples; ++b) {
+    ratios.push_back(ratio_of([&](const std::vector<double>& s) {
+      draw.resize(s.size());
+      for (double& x : draw) x = s[rng.below(s.size())];
+      return median_in_place(draw);
+    }));
+  }
+  if (ratios.empty()) {
+    r.low = r.high = r.ratio;
+    return r;
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const double tail = (1 - std::clamp(confidence, 0.0, 1.0)) / 2;
+  const auto n = static_cast<double>(ratios.size());
+  auto at = [&](double p) {  // the p-quantile by nearest rank, as percentile_sorted does
+    const auto rank = static_cast<size_t>(std::ceil(p * n));
+    return ratios[std::clamp<size_t>(rank, 1, ratios.size()) - 1];
+  };
+  r.low = at(tail);
+  r.high = at(1 - tail);
   return r;
 }
 

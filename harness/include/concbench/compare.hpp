@@ -11,10 +11,17 @@
 // normalize divides each report's times by its own serial baseline for the workload (the
 // cell's serial_baseline model at one worker, "serial" for C++ models), so machines of
 // different speeds compare by what each model gains over serial there. Conclusions (which model
-// beats which, per workload, and whether that holds in every report) are computed either way.
+// beats which, per workload) are computed either way. Each report's side of a conclusion is a
+// ratio of medians with a percentile bootstrap interval at level 1 - alpha; it is a clear
+// ordering when the whole interval lies beyond 1 + min_effect_pct / 100 (or below its inverse).
+// Verdicts:
+// "holds" (every report clear, the same way), "differs" (two reports clear and opposite),
+// "within noise" (anything else).
 //
 // The gate (fail_on_regression_pct): a cell gates when its time per task rose by more than that
-// many percent and the test says significant, or when it verified in BASE and did not in NEW.
+// many percent and the test says significant, when it verified in BASE and did not in NEW, or
+// when a cell of BASE is missing from NEW (no cell with its workload, model, workers and
+// parameters). Cells only in NEW are listed and do not gate.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -26,7 +33,10 @@ namespace concbench {
 
 struct CompareOptions {
   bool normalize = false;
-  double alpha = 0.05;  // significance level of the Mann-Whitney test
+  double alpha = 0.05;  // significance level of the Mann-Whitney test; conclusions' 1 - level
+  // A conclusion's interval must lie beyond 1 + this / 100 (or below its inverse) to count as
+  // an ordering: a 3% win beyond noise on one machine is not a claim about models.
+  double min_effect_pct = 10;
   std::optional<double> fail_on_regression_pct;
 };
 

@@ -45,6 +45,22 @@ struct MannWhitney {
 // gives p = 1 and min_p_value = 1.
 MannWhitney mann_whitney_u(const std::vector<double>& a, const std::vector<double>& b);
 
+// A ratio of medians, prod median(num[i]) / prod median(den[j]), with a percentile bootstrap
+// confidence interval: every sample is resampled with replacement on its own, `resamples` times,
+// and the interval is the central `confidence` share of the resampled ratios. The generator is
+// seeded with `seed` and is the same on every platform, so the same samples give the same
+// interval. Like the U test, it treats the values of a sample as independent draws.
+struct RatioInterval {
+  double ratio = 0;  // of the medians of the samples as given
+  double low = 0, high = 0;
+  size_t min_n = 0;  // the size of the smallest sample; 0 when one is empty (ratio is then 0)
+};
+
+RatioInterval bootstrap_median_ratio(const std::vector<std::vector<double>>& num,
+                                     const std::vector<std::vector<double>>& den,
+                                     double confidence = 0.95, size_t resamples = 2000,
+                                     uint64_t seed = 1);
+
 // Two-sided 95% critical value of Student's t with `df` degrees of freedom.
 double t_critical_95(size_t df);
 
