@@ -295,6 +295,12 @@ RepetitionResult measure_repetition(Model& model, Batch& batch, const TaskSet& t
     r.failure_samples.push_back("item " + std::to_string(b.failures[i].item) + ": " +
                                 b.failures[i].reason);
   r.not_run = batch.items() - r.tasks - std::min<uint64_t>(r.failed_tasks, batch.items() - r.tasks);
+  if (r.not_run == 0 && r.failed_tasks == 0) {
+    if (std::string why = workload.verify_batch(wparams, ts, b.observations); !why.empty()) {
+      ++r.wrong_checksums;
+      r.failure_samples.insert(r.failure_samples.begin(), why);
+    }
+  }
   r.verified = r.wrong_checksums == 0 && r.failed_tasks == 0 && r.not_run == 0;
   r.throughput_per_s =
       r.wall_ns ? static_cast<double>(r.tasks) * 1e9 / static_cast<double>(r.wall_ns) : 0;

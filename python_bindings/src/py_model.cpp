@@ -96,7 +96,7 @@ class PyModel final : public Model {
 
  private:
   static void convert(const py::tuple& r, BatchResult& out) {
-    if (r.size() != 9) throw std::runtime_error("model run() must return a 9-tuple");
+    if (r.size() != 10) throw std::runtime_error("model run() must return a 10-tuple");
     const auto checksums = r[0].cast<std::vector<uint64_t>>();
     const auto done = r[1].cast<std::string>();  // bytes, one per item
     const size_t items = out.done.size();
@@ -113,6 +113,8 @@ class PyModel final : public Model {
     out.observations.shared_counter = r[5].cast<uint64_t>();
     out.observations.rtt_ns = r[6].cast<std::vector<uint64_t>>();
     out.observations.companions_started = r[7].cast<uint64_t>();
+    for (const auto& s : r[9].cast<std::vector<std::tuple<uint64_t, uint64_t, uint64_t>>>())
+      out.observations.spins.push_back({std::get<0>(s), std::get<1>(s), std::get<2>(s)});
     if (!r[8].is_none()) {
       const auto span = r[8].cast<std::tuple<uint64_t, uint64_t, uint64_t>>();
       out.span.wall_ns = std::get<0>(span);

@@ -292,6 +292,7 @@ void IoEnv::begin_batch() {
   companions_.store(0, std::memory_order_relaxed);
   std::lock_guard lock(obs_mu_);
   rtt_.clear();
+  spins_.clear();
   companions_seen_ = 0;
 }
 
@@ -302,7 +303,14 @@ Observations IoEnv::end_batch() {
   o.rtt_ns = std::move(rtt_);
   rtt_.clear();
   o.companions_started = companions_seen_;
+  o.spins = std::move(spins_);
+  spins_.clear();
   return o;
+}
+
+void IoEnv::record_spin(const SpinRecord& r) {
+  std::lock_guard lock(obs_mu_);
+  spins_.push_back(r);
 }
 
 void IoEnv::record_rtts(const std::vector<uint64_t>& samples) {

@@ -26,8 +26,8 @@ struct alignas(kLine) PackedSlots {
 static_assert(alignof(PackedSlots) == kLine && sizeof(std::atomic<uint64_t>) == 8,
               "eight counters per cache line");
 
-// Process-wide: the counts are never read back (the checksum counts increments performed), so
-// cells need not reset them; only their layout matters.
+// Process-wide: only differences between values a worker's own increments returned are read
+// back (see the kernel), so cells need not reset them.
 PaddedSlot g_padded[kSlots];
 PackedSlots g_packed;
 
@@ -66,14 +66,19 @@ class FalseSharing final : public Workload {
 uint64_t false_sharing_kernel(ExecContext& ctx, const KernelArgs& a) {
   const size_t slot = static_cast<size_t>(ctx.worker()) % kSlots;
   std::atomic<uint64_t>& c = a.arg ? g_padded[slot].v : g_packed.v[slot];
-  uint64_t done = 0;
+  // The checksum counts what the shared counter saw, not what this loop meant to do: the values
+  // the first and last increments returned must lie at least units - 1 apart (exactly, when the
+  // worker has the slot to itself; more when workers beyond kSlots share it).
+  uint64_t first = 0, last = 0;
   for (uint64_t u = 0; u < a.units; ++u) {
     // Relaxed: only the cache line's movement matters, not ordering with anything else.
-    c.fetch_add(1, std::memory_order_relaxed);
-    ++done;
+    const uint64_t before = c.fetch_add(1, std::memory_order_relaxed);
+    if (u == 0) first = before;
+    last = before;
     if ((u & 1023) == 1023) ctx.checkpoint();  // a unit is ~ns; check every 1024 of them
   }
-  return fold(a.seed, done);
+  const uint64_t seen = a.units ? last - first + 1 : 0;
+  return fold(a.seed, seen >= a.units ? a.units : seen);
 }
 
 const Workload& cpu_false_sharing_workload() {

@@ -13,6 +13,12 @@
 namespace concbench {
 namespace {
 
+uint64_t spinner_units(const Observations& obs) {
+  uint64_t u = 0;
+  for (const SpinRecord& s : obs.spins) u += s.units;
+  return u;
+}
+
 class EchoUnderLoad final : public Workload {
  public:
   std::string_view name() const override { return "latency.echo_under_load"; }
@@ -31,20 +37,36 @@ class EchoUnderLoad final : public Workload {
     p.push_back(ParamSpec::integer("message_bytes", "bytes per message", 64, 1, 1 << 20));
     // Threads stop as soon as the responder is done. On one event loop a spinner never lets
     // the responder run, so under async it spins all of this (about 13 s by default).
-    p.push_back(ParamSpec::integer("max_cpu_units", "safety bound on a spinner's units",
-                                   10'000'000, 1, 1LL << 40));
+    p.push_back(ParamSpec::integer("max_cpu_units", "safety bound on a spinner's units", 10'000'000,
+                                   1, 1LL << 40));
     return p;
   }
   int required_workers(const Params& p) const override {
     return static_cast<int>(p.get_int("cpu_workers")) + 1;
   }
   bool calibrate() const override { return false; }
+
+  std::string verify_batch(const Params& p, const TaskSet&,
+                           const Observations& obs) const override {
+    const auto spinners = static_cast<uint64_t>(p.get_int("cpu_workers"));
+    if (obs.spins.size() != spinners)
+      return std::to_string(obs.spins.size()) + " of " + std::to_string(spinners) +
+             " spinners reported their work";
+    for (const SpinRecord& s : obs.spins)
+      if (spin_state_after(s.seed, s.units) != s.state)
+        return "a spinner's state does not match the " + std::to_string(s.units) +
+               " units it reported";
+    return {};
+  }
   bool needs_shared_memory() const override { return true; }
 
   nlohmann::json metrics(const Params&, uint64_t, uint64_t wall_ns,
                          const Observations& obs) const override {
     std::vector<uint64_t> rtt = obs.rtt_ns;
-    if (rtt.empty()) return {{"round_trips", 0}, {"cpu_workers_running", obs.companions_started}};
+    if (rtt.empty())
+      return {{"round_trips", 0},
+              {"cpu_workers_running", obs.companions_started},
+              {"spinner_units", spinner_units(obs)}};
     std::sort(rtt.begin(), rtt.end());
     uint64_t total = 0;
     for (uint64_t r : rtt) total += r;
@@ -62,7 +84,8 @@ class EchoUnderLoad final : public Workload {
         {"rtt_p99_ns", pct(99)},
         {"rtt_max_ns", rtt.back()},
         {"batch_wall_ns", wall_ns},
-        {"cpu_workers_running", obs.companions_started}};
+        {"cpu_workers_running", obs.companions_started},
+        {"spinner_units", spinner_units(obs)}};
   }
 
  protected:

@@ -6,10 +6,10 @@ The runner (C++) calls, on its cell thread with the GIL taken for the call:
                                         executed with the nonce _c.round_nonce(nonce, k // n)
   teardown()                            once
 run() returns (checksums, done, latency_ns, failures, model_metrics_json, shared_counter, rtts,
-companions, span): per-item checksums and done flags, latencies of the items sampled one in
+companions, span, spins): per-item checksums and done flags, latencies of the items sampled one in
 `stride`, (item, reason) pairs for failures, what the batch observed
 (workloads.BatchState.observations), and the model's own timed region (begin_work to end_work) as
-(wall_ns, cpu_user_ns, cpu_sys_ns), or None. Checksums are verified by the runner against the
+(wall_ns, cpu_user_ns, cpu_sys_ns), or None; spins holds (seed, units, state) per spinner. Checksums are verified by the runner against the
 workload's predictions, which the model never sees.
 """
 
@@ -82,9 +82,10 @@ class Results:
         self.span = (t1 - t0, int((ru.ru_utime - u0) * 1e9), int((ru.ru_stime - s0) * 1e9))
 
     def as_tuple(self, metrics, observations):
-        counter, rtts, companions = observations
+        counter, rtts, companions, spins = observations
         return (self.checksums, bytes(self.done), self.latency_ns, self.failures,
-                json.dumps(metrics), counter & ((1 << 64) - 1), rtts, companions, self.span)
+                json.dumps(metrics), counter & ((1 << 64) - 1), rtts, companions, self.span,
+                spins)
 
 
 class PyModel:

@@ -125,7 +125,7 @@ class ProcessPool(PyModel):
                 res.latency_ns.append(max(0, finished[k] - submitted[k]))
         metrics = {"start_method": self.method, "processes": self.workers,
                    "pool_restarts": self.restarts}
-        return res.as_tuple(metrics, (0, [], 0))
+        return res.as_tuple(metrics, (0, [], 0, []))
 
     def teardown(self):
         if self.pool is not None:

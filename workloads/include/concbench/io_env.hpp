@@ -21,11 +21,20 @@
 
 namespace concbench {
 
-// What a batch observed beyond its checksums; the runner hands it to Workload::metrics.
+// What one run-until-stopped spinner did: its seed, the units it completed, and the state its
+// arithmetic reached. The workload checks the state against the units, outside the measured
+// code, so a spinner that did no work (or a model that never ran it) cannot verify.
+struct SpinRecord {
+  uint64_t seed = 0, units = 0, state = 0;
+};
+
+// What a batch observed beyond its checksums; the runner hands it to Workload::metrics and
+// Workload::verify_batch.
 struct Observations {
   uint64_t shared_counter = 0;      // the shared counter's final value
   std::vector<uint64_t> rtt_ns;     // round trips measured by echo_respond clients
   uint64_t companions_started = 0;  // spinners that were running when the responder began
+  std::vector<SpinRecord> spins;    // one per spinner that ran to its end
 };
 
 class IoEnv {
@@ -56,6 +65,8 @@ class IoEnv {
   std::atomic<uint64_t>& companions() { return companions_; }
   void set_companions_seen(uint64_t n) { companions_seen_ = n; }
   void record_rtts(const std::vector<uint64_t>& samples);
+  // Once per spinner, when it stops (not per unit).
+  void record_spin(const SpinRecord& r);
 
   // A buffer that belongs to worker `worker` for the whole run, so threads a model creates per
   // batch (or per task) reuse what an earlier thread of the same worker first touched. The
@@ -69,8 +80,9 @@ class IoEnv {
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> companions_{0};
   uint64_t companions_seen_ = 0;  // written by the responder before end_batch() reads it
-  std::mutex obs_mu_;             // guards rtt_
+  std::mutex obs_mu_;             // guards rtt_ and spins_
   std::vector<uint64_t> rtt_;
+  std::vector<SpinRecord> spins_;
   std::vector<std::unique_ptr<std::vector<uint64_t>>> buffers_;  // guarded by obs_mu_
 };
 

@@ -36,6 +36,12 @@ class Workload {
   // what the batch observed (shared counter, round-trip samples).
   virtual nlohmann::json metrics(const Params& p, uint64_t tasks_run, uint64_t wall_ns,
                                  const Observations& obs) const;
+  // Checks what a fully completed batch observed, beyond the per-item checksums (work that
+  // leaves no trace in a checksum: a spinner's units). Returns why it does not verify, or an
+  // empty string. Runs outside the timed region.
+  virtual std::string verify_batch(const Params&, const TaskSet&, const Observations&) const {
+    return {};
+  }
   // A workload whose tasks must all run at once (a responder and its CPU-bound companions)
   // fixes the worker count; 0 means any count will do.
   virtual int required_workers(const Params&) const { return 0; }
