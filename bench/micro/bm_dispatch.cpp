@@ -5,15 +5,19 @@
 // Like for like (BM_Dispatch_Index_*): one batch of 1000 empty indices, spread over 2 threads
 // that each claim one index at a time (no chunking: grain 1 everywhere).
 //   Dispatch_Index_ThreadPool: ThreadPool::for_each_index; the calling thread plus 1 pool thread
-//     claim indices one by one from a shared atomic counter (fetch_add). Unpinned.
+//     claim indices one by one from a shared atomic counter (fetch_add) and call the function
+//     directly (a template, no std::function); between batches the pool thread spins a bounded
+//     while, then sleeps on a futex. Unpinned.
 //   Dispatch_Index_PinnedPool: the same, with the pool thread and the calling thread each bound to
 //     its own PU ("compact" placement) for the duration of the benchmark.
 //   Dispatch_Index_TbbParallelFor: tbb::parallel_for over blocked_range<uint64_t>(0, 1000, 1) with
 //     simple_partitioner (the range is split recursively down to single indices, which the caller
-//     and oneTBB's worker run and steal from each other), inside a 2-thread task_arena that the
-//     benchmark thread has entered once. Only when oneTBB is found.
+//     and oneTBB's worker run and steal from each other), inside a 2-thread task_arena (one slot
+//     for the benchmark thread, one for a oneTBB worker) that the benchmark thread has entered
+//     once. Only when oneTBB is found.
 //   Dispatch_Index_OmpDynamic1: `#pragma omp parallel for schedule(dynamic, 1) num_threads(2)`: a
-//     parallel region per batch (libgomp's team is reused), the caller and 1 team thread claim
+//     parallel region per batch (libgomp's team is reused; with the default wait policy its team
+//     thread spins a while, then sleeps, between regions), the caller and 1 team thread claim
 //     iterations one at a time from a shared counter. Only when OpenMP is found.
 //   Dispatch_Index_ThreadPoolCallerWaits: ThreadPool::run_on_all with 2 pool threads that claim
 //     indices from a shared counter while the caller waits; this is how the thread_pool and
