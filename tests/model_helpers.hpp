@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "concbench/machine.hpp"
 #include "concbench/model.hpp"
 #include "concbench/workload.hpp"
 
@@ -25,6 +26,16 @@ inline uint64_t expected_item(const TaskSet& ts, const Batch& batch, uint64_t k)
 inline uint64_t expected_item(const TaskSet& ts, uint64_t k) {
   return expected_item(ts, Batch{&ts.tasks, 1}, k);
 }
+
+// Skips the calling test unless this process can run `threads` threads at once right now. Call
+// it before and after a measurement whose claim needs idle cores.
+#define CONCBENCH_REQUIRE_IDLE_CPUS(threads)                                                \
+  do {                                                                                      \
+    const double got_ = ::concbench::parallel_capacity((threads), 0.05);                    \
+    if (got_ < 0.9 * (threads))                                                             \
+      GTEST_SKIP() << "needs " << (threads) << " idle CPUs; the machine gave this process " \
+                   << got_ << " (another process is using them)";                           \
+  } while (0)
 
 inline std::unique_ptr<Model> start(const char* name, int workers,
                                     const std::map<std::string, std::string>& params = {}) {

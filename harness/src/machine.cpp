@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -31,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "concbench/clock.hpp"
 #include "concbench/counters.hpp"
 #include "concbench/topology.hpp"
 
@@ -524,6 +526,30 @@ json machine_context() {
   } catch (...) {
   }
   return ctx;
+}
+
+double parallel_capacity(int threads, double seconds) {
+  const auto span = static_cast<uint64_t>(seconds * 1e9);
+  std::atomic<bool> go{false};
+  std::vector<std::thread> ts;
+  ts.reserve(static_cast<size_t>(threads));
+  for (int i = 0; i < threads; ++i)
+    ts.emplace_back([&] {
+      // Acquire: the start time the caller stored before setting go is visible here.
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      const uint64_t end = monotonic_ns() + span;
+      volatile uint64_t x = 1;
+      while (monotonic_ns() < end)
+        for (int k = 0; k < 1000; ++k) x = x * 6364136223846793005ULL + 1;
+    });
+  const CpuTimes c0 = process_cpu_times();
+  const uint64_t t0 = monotonic_ns();
+  go.store(true, std::memory_order_release);
+  for (auto& t : ts) t.join();
+  const uint64_t t1 = monotonic_ns();
+  const CpuTimes c1 = process_cpu_times();
+  const double cpu = static_cast<double>((c1.user_ns - c0.user_ns) + (c1.sys_ns - c0.sys_ns));
+  return t1 > t0 ? cpu / static_cast<double>(t1 - t0) : 0;
 }
 
 }  // namespace concbench

@@ -286,6 +286,8 @@ PYBIND11_MODULE(_concbench, m) {
   m.def("step_seed", &step_seed);
   m.def("echo_message_seed", &echo_message_seed);
   m.def("spin_state_after", &spin_state_after);
+  m.def("parallel_capacity", &parallel_capacity, py::arg("threads"), py::arg("seconds"),
+        py::call_guard<py::gil_scoped_release>());
   m.def("lcg_advance", &lcg_advance);
   m.def("scratch_file_seed", &scratch_file_seed);
   m.attr("SPIN_OK_TOKEN") = py::int_(kSpinOkToken);
