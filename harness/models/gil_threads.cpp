@@ -119,16 +119,19 @@ class GilThreads final : public Model {
 }  // namespace
 
 ModelInfo gil_threads_model_info() {
-  return {"gil_threads",
-          "N threads per batch behind an emulated CPython 3.11/3.12 GIL",
-          {ParamSpec::integer("switch_interval_us", "GIL switch interval (sys.setswitchinterval)",
-                              5000, 1, 10'000'000),
-           ParamSpec::choice("checkpoint",
-                             "eval-breaker checks: backedge (3.10+) or per_instruction (<= 3.9)",
-                             "backedge", {"backedge", "per_instruction"})},
-          false,
-          [] { return std::make_unique<GilThreads>(); },
-          {}};
+  ModelInfo info{
+      "gil_threads",
+      "N threads per batch behind an emulated CPython 3.11/3.12 GIL",
+      {ParamSpec::integer("switch_interval_us", "GIL switch interval (sys.setswitchinterval)", 5000,
+                          1, 10'000'000),
+       ParamSpec::choice("checkpoint",
+                         "eval-breaker checks: backedge (3.10+) or per_instruction (<= 3.9)",
+                         "backedge", {"backedge", "per_instruction"})},
+      false,
+      [] { return std::make_unique<GilThreads>(); },
+      {}};
+  info.latency_means = "the task's run time on its thread, time waiting for the GIL included";
+  return info;
 }
 
 }  // namespace concbench

@@ -160,6 +160,7 @@ json make_report(const RunConfig& cfg, const json& context, const std::vector<Ce
     const ModelInfo* info = find_model(cell["model"].get<std::string>());
     const std::string baseline = info ? info->serial_baseline : "serial";
     cell["serial_baseline"] = baseline;  // compare --normalize divides by this model's cells
+    if (info) cell["latency_means"] = info->latency_means;
     if (!cell["summary"]["throughput_per_s"].is_object()) continue;
     const double mine = median_throughput(cell);
     for (const json& other : results) {
@@ -281,7 +282,17 @@ std::string format_table(const json& report) {
       "workload", "model",     "workers",     "tasks",      "time/task",  "throughput/s", "+-95%",
       "speedup",  "vs serial", "p99 latency", "ctxsw/task", "migrations", "status"};
   std::vector<std::vector<std::string>> rows;
+  std::vector<std::pair<std::string, std::vector<std::string>>> meanings;  // meaning -> models
   for (const json& c : report.at("results")) {
+    if (auto it = c.find("latency_means"); it != c.end() && it->is_string()) {
+      const std::string m = c["model"].is_string() ? c["model"].get<std::string>() : "?";
+      auto slot = std::find_if(meanings.begin(), meanings.end(),
+                               [&](const auto& e) { return e.first == it->get<std::string>(); });
+      if (slot == meanings.end())
+        meanings.push_back({it->get<std::string>(), {m}});
+      else if (std::find(slot->second.begin(), slot->second.end(), m) == slot->second.end())
+        slot->second.push_back(m);
+    }
     std::vector<std::string> row = {c["workload"], c["model"],
                                     std::to_string(c["workers"].get<int>())};
     const json& s = c["summary"];
@@ -327,7 +338,14 @@ std::string format_table(const json& report) {
   }
   std::vector<table::Align> align(head.size(), table::Align::right);
   align[0] = align[1] = align.back() = table::Align::left;
-  return table::render(head, rows, align);
+  std::string out = table::render(head, rows, align);
+  // The latency column means one thing per model, said here rather than left to guess.
+  for (const auto& [meaning, models] : meanings) {
+    std::string names;
+    for (const auto& m : models) names += (names.empty() ? "" : ", ") + m;
+    out += "p99 latency, " + names + ": " + meaning + "\n";
+  }
+  return out;
 }
 
 }  // namespace concbench

@@ -158,7 +158,8 @@ std::string run(const std::string& request, const std::string& python_context,
 void register_py_model(const std::string& name, const std::string& description, py::object factory,
                        bool single_worker, bool separate_processes, const std::string& params_json,
                        std::vector<std::string> workloads,
-                       std::map<std::string, std::map<std::string, std::string>> workload_params) {
+                       std::map<std::string, std::map<std::string, std::string>> workload_params,
+                       const std::string& latency_means) {
   std::vector<ParamSpec> params;
   for (const json& p : json::parse(params_json)) {
     const std::string kind = p.at("kind");
@@ -172,9 +173,11 @@ void register_py_model(const std::string& name, const std::string& description, 
       params.push_back(ParamSpec::text(p.at("name"), p.at("help"), p.at("default")));
     }
   }
-  register_model(python_model_info(name, description, std::move(factory), single_worker,
-                                   separate_processes, std::move(params), std::move(workloads),
-                                   std::move(workload_params)));
+  ModelInfo info =
+      python_model_info(name, description, std::move(factory), single_worker, separate_processes,
+                        std::move(params), std::move(workloads), std::move(workload_params));
+  if (!latency_means.empty()) info.latency_means = latency_means;
+  register_model(std::move(info));
 }
 
 }  // namespace
@@ -262,7 +265,8 @@ PYBIND11_MODULE(_concbench, m) {
   });
   m.def("register_model", &register_py_model, py::arg("name"), py::arg("description"),
         py::arg("factory"), py::arg("single_worker"), py::arg("separate_processes"),
-        py::arg("params_json"), py::arg("workloads"), py::arg("workload_params"));
+        py::arg("params_json"), py::arg("workloads"), py::arg("workload_params"),
+        py::arg("latency_means") = "");
   m.def("model_names", [] {
     std::vector<std::string> names;
     for (const ModelInfo* mi : all_models()) names.push_back(mi->name);

@@ -151,6 +151,9 @@ struct ModelInfo {
   // runner bounds a batch's sleeps by wall time times this concurrency, so a model that sleeps
   // short fails verification instead of looking fast.
   int in_flight_per_worker = 1;
+  // What this model's task latency measures, in the report beside the figure, so that a p99
+  // compared across models is read for what it is.
+  std::string latency_means = "the task's run time on its worker, from claiming it to its result";
 
   bool runs(std::string_view workload) const {
     if (workloads.empty()) return true;

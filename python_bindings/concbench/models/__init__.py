@@ -57,7 +57,8 @@ def register_all():
     for m in todo:
         _c.register_model(m.name, m.description, m, m.single_worker, m.separate_processes,
                           json.dumps(list(m.params)), list(m.workloads),
-                          {k: v for k, v in wp.items() if k in m.workloads})
+                          {k: v for k, v in wp.items() if k in m.workloads},
+                          m.latency_means)
 
 
 def names():

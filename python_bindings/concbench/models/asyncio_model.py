@@ -31,6 +31,8 @@ def _percentile(sorted_values, q):
 class AsyncioModel(PyModel):
     name = "cpython.asyncio"
     description = "coroutines on one asyncio event loop (uvloop with loop=uvloop)"
+    latency_means = ("from a lane taking the task to its result, time spent awaiting IO and "
+                     "waiting for the loop included")
     single_worker = True
     params = (
         param_choice("loop", "event loop implementation", "asyncio", LOOPS),

@@ -95,6 +95,7 @@ class PyModel:
     separate_processes = False
     params = ()
     workloads = wl.SUPPORTED
+    latency_means = "the task's run time on its thread, time waiting for the GIL included"
 
     def setup(self, workers, params, seed, cancel):
         self.workers = workers

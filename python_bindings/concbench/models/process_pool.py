@@ -50,6 +50,8 @@ class ProcessPool(PyModel):
     name = "cpython.process_pool"
     description = "concurrent.futures.ProcessPoolExecutor, pickle, one submit() per task"
     separate_processes = True
+    latency_means = ("round trip: from submit() to the result in the parent's hands, pickling "
+                     "and queueing behind other submitted tasks included")
     workloads = tuple(w for w in wl.SUPPORTED if w != "cpu.counter_race")
     params = (param_choice("start_method", "multiprocessing start method", "default",
                            START_METHODS),)
