@@ -1,11 +1,13 @@
 // libFuzzer target: the process pool's wire format. Bytes from a worker (or a parent) are split
 // into frames and each body decoded as a request and as a response, under the codec the first
 // byte picks. Decoders must throw WireError on malformed input and never read outside the
-// buffer; a body that decodes is re-encoded and must decode to the same item.
+// buffer; a body that decodes is re-encoded and must decode to the same item (and, for a
+// request, the same nonce).
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "concbench/wire.hpp"
@@ -26,7 +28,11 @@ void round_trip(concbench::Codec c, std::span<const std::byte> body, Decode deco
   r.feed(again);
   std::span<const std::byte> b;
   if (!r.next(b)) __builtin_trap();  // an encoded frame is always complete
-  if (decode(c, b).item != value.item) __builtin_trap();
+  const T back = decode(c, b);
+  if (back.item != value.item) __builtin_trap();
+  if constexpr (std::is_same_v<T, concbench::TaskRequest>) {
+    if (back.nonce != value.nonce) __builtin_trap();  // the checksum's seal must survive the trip
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "concbench/checksum.hpp"
 #include "concbench/model.hpp"
 #include "concbench/workload.hpp"
 
@@ -42,11 +43,24 @@ std::unique_ptr<Model> start(int workers, std::map<std::string, std::string> par
   return m;
 }
 
-void expect_all_verified(const BatchResult& r, const TaskSet& ts) {
+// The checksum item k must come back with: the workload's prediction sealed with the nonce the
+// batch handed out for it (what the runner verifies).
+uint64_t expected_checksum(const TaskSet& ts, const Batch& b, uint64_t k) {
+  return seal(ts.expected[k % ts.tasks.size()], b.item_nonce(k));
+}
+
+// A batch with a nonce of its own, as the runner draws one per repetition.
+Batch batch_of(const TaskSet& ts, uint64_t rounds = 1) {
+  static uint64_t draws = 0;
+  return Batch{&ts.tasks, rounds, mix64(0x70726f63ULL + ++draws)};
+}
+
+void expect_all_verified(const BatchResult& r, const TaskSet& ts, const Batch& b) {
   EXPECT_TRUE(r.failures.empty()) << (r.failures.empty() ? "" : r.failures[0].reason);
+  ASSERT_EQ(r.done.size(), b.items());
   for (size_t k = 0; k < r.done.size(); ++k) {
     ASSERT_TRUE(r.done[k]) << k;
-    EXPECT_EQ(r.checksums[k], ts.expected[k % ts.tasks.size()]) << k;
+    EXPECT_EQ(r.checksums[k], expected_checksum(ts, b, k)) << k;
   }
 }
 
@@ -63,19 +77,22 @@ TEST_P(EveryWay, TasksCrossTheBoundaryAndVerify) {
     for (const char* payload : {"0", "1000", "200000"}) {
       SCOPED_TRACE(payload);
       const TaskSet ts = tasks_of("overhead.noop", {{"tasks", "13"}, {"payload_bytes", payload}});
-      const BatchResult r = m->run(Batch{&ts.tasks, 2});
-      expect_all_verified(r, ts);
+      const Batch b = batch_of(ts, 2);
+      const BatchResult r = m->run(b);
+      expect_all_verified(r, ts, b);
       EXPECT_EQ(r.latency_ns.size(), 26u);
       EXPECT_GT(r.model_metrics["bytes_sent"].get<uint64_t>(), 0u);
     }
     // Steps travel too: CPU and IO steps run in the worker, against its own echo server.
     for (const char* wl : {"cpu.spin", "io.pipe_echo"}) {
       const TaskSet ts = tasks_of(wl, {{"tasks", "6"}, {"units", "10"}});
-      expect_all_verified(m->run(Batch{&ts.tasks, 1}), ts);
+      const Batch b = batch_of(ts);
+      expect_all_verified(m->run(b), ts, b);
     }
     for (const char* io : {"tcp_echo", "file_read"}) {
       const TaskSet ts = tasks_of("mixed.cpu_io", {{"tasks", "6"}, {"cpu_us", "10"}, {"io", io}});
-      expect_all_verified(m->run(Batch{&ts.tasks, 1}), ts);
+      const Batch b = batch_of(ts);
+      expect_all_verified(m->run(b), ts, b);
     }
     m->teardown();
   }
@@ -99,14 +116,15 @@ TEST(ProcessPool, EveryInjectedFaultFailsItsTaskAndTheRunGoesOn) {
     {
       auto m = start(2, {{"inject", std::string(fault) + ":0.2"}, {"inflight", "3"}});
       const TaskSet ts = tasks_of("overhead.noop", {{"tasks", "50"}});
-      const BatchResult r = m->run(Batch{&ts.tasks, 1});
+      const Batch b = batch_of(ts);
+      const BatchResult r = m->run(b);
       ASSERT_FALSE(r.failures.empty());
       EXPECT_LT(r.failures.size(), 30u);
       size_t done = 0;
       for (size_t k = 0; k < r.done.size(); ++k) {
         if (!r.done[k]) continue;
         ++done;
-        EXPECT_EQ(r.checksums[k], ts.expected[k]);
+        EXPECT_EQ(r.checksums[k], expected_checksum(ts, b, k));
       }
       EXPECT_EQ(done + r.failures.size(), 50u);  // every task either verified or failed
       const std::map<std::string, std::string> expected_reason = {{"kill", "signal 9"},
@@ -169,8 +187,9 @@ TEST(ProcessPool, CancelReturnsPromptlyAndTeardownReapsEveryone) {
 TEST(ProcessPool, WorkersCountTheirOwnTasks) {
   auto m = start(1, {});
   const TaskSet ts = tasks_of("io.sleep", {{"tasks", "5"}, {"sleep_us", "2000"}});
-  const BatchResult r = m->run(Batch{&ts.tasks, 1});
-  expect_all_verified(r, ts);
+  const Batch b = batch_of(ts);
+  const BatchResult r = m->run(b);
+  expect_all_verified(r, ts, b);
   // Five sleeps in the worker: its voluntary switches come back with the responses.
   ASSERT_TRUE(r.counters.has(Counter::voluntary_context_switches));
   EXPECT_GE(*r.counters.get(Counter::voluntary_context_switches), 5u);

@@ -49,6 +49,7 @@ TaskRequest sample_request(size_t payload, bool shm) {
   TaskRequest r;
   r.item = 0x0123456789abcdefull;
   r.seed = UINT64_MAX;
+  r.nonce = 0x8000000000000001ull;
   r.fault = 2;
   r.steps = sample_steps();
   if (shm) {
@@ -124,6 +125,7 @@ void expect_payload_eq(const PayloadRef& a, const PayloadRef& b) {
 void expect_request_eq(const TaskRequest& a, const TaskRequest& b) {
   EXPECT_EQ(a.item, b.item);
   EXPECT_EQ(a.seed, b.seed);
+  EXPECT_EQ(a.nonce, b.nonce);
   EXPECT_EQ(a.fault, b.fault);
   expect_steps_eq(a.steps, b.steps);
   expect_payload_eq(a.payload, b.payload);
@@ -384,7 +386,7 @@ TEST(Wire, HugeCountsDoNotAllocate) {
   encode_request(Codec::raw, TaskRequest{}, frame);
   std::vector<std::byte> body(frame.begin() + 4, frame.end());
   for (uint32_t count : {uint32_t{1} << 20, UINT32_MAX}) {
-    std::memcpy(body.data() + 18, &count, 4);  // after tag, item, seed, fault (little-endian)
+    std::memcpy(body.data() + 26, &count, 4);  // after tag, item, seed, nonce, fault (LE)
     EXPECT_THROW(decode_request(Codec::raw, body), WireError);
   }
   // An inline payload length of 2^63.
@@ -410,7 +412,7 @@ TEST(Wire, JsonTextShapesAreValidated) {
     return decode_request(Codec::json, b);
   };
   const std::string ok =
-      R"({"i":1,"s":2,"f":0,"st":[{"k":1,"n":false,"kr":3,"b":4,"u":5,"d":6,"a":7}],)"
+      R"({"i":1,"s":2,"nc":9,"f":0,"st":[{"k":1,"n":false,"kr":3,"b":4,"u":5,"d":6,"a":7}],)"
       R"("p":{"m":0,"b":{"bytes":[0,255,16],"subtype":null}}})";
   const TaskRequest r = decode(ok);
   ASSERT_EQ(r.steps.size(), 1u);
@@ -434,6 +436,8 @@ TEST(Wire, JsonTextShapesAreValidated) {
   EXPECT_THROW(decode(with("\"m\":0", "\"m\":2")), WireError);
   EXPECT_THROW(decode(with("\"i\":1,", "")), WireError);
   EXPECT_THROW(decode(with("\"s\":2", "\"s\":18446744073709551616")), WireError);
+  EXPECT_THROW(decode(with("\"nc\":9,", "")), WireError);  // a request without its nonce
+  EXPECT_THROW(decode(with("\"nc\":9", "\"nc\":-9")), WireError);
   EXPECT_THROW(decode("[]"), WireError);
   EXPECT_THROW(decode("null"), WireError);
   EXPECT_THROW(decode(ok + " x"), WireError);
@@ -458,7 +462,7 @@ TEST(Wire, RawRejectsBadFlagsAndModes) {
   std::vector<std::byte> body(frame.begin() + 4, frame.end());
   {
     auto b = body;
-    b[22 + 1] = std::byte{2};  // first step's native flag
+    b[30 + 1] = std::byte{2};  // first step's native flag
     EXPECT_THROW(decode_request(Codec::raw, b), WireError);
   }
   {

@@ -407,6 +407,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
           const uint64_t t0 = monotonic_ns();
           req.item = item;
           req.seed = t.seed;
+          req.nonce = batch.item_nonce(item);
           req.steps = t.steps;
           req.fault = kFaultNone;
           if (injection_.fault != kFaultNone) {

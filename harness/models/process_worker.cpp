@@ -162,7 +162,7 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
           } else {
             payload = req.payload.bytes;
           }
-          resp.checksum = execute_steps(req.seed, req.steps, payload, ctx, 0).checksum;
+          resp.checksum = execute_steps(req.seed, req.steps, payload, ctx, req.nonce).checksum;
           // The payload goes back: by reference in shared memory, by value through the socket.
           resp.payload = std::move(req.payload);
         }

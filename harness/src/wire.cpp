@@ -7,7 +7,8 @@
 //   u8   tag 'Q' (0x51)                       u8   tag 'R' (0x52)
 //   u64  item                                 u64  item
 //   u64  seed                                 u8   ok (0 or 1)
-//   u8   fault                                u64  checksum
+//   u64  nonce                                u64  checksum
+//   u8   fault
 //   u32  step count (<= kMaxSteps)            u32  error length n, then n bytes (UTF-8 or not)
 //   step × count, 32 bytes each:              u32  counter validity mask (bit i: Counter i;
 //     u8  kind (a known StepKind)                  bits >= kCounterCount must be 0)
@@ -29,7 +30,7 @@
 //
 // ---------------------------------------------------------------------------------------------
 // json / cbor / msgpack: one nlohmann_json object per message, short keys:
-//   request  {"i": item, "s": seed, "f": fault, "st": [step...], "p": payload}
+//   request  {"i": item, "s": seed, "nc": nonce, "f": fault, "st": [step...], "p": payload}
 //   step     {"k": kind, "n": native, "kr": kernel, "b": bytes, "u": units, "d": duration_ns,
 //             "a": arg}
 //   payload  {"m": 0, "b": <binary>}  or  {"m": 1, "o": offset, "l": length}
@@ -69,7 +70,7 @@ constexpr std::byte kResponseTag{0x52};
 constexpr uint8_t kModeInline = 0;
 constexpr uint8_t kModeShm = 1;
 constexpr size_t kStepBytes = 32;
-constexpr size_t kRequestHead = 1 + 8 + 8 + 1 + 4;
+constexpr size_t kRequestHead = 1 + 8 + 8 + 8 + 1 + 4;
 constexpr size_t kResponseHead = 1 + 8 + 1 + 8 + 4;  // error bytes follow
 constexpr size_t kResponseMid = 4 + 8 * kCounterCount + 1 + 3 * 8;
 constexpr int kMaxDepth = 16;  // our messages nest 4 deep at most
@@ -223,6 +224,7 @@ void raw_encode_request(const TaskRequest& r, std::vector<std::byte>& out) {
   w.put(kRequestTag);
   w.put<uint64_t>(r.item);
   w.put<uint64_t>(r.seed);
+  w.put<uint64_t>(r.nonce);
   w.put<uint8_t>(r.fault);
   w.put<uint32_t>(static_cast<uint32_t>(r.steps.size()));
   for (const Step& s : r.steps) {
@@ -244,6 +246,7 @@ TaskRequest raw_decode_request(std::span<const std::byte> body) {
   TaskRequest r;
   r.item = rd.take<uint64_t>("item");
   r.seed = rd.take<uint64_t>("seed");
+  r.nonce = rd.take<uint64_t>("nonce");
   r.fault = rd.take<uint8_t>("fault");
   const auto count = rd.take<uint32_t>("step count");
   if (count > kMaxSteps) throw WireError("raw: step count " + std::to_string(count) + " too large");
@@ -376,6 +379,7 @@ json request_to_json(const TaskRequest& r) {
   json j = json::object();
   j["i"] = r.item;
   j["s"] = r.seed;
+  j["nc"] = r.nonce;
   j["f"] = r.fault;
   j["st"] = std::move(steps);
   j["p"] = payload_to_json(r.payload);
@@ -677,6 +681,7 @@ TaskRequest request_from_json(const json& j) {
   TaskRequest r;
   r.item = as_u64(field(j, "i"), "i");
   r.seed = as_u64(field(j, "s"), "s");
+  r.nonce = as_u64(field(j, "nc"), "nc");
   r.fault = as_uint<uint8_t>(field(j, "f"), "f");
   const json& steps = field(j, "st");
   if (!steps.is_array()) throw WireError("field 'st' is not an array");

@@ -45,6 +45,9 @@ struct PayloadRef {
 struct TaskRequest {
   uint64_t item = 0;
   uint64_t seed = 0;
+  // The work item's nonce (Batch::item_nonce): the worker seals the checksum with it, so a
+  // response can only be the answer to this request of this batch.
+  uint64_t nonce = 0;
   std::vector<Step> steps;
   PayloadRef payload;
   // Fault injection, decided by the parent: the worker misbehaves instead of answering.
