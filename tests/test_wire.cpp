@@ -193,6 +193,41 @@ TEST_P(WireCodec, ResponseRoundTrip) {
   }
 }
 
+// The pool decodes every frame into one message per peer: the payload buffer must keep its
+// capacity (no allocation, no fresh pages per task) and no field of the previous message may
+// survive into the next.
+TEST_P(WireCodec, DecodeIntoReusesBuffersAndOverwritesEverything) {
+  const Codec c = GetParam();
+  std::vector<std::byte> frame;
+  TaskRequest req;
+  encode_request(c, sample_request(64 * 1024, false), frame);
+  decode_request(c, body_of(frame), req);
+  const std::byte* buffer = req.payload.bytes.data();
+  for (bool shm : {false, true, false}) {
+    TaskRequest next = sample_request(1000, shm);
+    next.item = 5;
+    next.nonce = 77;
+    next.fault = 0;
+    next.steps.resize(1);
+    frame.clear();
+    encode_request(c, next, frame);
+    decode_request(c, body_of(frame), req);
+    expect_request_eq(next, req);
+    if (!shm) {
+      EXPECT_EQ(req.payload.bytes.data(), buffer) << "the payload buffer was reallocated";
+    }
+  }
+  TaskResponse resp;
+  for (bool with_counters : {true, false}) {
+    TaskResponse next = sample_response(100, false, with_counters);
+    if (!with_counters) next.counters = CounterValues{};
+    frame.clear();
+    encode_response(c, next, frame);
+    decode_response(c, body_of(frame), resp);
+    expect_response_eq(next, resp);
+  }
+}
+
 TEST_P(WireCodec, ResponseAllOrNoCounters) {
   for (bool all : {false, true}) {
     TaskResponse in;

@@ -160,6 +160,12 @@ class ProcessPool final : public Model {
   uint64_t task_timeout_ns_ = 0;
   Injection injection_;
   std::vector<Worker> workers_;
+  // The parent's message buffers, reused for every task of every batch (with each worker's
+  // receive and send buffers): in steady state a task allocates nothing and faults in no page,
+  // whatever its payload.
+  TaskRequest req_;
+  TaskResponse resp_;
+  std::vector<pollfd> pfds_;
   uint64_t startup_ns_ = 0;  // all workers' start-up, setup's share
   std::atomic<bool> cancelled_{false};
 };
@@ -308,7 +314,10 @@ void ProcessPool::ensure_shm(Worker& wk, size_t bytes) {
   if (ftruncate(wk.shm_fd, static_cast<off_t>(size)) != 0)
     throw std::runtime_error(std::string("ftruncate(shm): ") + std::strerror(errno));
   if (wk.shm != nullptr) munmap(wk.shm, wk.shm_size);
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, wk.shm_fd, 0);
+  // MAP_POPULATE: the slots are written round-robin, so without it a batch would fault in a
+  // slot's pages whenever it reaches one not used before (inflight x payload bytes per worker),
+  // long after the first batch. Growing happens before a batch's timed region.
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, wk.shm_fd, 0);
   if (p == MAP_FAILED) {
     wk.shm = nullptr;
     wk.shm_size = 0;
@@ -385,8 +394,9 @@ BatchResult ProcessPool::run(const Batch& batch) {
     replace_ns += start_worker(w);
   };
 
-  TaskRequest req;
-  std::vector<pollfd> pfds;  // reused: this loop runs once per burst of responses
+  TaskRequest& req = req_;
+  TaskResponse& resp = resp_;
+  std::vector<pollfd>& pfds = pfds_;
   while (finished < items && !cancelled_.load(std::memory_order_relaxed)) {
     // Fill the pipelines one level at a time across workers, so a batch smaller than
     // workers x inflight is still spread over every worker instead of queueing behind one.
@@ -500,9 +510,8 @@ BatchResult ProcessPool::run(const Batch& batch) {
             wk.outstanding.pop_front();
             wk.head_since_ns = now;
             const uint64_t t0 = monotonic_ns();
-            TaskResponse resp;
             try {
-              resp = decode_response(codec_, body);
+              decode_response(codec_, body, resp);
             } catch (const WireError& e) {
               fail(o.item, std::string("malformed response frame: ") + e.what());
               continue;

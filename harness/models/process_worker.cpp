@@ -15,12 +15,14 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "concbench/clock.hpp"
 #include "concbench/exec_context.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
+#include "concbench/process_settings.hpp"
 
 namespace concbench {
 namespace {
@@ -59,8 +61,10 @@ class ShmView {
     base_ = nullptr;
     size_ = 0;
     if (st.st_size == 0) return;
-    void* p =
-        mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    // MAP_POPULATE: map every page now (once per growth of the region) rather than fault each
+    // slot in the first time the parent's ring reaches it.
+    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_POPULATE, fd_, 0);
     if (p == MAP_FAILED) throw WireError("mmap(shm) failed");
     base_ = p;
     size_ = static_cast<uint64_t>(st.st_size);
@@ -111,14 +115,22 @@ void misbehave(uint8_t fault, int fd, Codec codec) {
 }  // namespace
 
 int run_process_worker(int fd, int shm_fd, Codec codec) {
+  // A forked worker inherits its parent's settings, but its parent may be any program (a test);
+  // a spawned one has applied them in main already. Idempotent either way.
+  apply_process_settings();
   IoEnv io;  // this process's own echo server and scratch file: processes share nothing
   std::atomic<uint32_t> breaker{0};
   ExecContext ctx(breaker, no_lock_hooks(), &io, 0);
   ThreadCounters counters;
   CounterValues last = counters.read();
   ShmView shm(shm_fd);
+  // Every buffer lives as long as the worker, so in steady state a task allocates nothing and
+  // touches no fresh page: the receive buffer, the decoded request, the response (whose payload
+  // buffer trades places with the request's, below) and the send buffer.
   FrameReader in;
   std::vector<std::byte> out;
+  TaskRequest req;
+  TaskResponse resp;
   uint64_t prev_encode_ns = 0;
   uint64_t last_read_ns =
       monotonic_ns();  // a response cannot carry its own encoding time: the next one does
@@ -140,11 +152,18 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
     in.commit(static_cast<size_t>(n));
     std::span<const std::byte> body;
     while (in.next(body)) {
-      TaskResponse resp;
+      resp.item = 0;
+      resp.ok = false;
+      resp.checksum = 0;
+      resp.error.clear();
+      resp.payload.in_shm = false;
+      resp.payload.offset = resp.payload.length = 0;
+      resp.payload.bytes.clear();  // keeps its capacity for the swap below
+      resp.decode_ns = resp.exec_ns = 0;
       const uint64_t t0 = monotonic_ns();
       bool flush = false;
       try {
-        TaskRequest req = decode_request(codec, body);
+        decode_request(codec, body, req);
         resp.item = req.item;
         flush = req.item == kFlushItem;
         const uint64_t t1 = monotonic_ns();
@@ -163,8 +182,10 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
             payload = req.payload.bytes;
           }
           resp.checksum = execute_steps(req.seed, req.steps, payload, ctx, req.nonce).checksum;
-          // The payload goes back: by reference in shared memory, by value through the socket.
-          resp.payload = std::move(req.payload);
+          // The payload goes back: by reference in shared memory, by value through the socket. A
+          // swap rather than a move: the request keeps a buffer (the previous response's) for the
+          // next decode to fill, so neither side allocates again.
+          std::swap(resp.payload, req.payload);
         }
         resp.ok = true;
         resp.exec_ns = monotonic_ns() - t1;

@@ -191,22 +191,24 @@ void append_payload(const PayloadRef& p, std::vector<std::byte>& out) {
   if (!p.in_shm && !p.bytes.empty()) out.insert(out.end(), p.bytes.begin(), p.bytes.end());
 }
 
-PayloadRef take_payload(Reader& r) {
-  PayloadRef p;
+// Into `p`, keeping the capacity of p.bytes (assign() reuses it).
+void take_payload(Reader& r, PayloadRef& p) {
   const auto mode = r.take<uint8_t>("payload mode");
   if (mode == kModeInline) {
     const auto n = r.take<uint64_t>("payload length");
     const std::byte* b = r.take_bytes(n, "payload bytes");
+    p.in_shm = false;
+    p.offset = 0;
     p.bytes.assign(b, b + n);
     p.length = n;
   } else if (mode == kModeShm) {
     p.in_shm = true;
     p.offset = r.take<uint64_t>("payload offset");
     p.length = r.take<uint64_t>("payload length");
+    p.bytes.clear();
   } else {
     throw WireError("raw: unknown payload mode " + std::to_string(mode));
   }
-  return p;
 }
 
 void raw_encode_request(const TaskRequest& r, std::vector<std::byte>& out) {
@@ -240,10 +242,9 @@ void raw_encode_request(const TaskRequest& r, std::vector<std::byte>& out) {
   append_payload(r.payload, out);
 }
 
-TaskRequest raw_decode_request(std::span<const std::byte> body) {
+void raw_decode_request(std::span<const std::byte> body, TaskRequest& r) {
   Reader rd(body);
   if (rd.take<std::byte>("tag") != kRequestTag) throw WireError("raw: not a request");
-  TaskRequest r;
   r.item = rd.take<uint64_t>("item");
   r.seed = rd.take<uint64_t>("seed");
   r.nonce = rd.take<uint64_t>("nonce");
@@ -267,9 +268,8 @@ TaskRequest raw_decode_request(std::span<const std::byte> body) {
     s.arg = load_le<uint64_t>(p + 24);
     p += kStepBytes;
   }
-  r.payload = take_payload(rd);
+  take_payload(rd, r.payload);
   rd.finish();
-  return r;
 }
 
 void raw_encode_response(const TaskResponse& r, std::vector<std::byte>& out) {
@@ -305,10 +305,10 @@ void raw_encode_response(const TaskResponse& r, std::vector<std::byte>& out) {
   append_payload(r.payload, out);
 }
 
-TaskResponse raw_decode_response(std::span<const std::byte> body) {
+void raw_decode_response(std::span<const std::byte> body, TaskResponse& r) {
   Reader rd(body);
   if (rd.take<std::byte>("tag") != kResponseTag) throw WireError("raw: not a response");
-  TaskResponse r;
+  r.counters = CounterValues{};
   r.item = rd.take<uint64_t>("item");
   r.ok = rd.take_bool("ok");
   r.checksum = rd.take<uint64_t>("checksum");
@@ -326,9 +326,8 @@ TaskResponse raw_decode_response(std::span<const std::byte> body) {
   r.decode_ns = rd.take<uint64_t>("decode_ns");
   r.exec_ns = rd.take<uint64_t>("exec_ns");
   r.encode_ns = rd.take<uint64_t>("encode_ns");
-  r.payload = take_payload(rd);
+  take_payload(rd, r.payload);
   rd.finish();
-  return r;
 }
 
 // ---- nlohmann codecs: encoding ---------------------------------------------------------------
@@ -646,39 +645,40 @@ bool as_bool(const json& v, const char* what) {
   return v.get<bool>();
 }
 
-std::vector<std::byte> bytes_from_json(const json& v) {
+// Into `out`, keeping its capacity.
+void bytes_from_json(const json& v, std::vector<std::byte>& out) {
   if (v.is_binary()) {
     const auto& bin = v.get_binary();
     const auto* p = reinterpret_cast<const std::byte*>(bin.data());
-    return std::vector<std::byte>(p, p + bin.size());
+    out.assign(p, p + bin.size());
+    return;
   }
   // JSON text: nlohmann wrote the binary value as {"bytes": [...], "subtype": ...}.
   const json& arr = field(v, "bytes");
   if (!arr.is_array()) throw WireError("payload 'bytes' is not an array");
-  std::vector<std::byte> out;
+  out.clear();
   out.reserve(arr.size());  // bounded by the parsed input
   for (const json& e : arr) out.push_back(static_cast<std::byte>(as_uint<uint8_t>(e, "bytes")));
-  return out;
 }
 
-PayloadRef payload_from_json(const json& j) {
-  PayloadRef p;
+void payload_from_json(const json& j, PayloadRef& p) {
   const auto mode = as_uint<uint8_t>(field(j, "m"), "m");
   if (mode == kModeInline) {
-    p.bytes = bytes_from_json(field(j, "b"));
+    bytes_from_json(field(j, "b"), p.bytes);
+    p.in_shm = false;
+    p.offset = 0;
     p.length = p.bytes.size();
   } else if (mode == kModeShm) {
     p.in_shm = true;
     p.offset = as_u64(field(j, "o"), "o");
     p.length = as_u64(field(j, "l"), "l");
+    p.bytes.clear();
   } else {
     throw WireError("unknown payload mode " + std::to_string(mode));
   }
-  return p;
 }
 
-TaskRequest request_from_json(const json& j) {
-  TaskRequest r;
+void request_from_json(const json& j, TaskRequest& r) {
   r.item = as_u64(field(j, "i"), "i");
   r.seed = as_u64(field(j, "s"), "s");
   r.nonce = as_u64(field(j, "nc"), "nc");
@@ -686,6 +686,7 @@ TaskRequest request_from_json(const json& j) {
   const json& steps = field(j, "st");
   if (!steps.is_array()) throw WireError("field 'st' is not an array");
   if (steps.size() > kMaxSteps) throw WireError("too many steps");
+  r.steps.clear();
   r.steps.reserve(steps.size());  // bounded by the parsed input
   for (const json& js : steps) {
     Step s;
@@ -698,21 +699,20 @@ TaskRequest request_from_json(const json& j) {
     s.arg = as_u64(field(js, "a"), "a");
     r.steps.push_back(s);
   }
-  r.payload = payload_from_json(field(j, "p"));
-  return r;
+  payload_from_json(field(j, "p"), r.payload);
 }
 
-TaskResponse response_from_json(const json& j) {
-  TaskResponse r;
+void response_from_json(const json& j, TaskResponse& r) {
   r.item = as_u64(field(j, "i"), "i");
   r.ok = as_bool(field(j, "ok"), "ok");
   r.checksum = as_u64(field(j, "c"), "c");
   const json& e = field(j, "e");
   if (!e.is_string()) throw WireError("field 'e' is not a string");
-  r.error = e.get<std::string>();
-  r.payload = payload_from_json(field(j, "p"));
+  r.error = e.get_ref<const std::string&>();
+  payload_from_json(field(j, "p"), r.payload);
   const json& ctr = field(j, "ctr");
   if (!ctr.is_object()) throw WireError("field 'ctr' is not an object");
+  r.counters = CounterValues{};
   for (const auto& [name, value] : ctr.items()) {
     int found = -1;
     for (int i = 0; i < kCounterCount && found < 0; ++i)
@@ -724,7 +724,6 @@ TaskResponse response_from_json(const json& j) {
   r.decode_ns = as_u64(field(j, "dn"), "dn");
   r.exec_ns = as_u64(field(j, "xn"), "xn");
   r.encode_ns = as_u64(field(j, "en"), "en");
-  return r;
 }
 
 [[noreturn]] void rethrow_json(Codec c, const json::exception& e) {
@@ -785,24 +784,36 @@ void encode_response(Codec c, const TaskResponse& r, std::vector<std::byte>& out
   encode_json_frame(c, j, estimate_bytes(c, payload, 0) + r.error.size() + 512, out);
 }
 
-TaskRequest decode_request(Codec c, std::span<const std::byte> body) {
-  if (c == Codec::raw) return raw_decode_request(body);
+void decode_request(Codec c, std::span<const std::byte> body, TaskRequest& into) {
+  if (c == Codec::raw) return raw_decode_request(body, into);
   if (c != Codec::json && c != Codec::cbor && c != Codec::msgpack) throw WireError("bad codec");
   try {
-    return request_from_json(parse_json_body(c, body));
+    request_from_json(parse_json_body(c, body), into);
   } catch (const json::exception& e) {
     rethrow_json(c, e);
   }
 }
 
-TaskResponse decode_response(Codec c, std::span<const std::byte> body) {
-  if (c == Codec::raw) return raw_decode_response(body);
+void decode_response(Codec c, std::span<const std::byte> body, TaskResponse& into) {
+  if (c == Codec::raw) return raw_decode_response(body, into);
   if (c != Codec::json && c != Codec::cbor && c != Codec::msgpack) throw WireError("bad codec");
   try {
-    return response_from_json(parse_json_body(c, body));
+    response_from_json(parse_json_body(c, body), into);
   } catch (const json::exception& e) {
     rethrow_json(c, e);
   }
+}
+
+TaskRequest decode_request(Codec c, std::span<const std::byte> body) {
+  TaskRequest r;
+  decode_request(c, body, r);
+  return r;
+}
+
+TaskResponse decode_response(Codec c, std::span<const std::byte> body) {
+  TaskResponse r;
+  decode_response(c, body, r);
+  return r;
 }
 
 // ---- FrameReader -------------------------------------------------------------------------------

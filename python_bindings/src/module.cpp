@@ -24,6 +24,7 @@
 #include "concbench/kernels.hpp"
 #include "concbench/machine.hpp"
 #include "concbench/model.hpp"
+#include "concbench/process_settings.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
 #include "concbench/workload.hpp"
@@ -184,6 +185,9 @@ PYBIND11_MODULE(_concbench, m) {
   using namespace concbench;
   using namespace concbench::python;
   m.doc() = "concbench's C++ core: runner, report, counters, kernels, IO peers";
+  // The allocator policy and descriptor limit bench_runner applies, so a cell driven from Python
+  // measures what the same cell measures from the command line.
+  apply_process_settings();
 #ifdef Py_GIL_DISABLED
   // A free-threaded CPython: nothing here relies on the GIL for its own state (the registry has
   // its mutex, Python objects are touched under the runtime's own locking), so say so rather

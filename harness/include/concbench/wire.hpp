@@ -72,6 +72,12 @@ void encode_response(Codec c, const TaskResponse& r, std::vector<std::byte>& out
 // Decoders take one frame body (without the prefix).
 TaskRequest decode_request(Codec c, std::span<const std::byte> body);
 TaskResponse decode_response(Codec c, std::span<const std::byte> body);
+// The same into an existing message, which is overwritten field by field while its buffers (the
+// payload's above all, and the steps') keep their capacity: a worker or parent that decodes into
+// one message per peer allocates nothing per task once warm, so a large payload costs a copy,
+// not fresh pages. After a WireError `into` holds a mix of old and new fields.
+void decode_request(Codec c, std::span<const std::byte> body, TaskRequest& into);
+void decode_response(Codec c, std::span<const std::byte> body, TaskResponse& into);
 
 // Splits a byte stream into frames. feed() appends received bytes; next() yields one complete
 // body at a time (valid until the next call to feed(), prepare() or next()), or nothing when
