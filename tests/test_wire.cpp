@@ -86,6 +86,9 @@ TaskResponse sample_response(size_t payload, bool shm, bool ok) {
   r.decode_ns = 1;
   r.exec_ns = UINT64_MAX;
   r.encode_ns = 0;
+  r.has_cpu = true;
+  r.cpu_user_ns = UINT64_MAX;
+  r.cpu_sys_ns = 12'345'678;
   return r;
 }
 
@@ -147,6 +150,9 @@ void expect_response_eq(const TaskResponse& a, const TaskResponse& b) {
   EXPECT_EQ(a.decode_ns, b.decode_ns);
   EXPECT_EQ(a.exec_ns, b.exec_ns);
   EXPECT_EQ(a.encode_ns, b.encode_ns);
+  EXPECT_EQ(a.has_cpu, b.has_cpu);
+  EXPECT_EQ(a.cpu_user_ns, b.cpu_user_ns);
+  EXPECT_EQ(a.cpu_sys_ns, b.cpu_sys_ns);
 }
 
 class WireCodec : public ::testing::TestWithParam<Codec> {};

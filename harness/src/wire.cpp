@@ -15,9 +15,9 @@
 //     u8  native (0 or 1)                     u64  × kCounterCount values (0 where invalid)
 //     u16 kernel                              u8   multiplexed (0 or 1)
 //     u32 bytes                               u64  decode_ns, u64 exec_ns, u64 encode_ns
-//     u64 units                               payload (as in the request)
-//     u64 duration_ns
-//     u64 arg
+//     u64 units                               u8   has_cpu (0 or 1)
+//     u64 duration_ns                         u64  cpu_user_ns, u64 cpu_sys_ns
+//     u64 arg                                 payload (as in the request)
 //   payload:
 //     u8  mode: 0 inline, 1 shm
 //     inline: u64 length n, then n bytes      (decoded PayloadRef.length = n)
@@ -36,7 +36,8 @@
 //   payload  {"m": 0, "b": <binary>}  or  {"m": 1, "o": offset, "l": length}
 //   response {"i": item, "ok": ok, "c": checksum, "e": error, "p": payload,
 //             "ctr": {counter name: value, ... only the available ones}, "mx": multiplexed,
-//             "dn": decode_ns, "xn": exec_ns, "en": encode_ns}
+//             "dn": decode_ns, "xn": exec_ns, "en": encode_ns,
+//             "cv": has_cpu, "cu": cpu_user_ns, "cs": cpu_sys_ns}
 // CBOR and MessagePack carry <binary> as a byte string; JSON text has no byte strings, so
 // nlohmann writes {"bytes": [0..255, ...], "subtype": null}, which the decoder accepts back.
 // Unknown keys are ignored; missing keys, wrong types and out-of-range values are WireErrors.
@@ -72,7 +73,7 @@ constexpr uint8_t kModeShm = 1;
 constexpr size_t kStepBytes = 32;
 constexpr size_t kRequestHead = 1 + 8 + 8 + 8 + 1 + 4;
 constexpr size_t kResponseHead = 1 + 8 + 1 + 8 + 4;  // error bytes follow
-constexpr size_t kResponseMid = 4 + 8 * kCounterCount + 1 + 3 * 8;
+constexpr size_t kResponseMid = 4 + 8 * kCounterCount + 1 + 3 * 8 + 1 + 2 * 8;
 constexpr int kMaxDepth = 16;  // our messages nest 4 deep at most
 
 static_assert(kCounterCount <= 32, "the raw counter mask is a u32");
@@ -301,6 +302,9 @@ void raw_encode_response(const TaskResponse& r, std::vector<std::byte>& out) {
   w.put<uint64_t>(r.decode_ns);
   w.put<uint64_t>(r.exec_ns);
   w.put<uint64_t>(r.encode_ns);
+  w.put<uint8_t>(r.has_cpu ? 1 : 0);
+  w.put<uint64_t>(r.cpu_user_ns);
+  w.put<uint64_t>(r.cpu_sys_ns);
   put_payload_head(w, r.payload);
   append_payload(r.payload, out);
 }
@@ -326,6 +330,9 @@ void raw_decode_response(std::span<const std::byte> body, TaskResponse& r) {
   r.decode_ns = rd.take<uint64_t>("decode_ns");
   r.exec_ns = rd.take<uint64_t>("exec_ns");
   r.encode_ns = rd.take<uint64_t>("encode_ns");
+  r.has_cpu = rd.take_bool("has_cpu");
+  r.cpu_user_ns = rd.take<uint64_t>("cpu_user_ns");
+  r.cpu_sys_ns = rd.take<uint64_t>("cpu_sys_ns");
   take_payload(rd, r.payload);
   rd.finish();
 }
@@ -402,6 +409,9 @@ json response_to_json(const TaskResponse& r) {
   j["dn"] = r.decode_ns;
   j["xn"] = r.exec_ns;
   j["en"] = r.encode_ns;
+  j["cv"] = r.has_cpu;
+  j["cu"] = r.cpu_user_ns;
+  j["cs"] = r.cpu_sys_ns;
   return j;
 }
 
@@ -724,6 +734,9 @@ void response_from_json(const json& j, TaskResponse& r) {
   r.decode_ns = as_u64(field(j, "dn"), "dn");
   r.exec_ns = as_u64(field(j, "xn"), "xn");
   r.encode_ns = as_u64(field(j, "en"), "en");
+  r.has_cpu = as_bool(field(j, "cv"), "cv");
+  r.cpu_user_ns = as_u64(field(j, "cu"), "cu");
+  r.cpu_sys_ns = as_u64(field(j, "cs"), "cs");
 }
 
 [[noreturn]] void rethrow_json(Codec c, const json::exception& e) {

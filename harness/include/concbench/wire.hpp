@@ -61,6 +61,11 @@ struct TaskResponse {
   std::string error;       // when !ok
   PayloadRef payload;      // the payload echoed back
   CounterValues counters;  // the worker's counts since its previous response
+  // The worker's CPU time (getrusage(RUSAGE_SELF): every thread of the worker process) over the
+  // same interval as `counters`: a parent's getrusage never sees its live children. has_cpu is
+  // false when the worker could not read it.
+  uint64_t cpu_user_ns = 0, cpu_sys_ns = 0;
+  bool has_cpu = false;
   // The worker's own timings: decoding this request, running it, and encoding its *previous*
   // response (a response cannot carry the time of its own encoding).
   uint64_t decode_ns = 0, exec_ns = 0, encode_ns = 0;
