@@ -83,6 +83,7 @@ TaskResponse sample_response(size_t payload, bool shm, bool ok) {
   r.counters.set(Counter::cycles, UINT64_MAX);
   r.counters.set(Counter::llc_load_misses, 7);
   r.counters.multiplexed = true;
+  r.counters.set_not_counted(Counter::cache_references);  // multiplexed out for the interval
   r.decode_ns = 1;
   r.exec_ns = UINT64_MAX;
   r.encode_ns = 0;
@@ -147,6 +148,7 @@ void expect_response_eq(const TaskResponse& a, const TaskResponse& b) {
     EXPECT_EQ(a.counters.get(c), b.counters.get(c));
   }
   EXPECT_EQ(a.counters.multiplexed, b.counters.multiplexed);
+  EXPECT_EQ(a.counters.not_counted_mask(), b.counters.not_counted_mask());
   EXPECT_EQ(a.decode_ns, b.decode_ns);
   EXPECT_EQ(a.exec_ns, b.exec_ns);
   EXPECT_EQ(a.encode_ns, b.encode_ns);
@@ -483,6 +485,27 @@ TEST(Wire, JsonTextShapesAreValidated) {
   EXPECT_THROW(decode("null"), WireError);
   EXPECT_THROW(decode(ok + " x"), WireError);
   EXPECT_NO_THROW(decode(with("\"i\":1,", "\"i\":1,\"future\":[1,2],")));  // unknown keys: ignored
+}
+
+TEST(Wire, RawNotCountedMaskIsValidated) {
+  TaskResponse in;
+  in.counters.set(Counter::cycles, 5);
+  std::vector<std::byte> frame;
+  encode_response(Codec::raw, in, frame);
+  std::vector<std::byte> body(frame.begin() + 4, frame.end());
+  // tag, item, ok, checksum, error length (empty error), counter mask, values, multiplexed.
+  const size_t at = 1 + 8 + 1 + 8 + 4 + 4 + 8 * kCounterCount + 1;
+  EXPECT_NO_THROW(decode_response(Codec::raw, body));
+  for (uint32_t bad : {uint32_t{1} << 31, uint32_t{1} << static_cast<int>(Counter::cycles)}) {
+    auto b = body;
+    std::memcpy(b.data() + at, &bad, 4);
+    EXPECT_THROW(decode_response(Codec::raw, b), WireError) << bad;
+  }
+  const uint32_t ok = uint32_t{1} << static_cast<int>(Counter::instructions);
+  std::memcpy(body.data() + at, &ok, 4);
+  const TaskResponse out = decode_response(Codec::raw, body);
+  EXPECT_TRUE(out.counters.not_counted(Counter::instructions));
+  EXPECT_FALSE(out.counters.unavailable_reason(Counter::instructions).empty());
 }
 
 TEST(Wire, UnknownCounterNameRejected) {

@@ -14,6 +14,8 @@
 //     u8  kind (a known StepKind)                  bits >= kCounterCount must be 0)
 //     u8  native (0 or 1)                     u64  × kCounterCount values (0 where invalid)
 //     u16 kernel                              u8   multiplexed (0 or 1)
+//                                             u32  not-counted mask (CounterValues::not_counted;
+//                                                  bits >= kCounterCount must be 0)
 //     u32 bytes                               u64  decode_ns, u64 exec_ns, u64 encode_ns
 //     u64 units                               u8   has_cpu (0 or 1)
 //     u64 duration_ns                         u64  cpu_user_ns, u64 cpu_sys_ns
@@ -36,6 +38,7 @@
 //   payload  {"m": 0, "b": <binary>}  or  {"m": 1, "o": offset, "l": length}
 //   response {"i": item, "ok": ok, "c": checksum, "e": error, "p": payload,
 //             "ctr": {counter name: value, ... only the available ones}, "mx": multiplexed,
+//             "nx": not-counted mask (as raw's),
 //             "dn": decode_ns, "xn": exec_ns, "en": encode_ns,
 //             "cv": has_cpu, "cu": cpu_user_ns, "cs": cpu_sys_ns}
 // CBOR and MessagePack carry <binary> as a byte string; JSON text has no byte strings, so
@@ -73,7 +76,7 @@ constexpr uint8_t kModeShm = 1;
 constexpr size_t kStepBytes = 32;
 constexpr size_t kRequestHead = 1 + 8 + 8 + 8 + 1 + 4;
 constexpr size_t kResponseHead = 1 + 8 + 1 + 8 + 4;  // error bytes follow
-constexpr size_t kResponseMid = 4 + 8 * kCounterCount + 1 + 3 * 8 + 1 + 2 * 8;
+constexpr size_t kResponseMid = 4 + 8 * kCounterCount + 1 + 4 + 3 * 8 + 1 + 2 * 8;
 constexpr int kMaxDepth = 16;  // our messages nest 4 deep at most
 
 static_assert(kCounterCount <= 32, "the raw counter mask is a u32");
@@ -113,6 +116,18 @@ void reserve_more(std::vector<std::byte>& out, size_t extra) {
 
 [[noreturn]] void too_large(size_t body) {
   throw WireError("frame body of " + std::to_string(body) + " bytes exceeds kMaxFrameBytes");
+}
+
+// Marks the counters a not-counted mask names; a mask naming counters that do not exist, or that
+// also carry a value, is a protocol error.
+void set_not_counted(CounterValues& c, uint32_t mask) {
+  if (kCounterCount < 32 && (mask >> kCounterCount) != 0)
+    throw WireError("not-counted mask names unknown counters");
+  for (int i = 0; i < kCounterCount; ++i) {
+    if (!((mask >> i) & 1u)) continue;
+    if (c.has(static_cast<Counter>(i))) throw WireError("a counter both counted and not counted");
+    c.set_not_counted(static_cast<Counter>(i));
+  }
 }
 
 // ---- raw codec -------------------------------------------------------------------------------
@@ -299,6 +314,7 @@ void raw_encode_response(const TaskResponse& r, std::vector<std::byte>& out) {
   for (int i = 0; i < kCounterCount; ++i)
     w.put<uint64_t>(r.counters.get(static_cast<Counter>(i)).value_or(0));
   w.put<uint8_t>(r.counters.multiplexed ? 1 : 0);
+  w.put<uint32_t>(r.counters.not_counted_mask());
   w.put<uint64_t>(r.decode_ns);
   w.put<uint64_t>(r.exec_ns);
   w.put<uint64_t>(r.encode_ns);
@@ -327,6 +343,7 @@ void raw_decode_response(std::span<const std::byte> body, TaskResponse& r) {
     if ((mask >> i) & 1u) r.counters.set(static_cast<Counter>(i), v);
   }
   r.counters.multiplexed = rd.take_bool("multiplexed");
+  set_not_counted(r.counters, rd.take<uint32_t>("not-counted mask"));
   r.decode_ns = rd.take<uint64_t>("decode_ns");
   r.exec_ns = rd.take<uint64_t>("exec_ns");
   r.encode_ns = rd.take<uint64_t>("encode_ns");
@@ -406,6 +423,7 @@ json response_to_json(const TaskResponse& r) {
   j["p"] = payload_to_json(r.payload);
   j["ctr"] = std::move(ctr);
   j["mx"] = r.counters.multiplexed;
+  j["nx"] = r.counters.not_counted_mask();
   j["dn"] = r.decode_ns;
   j["xn"] = r.exec_ns;
   j["en"] = r.encode_ns;
@@ -731,6 +749,7 @@ void response_from_json(const json& j, TaskResponse& r) {
     r.counters.set(static_cast<Counter>(found), as_u64(value, "ctr"));
   }
   r.counters.multiplexed = as_bool(field(j, "mx"), "mx");
+  set_not_counted(r.counters, as_uint<uint32_t>(field(j, "nx"), "nx"));
   r.decode_ns = as_u64(field(j, "dn"), "dn");
   r.exec_ns = as_u64(field(j, "xn"), "xn");
   r.encode_ns = as_u64(field(j, "en"), "en");
