@@ -213,6 +213,20 @@ PYBIND11_MODULE(_concbench, m) {
       "Checks a config (JSON text); returns the resolved config or raises UsageError.");
   m.def("list", &list_json, "Workloads, models, parameters and suites as JSON text.");
   m.def("machine_context", [] { return machine_context().dump(); });
+  m.def(
+      "process_settings",
+      [] {
+        const ProcessSettings& s = apply_process_settings();
+        py::dict d;
+        d["allocator"] = s.allocator;
+        d["allocator_applied"] = s.allocator_applied;
+        d["mmap_threshold"] = s.mmap_threshold;
+        d["trim_threshold"] = s.trim_threshold;
+        d["top_pad"] = s.top_pad;
+        d["nofile_limit"] = s.nofile_limit;
+        return d;
+      },
+      "The process-wide settings applied at import (the same as bench_runner's).");
   m.def("format_table", [](const std::string& report) {
     // A dict from anywhere: checked first, as format_table trusts the schema. It came from
     // json.dumps, so it parses.
