@@ -1,7 +1,7 @@
 // process_pool: N worker processes, multiprocessing's world. Every task crosses the process
 // boundary: its steps and payload are encoded (--param codec), framed and sent over a socketpair
 // (or, with transport=shm, the payload is placed in shared memory and only a reference is sent);
-// the worker runs it and sends back the checksum, the payload and its own counters.
+// the worker runs it and sends back the checksum, the payload, its own counters and CPU time.
 //
 // The parent is one thread running an event loop over the workers' sockets. It keeps up to
 // `inflight` tasks outstanding per worker (pipelining, as ProcessPoolExecutor does), so a worker
@@ -11,6 +11,11 @@
 // is reaped with waitpid, the task it was running is recorded as failed with the reason, the
 // tasks queued behind it are sent again, and a replacement worker starts. A malformed response
 // fails that task only. No zombie and no descriptor outlives teardown().
+//
+// Measurement: the batch's span (BatchResult::begin_work/end_work) runs from just before the first
+// task is sent to just after the last result is in; counter flushes and metrics lie outside it.
+// The workers' CPU time comes back with their counters (child CPU: a parent's getrusage never
+// sees live children). The echoed payload is compared with what was sent: it is the result.
 //
 // Invariant: a worker answers its requests in order (it runs them one at a time), so the head of
 // `outstanding` is the task it is running and responses are matched to requests FIFO.
