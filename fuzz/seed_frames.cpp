@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
       TaskRequest req;
       req.item = 7;
       req.seed = 0x1234;
+      req.nonce = 0x9e3779b97f4a7c15ULL;
       Step spin;
       spin.units = 3;
       Step sleep;

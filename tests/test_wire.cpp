@@ -49,6 +49,7 @@ TaskRequest sample_request(size_t payload, bool shm) {
   TaskRequest r;
   r.item = 0x0123456789abcdefull;
   r.seed = UINT64_MAX;
+  r.nonce = 0x8000000000000001ull;
   r.fault = 2;
   r.steps = sample_steps();
   if (shm) {
@@ -82,9 +83,13 @@ TaskResponse sample_response(size_t payload, bool shm, bool ok) {
   r.counters.set(Counter::cycles, UINT64_MAX);
   r.counters.set(Counter::llc_load_misses, 7);
   r.counters.multiplexed = true;
+  r.counters.set_not_counted(Counter::cache_references);  // multiplexed out for the interval
   r.decode_ns = 1;
   r.exec_ns = UINT64_MAX;
   r.encode_ns = 0;
+  r.has_cpu = true;
+  r.cpu_user_ns = UINT64_MAX;
+  r.cpu_sys_ns = 12'345'678;
   return r;
 }
 
@@ -124,6 +129,7 @@ void expect_payload_eq(const PayloadRef& a, const PayloadRef& b) {
 void expect_request_eq(const TaskRequest& a, const TaskRequest& b) {
   EXPECT_EQ(a.item, b.item);
   EXPECT_EQ(a.seed, b.seed);
+  EXPECT_EQ(a.nonce, b.nonce);
   EXPECT_EQ(a.fault, b.fault);
   expect_steps_eq(a.steps, b.steps);
   expect_payload_eq(a.payload, b.payload);
@@ -142,9 +148,13 @@ void expect_response_eq(const TaskResponse& a, const TaskResponse& b) {
     EXPECT_EQ(a.counters.get(c), b.counters.get(c));
   }
   EXPECT_EQ(a.counters.multiplexed, b.counters.multiplexed);
+  EXPECT_EQ(a.counters.not_counted_mask(), b.counters.not_counted_mask());
   EXPECT_EQ(a.decode_ns, b.decode_ns);
   EXPECT_EQ(a.exec_ns, b.exec_ns);
   EXPECT_EQ(a.encode_ns, b.encode_ns);
+  EXPECT_EQ(a.has_cpu, b.has_cpu);
+  EXPECT_EQ(a.cpu_user_ns, b.cpu_user_ns);
+  EXPECT_EQ(a.cpu_sys_ns, b.cpu_sys_ns);
 }
 
 class WireCodec : public ::testing::TestWithParam<Codec> {};
@@ -188,6 +198,41 @@ TEST_P(WireCodec, ResponseRoundTrip) {
         EXPECT_FALSE(out.counters.get(Counter::cache_misses).has_value());
       }
     }
+  }
+}
+
+// The pool decodes every frame into one message per peer: the payload buffer must keep its
+// capacity (no allocation, no fresh pages per task) and no field of the previous message may
+// survive into the next.
+TEST_P(WireCodec, DecodeIntoReusesBuffersAndOverwritesEverything) {
+  const Codec c = GetParam();
+  std::vector<std::byte> frame;
+  TaskRequest req;
+  encode_request(c, sample_request(64 * 1024, false), frame);
+  decode_request(c, body_of(frame), req);
+  const std::byte* buffer = req.payload.bytes.data();
+  for (bool shm : {false, true, false}) {
+    TaskRequest next = sample_request(1000, shm);
+    next.item = 5;
+    next.nonce = 77;
+    next.fault = 0;
+    next.steps.resize(1);
+    frame.clear();
+    encode_request(c, next, frame);
+    decode_request(c, body_of(frame), req);
+    expect_request_eq(next, req);
+    if (!shm) {
+      EXPECT_EQ(req.payload.bytes.data(), buffer) << "the payload buffer was reallocated";
+    }
+  }
+  TaskResponse resp;
+  for (bool with_counters : {true, false}) {
+    TaskResponse next = sample_response(100, false, with_counters);
+    if (!with_counters) next.counters = CounterValues{};
+    frame.clear();
+    encode_response(c, next, frame);
+    decode_response(c, body_of(frame), resp);
+    expect_response_eq(next, resp);
   }
 }
 
@@ -384,7 +429,7 @@ TEST(Wire, HugeCountsDoNotAllocate) {
   encode_request(Codec::raw, TaskRequest{}, frame);
   std::vector<std::byte> body(frame.begin() + 4, frame.end());
   for (uint32_t count : {uint32_t{1} << 20, UINT32_MAX}) {
-    std::memcpy(body.data() + 18, &count, 4);  // after tag, item, seed, fault (little-endian)
+    std::memcpy(body.data() + 26, &count, 4);  // after tag, item, seed, nonce, fault (LE)
     EXPECT_THROW(decode_request(Codec::raw, body), WireError);
   }
   // An inline payload length of 2^63.
@@ -410,7 +455,7 @@ TEST(Wire, JsonTextShapesAreValidated) {
     return decode_request(Codec::json, b);
   };
   const std::string ok =
-      R"({"i":1,"s":2,"f":0,"st":[{"k":1,"n":false,"kr":3,"b":4,"u":5,"d":6,"a":7}],)"
+      R"({"i":1,"s":2,"nc":9,"f":0,"st":[{"k":1,"n":false,"kr":3,"b":4,"u":5,"d":6,"a":7}],)"
       R"("p":{"m":0,"b":{"bytes":[0,255,16],"subtype":null}}})";
   const TaskRequest r = decode(ok);
   ASSERT_EQ(r.steps.size(), 1u);
@@ -434,10 +479,33 @@ TEST(Wire, JsonTextShapesAreValidated) {
   EXPECT_THROW(decode(with("\"m\":0", "\"m\":2")), WireError);
   EXPECT_THROW(decode(with("\"i\":1,", "")), WireError);
   EXPECT_THROW(decode(with("\"s\":2", "\"s\":18446744073709551616")), WireError);
+  EXPECT_THROW(decode(with("\"nc\":9,", "")), WireError);  // a request without its nonce
+  EXPECT_THROW(decode(with("\"nc\":9", "\"nc\":-9")), WireError);
   EXPECT_THROW(decode("[]"), WireError);
   EXPECT_THROW(decode("null"), WireError);
   EXPECT_THROW(decode(ok + " x"), WireError);
   EXPECT_NO_THROW(decode(with("\"i\":1,", "\"i\":1,\"future\":[1,2],")));  // unknown keys: ignored
+}
+
+TEST(Wire, RawNotCountedMaskIsValidated) {
+  TaskResponse in;
+  in.counters.set(Counter::cycles, 5);
+  std::vector<std::byte> frame;
+  encode_response(Codec::raw, in, frame);
+  std::vector<std::byte> body(frame.begin() + 4, frame.end());
+  // tag, item, ok, checksum, error length (empty error), counter mask, values, multiplexed.
+  const size_t at = 1 + 8 + 1 + 8 + 4 + 4 + 8 * kCounterCount + 1;
+  EXPECT_NO_THROW(decode_response(Codec::raw, body));
+  for (uint32_t bad : {uint32_t{1} << 31, uint32_t{1} << static_cast<int>(Counter::cycles)}) {
+    auto b = body;
+    std::memcpy(b.data() + at, &bad, 4);
+    EXPECT_THROW(decode_response(Codec::raw, b), WireError) << bad;
+  }
+  const uint32_t ok = uint32_t{1} << static_cast<int>(Counter::instructions);
+  std::memcpy(body.data() + at, &ok, 4);
+  const TaskResponse out = decode_response(Codec::raw, body);
+  EXPECT_TRUE(out.counters.not_counted(Counter::instructions));
+  EXPECT_FALSE(out.counters.unavailable_reason(Counter::instructions).empty());
 }
 
 TEST(Wire, UnknownCounterNameRejected) {
@@ -458,7 +526,7 @@ TEST(Wire, RawRejectsBadFlagsAndModes) {
   std::vector<std::byte> body(frame.begin() + 4, frame.end());
   {
     auto b = body;
-    b[22 + 1] = std::byte{2};  // first step's native flag
+    b[30 + 1] = std::byte{2};  // first step's native flag
     EXPECT_THROW(decode_request(Codec::raw, b), WireError);
   }
   {

@@ -10,8 +10,6 @@
 //   validate 0 every report is well formed, complete and fully verified; 1 well formed but
 //            incomplete or with cells that did not verify; 2 malformed.
 #include <benchmark/benchmark.h>
-#include <malloc.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -28,6 +26,7 @@
 #include "concbench/config.hpp"
 #include "concbench/machine.hpp"
 #include "concbench/model.hpp"
+#include "concbench/process_settings.hpp"
 #include "concbench/process_worker.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
@@ -283,20 +282,12 @@ int validate_cmd(const std::vector<std::string>& paths) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything allocates, and in every mode (a spawned worker included): the same allocator
+  // policy and descriptor limit as the Python module's, from the one definition.
+  apply_process_settings();
   // process_pool's spawn start method execs us as a worker; no user types this.
   if (argc > 1 && std::string(argv[1]) == "__worker") return process_worker_main(argc, argv);
   if (argc > 1 && std::string(argv[1]) == "micro") return run_micro(argc, argv);
-  // Keep freed heap memory instead of returning it to the kernel after every batch: otherwise a
-  // model that allocates per task (coroutine frames, messages) pays page faults on every batch
-  // again, and what is measured is the allocator's trimming rather than the model.
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  mallopt(M_TOP_PAD, 64 << 20);
-  // Lanes of the async models and process-pool pipes hold descriptors; let the run use what the
-  // hard limit allows.
-  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
 
   CLI::App app{"concbench: which concurrency model wins, by how much, and why"};
   app.require_subcommand(1);

@@ -40,6 +40,32 @@ void BM_CounterGroupRead(benchmark::State& state) {
 }
 BENCHMARK(BM_CounterGroupRead);
 
+// One InheritedCounters::read(): one read() per event (inherited events cannot be read as a
+// group), what a model whose threads start per batch pays twice per batch.
+void BM_InheritedCountersRead(benchmark::State& state) {
+  InheritedCounters counters;
+  for (auto _ : state) {
+    CounterValues v = counters.read();
+    benchmark::DoNotOptimize(v);
+  }
+}
+BENCHMARK(BM_InheritedCountersRead);
+
+// since() over two reads with raw triples: the per-interval scaling a worker does per report.
+void BM_CounterSince(benchmark::State& state) {
+  CounterValues a, b;
+  for (int i = 0; i < kCounterCount; ++i) {
+    a.set_raw(static_cast<Counter>(i), {1000, 2000, 1500});
+    b.set_raw(static_cast<Counter>(i), {5000, 9000, 4000});
+  }
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(a);
+    CounterValues d = b.since(a);
+    benchmark::DoNotOptimize(d);
+  }
+}
+BENCHMARK(BM_CounterSince);
+
 // The getrusage(RUSAGE_THREAD) part of read() alone.
 void BM_GetrusageThread(benchmark::State& state) {
 #if defined(__linux__)

@@ -1,7 +1,7 @@
 // process_pool: N worker processes, multiprocessing's world. Every task crosses the process
 // boundary: its steps and payload are encoded (--param codec), framed and sent over a socketpair
 // (or, with transport=shm, the payload is placed in shared memory and only a reference is sent);
-// the worker runs it and sends back the checksum, the payload and its own counters.
+// the worker runs it and sends back the checksum, the payload, its own counters and CPU time.
 //
 // The parent is one thread running an event loop over the workers' sockets. It keeps up to
 // `inflight` tasks outstanding per worker (pipelining, as ProcessPoolExecutor does), so a worker
@@ -12,6 +12,11 @@
 // tasks queued behind it are sent again, and a replacement worker starts. A malformed response
 // fails that task only. No zombie and no descriptor outlives teardown().
 //
+// Measurement: the batch's span (BatchResult::begin_work/end_work) runs from just before the first
+// task is sent to just after the last result is in; counter flushes and metrics lie outside it.
+// The workers' CPU time comes back with their counters (child CPU: a parent's getrusage never
+// sees live children). The echoed payload is compared with what was sent: it is the result.
+//
 // Invariant: a worker answers its requests in order (it runs them one at a time), so the head of
 // `outstanding` is the task it is running and responses are matched to requests FIFO.
 #include <fcntl.h>
@@ -19,6 +24,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -34,6 +40,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "concbench/checksum.hpp"
@@ -47,6 +54,19 @@ namespace {
 
 constexpr uint64_t kStartTimeoutNs = 20'000'000'000ULL;  // a worker that is not ready by then
 constexpr int kPollSliceMs = 50;                         // how often cancellation is looked at
+
+uint64_t timeval_ns(const timeval& tv) {
+  return static_cast<uint64_t>(tv.tv_sec) * 1'000'000'000ULL +
+         static_cast<uint64_t>(tv.tv_usec) * 1000ULL;
+}
+
+// One item in this many has its round trip timed (and its encoding and decoding): a process pool
+// reads no clock per task (ProcessPoolExecutor does not), so neither does this one's hot path.
+// At most ~kLatencySamples samples per batch; every item of a batch smaller than that.
+constexpr uint64_t kLatencySamples = 256;
+uint64_t latency_stride(uint64_t items) {
+  return std::max<uint64_t>(1, (items + kLatencySamples - 1) / kLatencySamples);
+}
 
 std::string describe_status(int status) {
   if (WIFSIGNALED(status)) {
@@ -92,9 +112,11 @@ Injection parse_injection(const std::string& text) {
     inj.fault = kFaultGarble;
   else if (kind == "truncate")
     inj.fault = kFaultTruncate;
+  else if (kind == "corrupt")
+    inj.fault = kFaultCorrupt;
   else
     throw UsageError("inject: '" + text +
-                     "' is not none or kill|segv|exit|hang|garble|truncate:PROBABILITY");
+                     "' is not none or kill|segv|exit|hang|garble|truncate|corrupt:PROBABILITY");
   if (colon == std::string::npos) throw UsageError("inject: '" + text + "' needs :PROBABILITY");
   const double p = parse_seconds(text.substr(colon + 1), "inject probability");
   if (p > 1) throw UsageError("inject: probability " + text.substr(colon + 1) + " is above 1");
@@ -104,8 +126,8 @@ Injection parse_injection(const std::string& text) {
 
 struct Outstanding {
   uint64_t item;
-  uint64_t sent_ns;
-  uint64_t encode_ns;
+  uint64_t sent_ns;     // a sampled item only (see latency_stride); 0 otherwise
+  uint64_t shm_offset;  // where its payload was placed (transport=shm)
 };
 
 struct Worker {
@@ -120,6 +142,11 @@ struct Worker {
   size_t out_off = 0;
   std::deque<Outstanding> outstanding;
   uint64_t head_since_ns = 0;  // when the head of `outstanding` started running (roughly)
+  // CPU time this worker has reported over its life, and its total from wait4() once reaped: the
+  // difference is what a worker that died mid-batch never got to report.
+  CpuTimes reported_cpu;
+  CpuTimes final_cpu;
+  bool have_final_cpu = false;
 };
 
 class ProcessPool final : public Model {
@@ -151,7 +178,14 @@ class ProcessPool final : public Model {
   void stop_worker(size_t w, bool graceful);
   std::string reap(size_t w);
   void ensure_shm(Worker& wk, size_t bytes);
-  CounterValues flush_counters(size_t w);
+  struct Flush {
+    bool ok = false;
+    CounterValues counters;
+    CpuTimes cpu;
+    bool has_cpu = false;
+  };
+  Flush flush_worker(size_t w);
+  ThreadCounters& parent_counters();
 
   bool spawn_ = false;
   Codec codec_ = Codec::raw;
@@ -160,6 +194,14 @@ class ProcessPool final : public Model {
   uint64_t task_timeout_ns_ = 0;
   Injection injection_;
   std::vector<Worker> workers_;
+  // The parent's message buffers, reused for every task of every batch (with each worker's
+  // receive and send buffers): in steady state a task allocates nothing and faults in no page,
+  // whatever its payload.
+  TaskRequest req_;
+  TaskResponse resp_;
+  std::vector<pollfd> pfds_;
+  std::unique_ptr<ThreadCounters> parent_counters_;  // opened by the thread that runs batches
+  std::thread::id parent_thread_;
   uint64_t startup_ns_ = 0;  // all workers' start-up, setup's share
   std::atomic<bool> cancelled_{false};
 };
@@ -262,15 +304,21 @@ std::string ProcessPool::reap(size_t w) {
   std::string fate = "worker gone";
   if (wk.pid > 0) {
     int status = 0;
-    pid_t r = waitpid(wk.pid, &status, WNOHANG);
+    rusage ru{};
+    // wait4 rather than waitpid: the dead worker's rusage covers the CPU time it never reported.
+    pid_t r = wait4(wk.pid, &status, WNOHANG, &ru);
     if (r == 0) {
       // Still running (it closed its socket, or is being replaced): it must not linger.
       kill(wk.pid, SIGKILL);
       do {
-        r = waitpid(wk.pid, &status, 0);
+        r = wait4(wk.pid, &status, 0, &ru);
       } while (r < 0 && errno == EINTR);
     }
-    if (r == wk.pid) fate = describe_status(status);
+    if (r == wk.pid) {
+      fate = describe_status(status);
+      wk.final_cpu = {timeval_ns(ru.ru_utime), timeval_ns(ru.ru_stime)};
+      wk.have_final_cpu = true;
+    }
     wk.pid = -1;
   }
   if (wk.fd >= 0) close(wk.fd);
@@ -308,7 +356,10 @@ void ProcessPool::ensure_shm(Worker& wk, size_t bytes) {
   if (ftruncate(wk.shm_fd, static_cast<off_t>(size)) != 0)
     throw std::runtime_error(std::string("ftruncate(shm): ") + std::strerror(errno));
   if (wk.shm != nullptr) munmap(wk.shm, wk.shm_size);
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, wk.shm_fd, 0);
+  // MAP_POPULATE: the slots are written round-robin, so without it a batch would fault in a
+  // slot's pages whenever it reaches one not used before (inflight x payload bytes per worker),
+  // long after the first batch. Growing happens before a batch's timed region.
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, wk.shm_fd, 0);
   if (p == MAP_FAILED) {
     wk.shm = nullptr;
     wk.shm_size = 0;
@@ -318,12 +369,12 @@ void ProcessPool::ensure_shm(Worker& wk, size_t bytes) {
   wk.shm_size = size;
 }
 
-// Asks an idle worker for the counts it has not reported yet (see kFlushItem). A worker that does
-// not answer within a second contributes nothing, and the counters become unavailable rather
-// than undercounted.
-CounterValues ProcessPool::flush_counters(size_t w) {
+// Asks an idle worker for the counts and CPU time it has not reported yet (see kFlushItem). A
+// worker that does not answer within a second contributes nothing, and the counters and CPU time
+// become unavailable rather than undercounted.
+ProcessPool::Flush ProcessPool::flush_worker(size_t w) {
   Worker& wk = workers_[w];
-  CounterValues none;
+  Flush none;
   if (wk.fd < 0 || !wk.outstanding.empty()) return none;
   TaskRequest req;
   req.item = kFlushItem;
@@ -334,7 +385,9 @@ CounterValues ProcessPool::flush_counters(size_t w) {
   const uint64_t deadline = monotonic_ns() + 1'000'000'000ULL;
   pollfd p{wk.fd, POLLIN, 0};
   while (monotonic_ns() < deadline) {
-    if (poll(&p, 1, kPollSliceMs) <= 0) continue;
+    const int r = poll(&p, 1, kPollSliceMs);
+    if (r < 0 && errno != EINTR) return none;
+    if (r <= 0) continue;
     std::span<std::byte> space = wk.in.prepare(4096);
     const ssize_t n = read(wk.fd, space.data(), space.size());
     if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR))) return none;
@@ -343,7 +396,13 @@ CounterValues ProcessPool::flush_counters(size_t w) {
     if (wk.in.next(body)) {
       try {
         TaskResponse resp = decode_response(codec_, body);
-        if (resp.item == kFlushItem) return resp.counters;
+        if (resp.item != kFlushItem) return none;
+        Flush f;
+        f.ok = true;
+        f.counters = resp.counters;
+        f.has_cpu = resp.has_cpu;
+        f.cpu = {resp.cpu_user_ns, resp.cpu_sys_ns};
+        return f;
       } catch (const WireError&) {
       }
       return none;
@@ -352,18 +411,39 @@ CounterValues ProcessPool::flush_counters(size_t w) {
   return none;
 }
 
+ThreadCounters& ProcessPool::parent_counters() {
+  // ThreadCounters counts the thread that opened it, and the runner may call run() from another
+  // thread than setup(): opened on first use by the running thread, and again if that changes.
+  if (!parent_counters_ || parent_thread_ != std::this_thread::get_id()) {
+    parent_counters_ = std::make_unique<ThreadCounters>();
+    parent_thread_ = std::this_thread::get_id();
+  }
+  return *parent_counters_;
+}
+
 BatchResult ProcessPool::run(const Batch& batch) {
+  // Everything up to begin_work() is the harness's: the zero-filled result vectors, the reserved
+  // latency samples, the parent's counter read, growing the shared-memory regions.
   BatchResult result(batch.items());
   const std::vector<Task>& tasks = *batch.tasks;
   const uint64_t items = batch.items();
-  ThreadCounterScope parent_counters;
+  const uint64_t stride = latency_stride(items);
+  result.latency_ns.reserve(static_cast<size_t>(items / stride + 1));
+  ThreadCounters& parent = parent_counters();
+  const CounterValues parent_before = parent.read();
   CounterValues worker_counts = CounterValues::zero_all();
-  uint64_t enc_ns = 0, dec_ns = 0, w_dec_ns = 0, w_exec_ns = 0, w_enc_ns = 0, lat_sum = 0;
-  uint64_t bytes_out = 0, bytes_in = 0, replacements = 0, replace_ns = 0;
+  CpuTimes child_cpu;
+  bool child_cpu_ok = true;
+  // Parent-side timings come from the sampled items only and are scaled up (see the metrics).
+  uint64_t enc_ns = 0, dec_ns = 0, enc_samples = 0, dec_samples = 0, lat_sum = 0;
+  uint64_t w_dec_ns = 0, w_exec_ns = 0, w_enc_ns = 0;
+  uint64_t bytes_out = 0, bytes_in = 0, replacements = 0, replace_ns = 0, sent = 0, decoded = 0;
 
   size_t slot_bytes = 0;
   for (const Task& t : tasks) slot_bytes = std::max(slot_bytes, t.payload.size());
   slot_bytes = std::max<size_t>(slot_bytes, 64);
+  for (size_t w = 0; shm_ && w < workers_.size(); ++w)
+    ensure_shm(workers_[w], slot_bytes * inflight_);
 
   std::deque<uint64_t> retry;  // items that were queued behind a worker that died: never ran
   uint64_t next = 0, finished = 0;
@@ -375,6 +455,17 @@ BatchResult ProcessPool::run(const Batch& batch) {
   auto replace = [&](size_t w, const std::string& cause) {
     Worker& wk = workers_[w];
     const std::string fate = reap(w);
+    // What the dead worker ran since its last report: its total from wait4 less what it reported.
+    if (wk.have_final_cpu) {
+      child_cpu.user_ns += wk.final_cpu.user_ns > wk.reported_cpu.user_ns
+                               ? wk.final_cpu.user_ns - wk.reported_cpu.user_ns
+                               : 0;
+      child_cpu.sys_ns += wk.final_cpu.sys_ns > wk.reported_cpu.sys_ns
+                              ? wk.final_cpu.sys_ns - wk.reported_cpu.sys_ns
+                              : 0;
+    } else {
+      child_cpu_ok = false;
+    }
     if (!wk.outstanding.empty()) {
       fail(wk.outstanding.front().item, cause.empty() ? fate : cause + "; " + fate);
       wk.outstanding.pop_front();
@@ -382,16 +473,32 @@ BatchResult ProcessPool::run(const Batch& batch) {
       wk.outstanding.clear();
     }
     ++replacements;
-    replace_ns += start_worker(w);
+    replace_ns += start_worker(w);  // a stall the batch really suffers, so it stays timed
+    if (shm_) ensure_shm(workers_[w], slot_bytes * inflight_);
   };
 
-  TaskRequest req;
-  std::vector<pollfd> pfds;  // reused: this loop runs once per burst of responses
+  // The echoed payload is the task's result as far as the parent is concerned: it must be the
+  // bytes that were sent. One pass over them, as unpickling a result is.
+  auto echo_intact = [&](const Worker& wk, const Outstanding& o, const Task& t) {
+    const PayloadRef& p = resp_.payload;
+    if (p.length != t.payload.size()) return false;
+    if (t.payload.empty()) return true;
+    if (shm_) {
+      return p.in_shm && p.offset == o.shm_offset && wk.shm != nullptr &&
+             std::memcmp(wk.shm + o.shm_offset, t.payload.data(), t.payload.size()) == 0;
+    }
+    return !p.in_shm && p.bytes.size() == t.payload.size() &&
+           std::memcmp(p.bytes.data(), t.payload.data(), t.payload.size()) == 0;
+  };
+
+  TaskRequest& req = req_;
+  TaskResponse& resp = resp_;
+  std::vector<pollfd>& pfds = pfds_;
+  result.begin_work();
+  uint64_t now = monotonic_ns();
   while (finished < items && !cancelled_.load(std::memory_order_relaxed)) {
     // Fill the pipelines one level at a time across workers, so a batch smaller than
     // workers x inflight is still spread over every worker instead of queueing behind one.
-    for (size_t w = 0; shm_ && w < workers_.size(); ++w)
-      ensure_shm(workers_[w], slot_bytes * inflight_);
     for (size_t depth = 1; depth <= inflight_ && (next < items || !retry.empty()); ++depth)
       for (size_t w = 0; w < workers_.size(); ++w) {
         Worker& wk = workers_[w];
@@ -403,10 +510,12 @@ BatchResult ProcessPool::run(const Batch& batch) {
           } else {
             item = next++;
           }
+          const bool sampled = item % stride == 0;
           const Task& t = tasks[item % tasks.size()];
-          const uint64_t t0 = monotonic_ns();
+          const uint64_t t0 = sampled ? monotonic_ns() : 0;
           req.item = item;
           req.seed = t.seed;
+          req.nonce = batch.item_nonce(item);
           req.steps = t.steps;
           req.fault = kFaultNone;
           if (injection_.fault != kFaultNone) {
@@ -414,9 +523,10 @@ BatchResult ProcessPool::run(const Batch& batch) {
                 static_cast<double>(mix64(t.seed ^ mix64(item + 0x1f)) >> 11) * 0x1p-53;
             if (roll < injection_.probability) req.fault = injection_.fault;
           }
+          size_t off = 0;
           if (shm_) {
             // The one copy of the payload: into this worker's slot of the shared region.
-            const size_t off = wk.next_slot * slot_bytes;
+            off = wk.next_slot * slot_bytes;
             wk.next_slot = (wk.next_slot + 1) % inflight_;
             if (!t.payload.empty()) std::memcpy(wk.shm + off, t.payload.data(), t.payload.size());
             req.payload.in_shm = true;
@@ -430,10 +540,15 @@ BatchResult ProcessPool::run(const Batch& batch) {
           const size_t before = wk.out.size();
           encode_request(codec_, req, wk.out);
           bytes_out += wk.out.size() - before;
-          const uint64_t t1 = monotonic_ns();
-          enc_ns += t1 - t0;
-          if (wk.outstanding.empty()) wk.head_since_ns = t1;
-          wk.outstanding.push_back({item, t0, t1 - t0});
+          ++sent;
+          uint64_t sent_ns = 0;
+          if (sampled) {
+            sent_ns = monotonic_ns();
+            enc_ns += sent_ns - t0;
+            ++enc_samples;
+          }
+          if (wk.outstanding.empty()) wk.head_since_ns = now;
+          wk.outstanding.push_back({item, sent_ns, off});
         }
       }
     // Write what is pending, poll, read what arrived.
@@ -458,7 +573,6 @@ BatchResult ProcessPool::run(const Batch& batch) {
       }
       pfds[w] = {wk.fd, static_cast<short>(POLLIN | (wk.out.empty() ? 0 : POLLOUT)), 0};
     }
-    uint64_t now = monotonic_ns();
     int timeout_ms = kPollSliceMs;
     for (const Worker& wk : workers_) {
       if (wk.outstanding.empty()) continue;
@@ -470,7 +584,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
     const int r = poll(pfds.data(), pfds.size(), timeout_ms);
     if (r < 0 && errno != EINTR)
       throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
-    now = monotonic_ns();
+    now = monotonic_ns();  // one clock read per burst, for the timeouts
     for (size_t w = 0; w < workers_.size(); ++w) {
       Worker& wk = workers_[w];
       if (pfds[w].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -498,21 +612,35 @@ BatchResult ProcessPool::run(const Batch& batch) {
             const Outstanding o = wk.outstanding.front();
             wk.outstanding.pop_front();
             wk.head_since_ns = now;
-            const uint64_t t0 = monotonic_ns();
-            TaskResponse resp;
+            const bool sampled = o.sent_ns != 0;
+            const uint64_t t0 = sampled ? monotonic_ns() : 0;
             try {
-              resp = decode_response(codec_, body);
+              decode_response(codec_, body, resp);
             } catch (const WireError& e) {
               fail(o.item, std::string("malformed response frame: ") + e.what());
               continue;
             }
-            const uint64_t t1 = monotonic_ns();
-            dec_ns += t1 - t0;
+            ++decoded;
+            if (sampled) {
+              const uint64_t t1 = monotonic_ns();
+              dec_ns += t1 - t0;
+              ++dec_samples;
+              result.latency_ns.push_back(t1 - o.sent_ns);
+              lat_sum += t1 - o.sent_ns;
+            }
             if (resp.item != o.item) {
               fail(o.item, "response for item " + std::to_string(resp.item) + " out of order");
               continue;
             }
             worker_counts.accumulate(resp.counters);
+            if (resp.has_cpu) {
+              child_cpu.user_ns += resp.cpu_user_ns;
+              child_cpu.sys_ns += resp.cpu_sys_ns;
+              wk.reported_cpu.user_ns += resp.cpu_user_ns;
+              wk.reported_cpu.sys_ns += resp.cpu_sys_ns;
+            } else {
+              child_cpu_ok = false;
+            }
             w_dec_ns += resp.decode_ns;
             w_exec_ns += resp.exec_ns;
             w_enc_ns += resp.encode_ns;
@@ -520,10 +648,12 @@ BatchResult ProcessPool::run(const Batch& batch) {
               fail(o.item, "task failed in the worker: " + resp.error);
               continue;
             }
+            if (!echo_intact(wk, o, tasks[o.item % tasks.size()])) {
+              fail(o.item, "the payload echoed back differs from the one sent");
+              continue;
+            }
             result.checksums[o.item] = resp.checksum;
             result.done[o.item] = 1;
-            result.latency_ns.push_back(t1 - o.sent_ns);
-            lat_sum += t1 - o.sent_ns;
             ++finished;
           }
         } catch (const WireError& e) {
@@ -544,15 +674,51 @@ BatchResult ProcessPool::run(const Batch& batch) {
       }
     }
   }
+  result.end_work();
+
+  // Outside the timed region from here on. The parent's own counts first, so that the flush's
+  // syscalls are not among them.
+  CounterValues total = parent.read().since(parent_before);
   // Cancelled: what is still outstanding is not done (the runner counts it as not run). The
-  // workers keep running it; teardown ends them.
+  // workers keep running it; teardown ends them, and their counts and CPU time are lost.
   if (!cancelled_.load(std::memory_order_relaxed)) {
-    for (size_t w = 0; w < workers_.size(); ++w) worker_counts.accumulate(flush_counters(w));
+    for (size_t w = 0; w < workers_.size(); ++w) {
+      const Flush f = flush_worker(w);
+      if (!f.ok) {
+        worker_counts = CounterValues{};  // an undercount must not look like a total
+        child_cpu_ok = false;
+        continue;
+      }
+      worker_counts.accumulate(f.counters);
+      if (f.has_cpu) {
+        child_cpu.user_ns += f.cpu.user_ns;
+        child_cpu.sys_ns += f.cpu.sys_ns;
+        workers_[w].reported_cpu.user_ns += f.cpu.user_ns;
+        workers_[w].reported_cpu.sys_ns += f.cpu.sys_ns;
+      } else {
+        child_cpu_ok = false;
+      }
+    }
+  } else {
+    worker_counts = CounterValues{};
+    child_cpu_ok = false;
   }
-  CounterValues total = parent_counters.stop();
   total.accumulate(worker_counts);
   result.counters = total;
-  const uint64_t done = result.latency_ns.size();
+  result.has_child_cpu = child_cpu_ok;
+  result.child_cpu_user_ns = child_cpu_ok ? child_cpu.user_ns : 0;
+  result.child_cpu_sys_ns = child_cpu_ok ? child_cpu.sys_ns : 0;
+
+  // Sampled parent timings scaled to every item (exact when stride is 1).
+  auto scaled = [](uint64_t sum, uint64_t samples, uint64_t of) {
+    return samples ? static_cast<uint64_t>(static_cast<double>(sum) * static_cast<double>(of) /
+                                           static_cast<double>(samples))
+                   : 0;
+  };
+  const uint64_t p_enc = scaled(enc_ns, enc_samples, sent);
+  const uint64_t p_dec = scaled(dec_ns, dec_samples, decoded);
+  const uint64_t lat_total = scaled(lat_sum, dec_samples, decoded);
+  const uint64_t overhead = p_enc + p_dec + w_dec_ns + w_exec_ns + w_enc_ns;
   result.model_metrics = {
       {"start", spawn_ ? "spawn" : "fork"},
       {"codec", codec_name(codec_)},
@@ -560,22 +726,24 @@ BatchResult ProcessPool::run(const Batch& batch) {
       {"inflight", inflight_},
       {"processes", workers_.size()},
       {"startup_ns", startup_ns_},
-      {"serialize_ns", enc_ns + w_enc_ns},
-      {"deserialize_ns", dec_ns + w_dec_ns},
-      {"parent_serialize_ns", enc_ns},
-      {"parent_deserialize_ns", dec_ns},
+      {"serialize_ns", p_enc + w_enc_ns},
+      {"deserialize_ns", p_dec + w_dec_ns},
+      {"parent_serialize_ns", p_enc},
+      {"parent_deserialize_ns", p_dec},
       {"worker_deserialize_ns", w_dec_ns},
       {"worker_serialize_ns", w_enc_ns},
       {"worker_exec_ns", w_exec_ns},
       // Round trips minus what both sides spent encoding, decoding and running: the transport,
       // the wake-ups and (with inflight > 1) queueing in the worker.
-      {"ipc_ns", lat_sum > enc_ns + dec_ns + w_dec_ns + w_exec_ns + w_enc_ns
-                     ? lat_sum - (enc_ns + dec_ns + w_dec_ns + w_exec_ns + w_enc_ns)
-                     : 0},
+      {"ipc_ns", lat_total > overhead ? lat_total - overhead : 0},
+      // latency_ns and the parent_* timings (hence serialize_ns, deserialize_ns, ipc_ns) come
+      // from one item in `every`, scaled to all items: the parent reads no clock per task.
+      {"latency_sampling",
+       {{"every", stride}, {"samples", result.latency_ns.size()}, {"items", items}}},
       {"bytes_sent", bytes_out},
       {"bytes_received", bytes_in},
       {"bytes_per_task",
-       done ? static_cast<double>(bytes_out + bytes_in) / static_cast<double>(done) : 0.0},
+       decoded ? static_cast<double>(bytes_out + bytes_in) / static_cast<double>(decoded) : 0.0},
       {"worker_replacements", replacements},
       {"replacement_startup_ns", replace_ns},
   };
@@ -598,7 +766,7 @@ ModelInfo process_pool_model_info() {
                           32, 1, 4096),
        ParamSpec::integer("task_timeout_ms", "a task running longer gets its worker killed", 60000,
                           1, 86'400'000),
-       ParamSpec::text("inject", "none, or kill|segv|exit|hang|garble|truncate:PROBABILITY",
+       ParamSpec::text("inject", "none, or kill|segv|exit|hang|garble|truncate|corrupt:PROBABILITY",
                        "none")},
       false,
       [] { return std::make_unique<ProcessPool>(); },

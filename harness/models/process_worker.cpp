@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,12 +16,14 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "concbench/clock.hpp"
 #include "concbench/exec_context.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
+#include "concbench/process_settings.hpp"
 
 namespace concbench {
 namespace {
@@ -59,8 +62,10 @@ class ShmView {
     base_ = nullptr;
     size_ = 0;
     if (st.st_size == 0) return;
-    void* p =
-        mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    // MAP_POPULATE: map every page now (once per growth of the region) rather than fault each
+    // slot in the first time the parent's ring reaches it.
+    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_POPULATE, fd_, 0);
     if (p == MAP_FAILED) throw WireError("mmap(shm) failed");
     base_ = p;
     size_ = static_cast<uint64_t>(st.st_size);
@@ -69,6 +74,35 @@ class ShmView {
   void* base_ = nullptr;
   uint64_t size_ = 0;
 };
+
+// This process's CPU time (every thread), or false when getrusage fails.
+bool read_cpu(CpuTimes& out) {
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return false;
+  auto ns = [](const timeval& tv) {
+    return static_cast<uint64_t>(tv.tv_sec) * 1'000'000'000ULL +
+           static_cast<uint64_t>(tv.tv_usec) * 1000ULL;
+  };
+  out = {ns(ru.ru_utime), ns(ru.ru_stime)};
+  return true;
+}
+
+// kFaultCorrupt: the answer the parent must catch by comparing what came back with what it sent.
+void corrupt_echo(PayloadRef& p, ShmView& shm) {
+  if (p.in_shm) {
+    if (p.length == 0) {
+      p.length = 1;  // claims a byte it was never sent
+      return;
+    }
+    std::span<std::byte> b = shm.at(p.offset, p.length);
+    b[b.size() / 2] ^= std::byte{0xff};
+  } else if (p.bytes.empty()) {
+    p.bytes.push_back(std::byte{0x5a});
+    p.length = 1;
+  } else {
+    p.bytes[p.bytes.size() / 2] ^= std::byte{0xff};
+  }
+}
 
 void misbehave(uint8_t fault, int fd, Codec codec) {
   switch (fault) {
@@ -111,14 +145,24 @@ void misbehave(uint8_t fault, int fd, Codec codec) {
 }  // namespace
 
 int run_process_worker(int fd, int shm_fd, Codec codec) {
+  // A forked worker inherits its parent's settings, but its parent may be any program (a test);
+  // a spawned one has applied them in main already. Idempotent either way.
+  apply_process_settings();
   IoEnv io;  // this process's own echo server and scratch file: processes share nothing
   std::atomic<uint32_t> breaker{0};
   ExecContext ctx(breaker, no_lock_hooks(), &io, 0);
   ThreadCounters counters;
   CounterValues last = counters.read();
+  CpuTimes last_cpu;
+  bool cpu_ok = read_cpu(last_cpu);
   ShmView shm(shm_fd);
+  // Every buffer lives as long as the worker, so in steady state a task allocates nothing and
+  // touches no fresh page: the receive buffer, the decoded request, the response (whose payload
+  // buffer trades places with the request's, below) and the send buffer.
   FrameReader in;
   std::vector<std::byte> out;
+  TaskRequest req;
+  TaskResponse resp;
   uint64_t prev_encode_ns = 0;
   uint64_t last_read_ns =
       monotonic_ns();  // a response cannot carry its own encoding time: the next one does
@@ -140,16 +184,23 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
     in.commit(static_cast<size_t>(n));
     std::span<const std::byte> body;
     while (in.next(body)) {
-      TaskResponse resp;
+      resp.item = 0;
+      resp.ok = false;
+      resp.checksum = 0;
+      resp.error.clear();
+      resp.payload.in_shm = false;
+      resp.payload.offset = resp.payload.length = 0;
+      resp.payload.bytes.clear();  // keeps its capacity for the swap below
+      resp.decode_ns = resp.exec_ns = 0;
       const uint64_t t0 = monotonic_ns();
       bool flush = false;
       try {
-        TaskRequest req = decode_request(codec, body);
+        decode_request(codec, body, req);
         resp.item = req.item;
         flush = req.item == kFlushItem;
         const uint64_t t1 = monotonic_ns();
         resp.decode_ns = t1 - t0;
-        if (req.fault != kFaultNone) {
+        if (req.fault != kFaultNone && req.fault != kFaultCorrupt) {
           if (!out.empty()) write_all(fd, out.data(), out.size());  // answers already due
           out.clear();
           misbehave(req.fault, fd, codec);
@@ -162,9 +213,12 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
           } else {
             payload = req.payload.bytes;
           }
-          resp.checksum = execute_steps(req.seed, req.steps, payload, ctx, 0).checksum;
-          // The payload goes back: by reference in shared memory, by value through the socket.
-          resp.payload = std::move(req.payload);
+          resp.checksum = execute_steps(req.seed, req.steps, payload, ctx, req.nonce).checksum;
+          // The payload goes back: by reference in shared memory, by value through the socket. A
+          // swap rather than a move: the request keeps a buffer (the previous response's) for the
+          // next decode to fill, so neither side allocates again.
+          std::swap(resp.payload, req.payload);
+          if (req.fault == kFaultCorrupt) corrupt_echo(resp.payload, shm);
         }
         resp.ok = true;
         resp.exec_ns = monotonic_ns() - t1;
@@ -178,8 +232,19 @@ int run_process_worker(int fd, int shm_fd, Codec codec) {
         resp.counters = now.since(last);
         last = now;
         last_read_ns = t_end;
+        // The CPU time over the same interval. One failed read leaves this delta and the next
+        // unavailable (has_cpu = false) rather than folding the gap into a later one.
+        CpuTimes cpu;
+        const bool ok = read_cpu(cpu);
+        resp.has_cpu = ok && cpu_ok;
+        resp.cpu_user_ns = resp.has_cpu ? cpu.user_ns - last_cpu.user_ns : 0;
+        resp.cpu_sys_ns = resp.has_cpu ? cpu.sys_ns - last_cpu.sys_ns : 0;
+        if (ok) last_cpu = cpu;
+        cpu_ok = ok;
       } else {
         resp.counters = CounterValues::zero_all();  // counted in a later response's delta
+        resp.has_cpu = true;                        // likewise: nothing to add here
+        resp.cpu_user_ns = resp.cpu_sys_ns = 0;
       }
       resp.encode_ns = prev_encode_ns;
       const uint64_t t2 = monotonic_ns();

@@ -11,7 +11,10 @@
 //     just leaves that counter unavailable in this object's reads.
 //   * ThreadCounters::read() costs one read() per open group plus one getrusage(): normally
 //     three groups (task-clock alone, the other software events, the hardware events; see the
-//     event table for why task-clock is alone), two on a machine without a PMU.
+//     event table for why task-clock is alone), two on a machine without a PMU. Reads keep each
+//     event's raw (value, enabled, running); CounterValues::since() scales per interval.
+//   * InheritedCounters opens each event once with inherit=1 on the calling thread: one read()
+//     per event, covering the threads it creates later.
 #include <dirent.h>
 #include <linux/perf_event.h>
 #include <sys/ioctl.h>
@@ -26,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <new>
 #include <string>
 #include <system_error>
@@ -582,21 +586,18 @@ CounterValues ThreadCounters::read() const {
     const Impl::Group& g = impl_->groups[static_cast<size_t>(gi)];
     GroupRead r;
     if (!read_group(g.leader_fd, buf, &r)) continue;  // its counters stay unavailable
-    // running == 0 with enabled > 0: the events existed but never got a PMU slot, so there is
-    // nothing to extrapolate from. Reporting 0 would be a lie; leave them unavailable.
-    if (r.running == 0 && r.enabled > 0) continue;
-    const bool scaled = g.hardware && r.running < r.enabled;
+    // The raw triple, not a scaled value: since() scales each interval by its own
+    // enabled/running (a group that never got a PMU slot in an interval is unavailable for that
+    // interval, never 0), so the ratio over the whole life of the counter does not matter.
     for (uint64_t e = 0; e < r.nr; ++e) {
       const uint64_t value = r.entries[2 * e];
       const uint64_t id = r.entries[2 * e + 1];
       for (int k = 0; k < g.n; ++k) {
         if (g.ids[static_cast<size_t>(k)] != id) continue;
-        out.set(g.counters[static_cast<size_t>(k)],
-                scaled ? scale(value, r.enabled, r.running) : value);
+        out.set_raw(g.counters[static_cast<size_t>(k)], {value, r.enabled, r.running});
         break;
       }
     }
-    if (scaled) out.multiplexed = true;
   }
   if (impl_->use_rusage) {
     rusage ru;
@@ -604,6 +605,109 @@ CounterValues ThreadCounters::read() const {
       out.set(Counter::voluntary_context_switches, static_cast<uint64_t>(ru.ru_nvcsw));
       out.set(Counter::involuntary_context_switches, static_cast<uint64_t>(ru.ru_nivcsw));
     }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// InheritedCounters
+
+namespace {
+
+// Returns an fd counting `spec` for the calling thread and whatever it starts later, or -errno.
+// Not a group: older kernels refuse PERF_FORMAT_GROUP together with inherit.
+int open_inherited_self(const EventSpec& spec, bool exclude_kernel) {
+  perf_event_attr attr;
+  std::memset(&attr, 0, sizeof(attr));
+  attr.size = sizeof(attr);
+  attr.type = spec.type;
+  attr.config = spec.config;
+  attr.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
+  attr.disabled = 0;
+  // inherit: every thread (and process) the calling thread creates from now on gets a child
+  // event, and reading this one sums them (an exited child's total is folded in at its exit).
+  attr.inherit = 1;
+  attr.exclude_kernel = exclude_kernel ? 1 : 0;
+  attr.exclude_hv = exclude_kernel ? 1 : 0;
+  const long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+  if (fd < 0) return -errno;
+  return static_cast<int>(fd);
+}
+
+}  // namespace
+
+struct InheritedCounters::Impl {
+  struct Event {
+    int fd;
+    Counter counter;
+  };
+  std::array<Event, kMaxEvents> events{};
+  int n = 0;
+  std::map<std::string, std::string> unavailable;
+
+  ~Impl() {
+    for (int i = n - 1; i >= 0; --i) close(events[static_cast<size_t>(i)].fd);
+  }
+};
+
+InheritedCounters::InheritedCounters() : impl_(new (std::nothrow) Impl) {
+  if (!impl_) return;
+  const Plan& p = plan();
+  // getrusage cannot follow a thread's children (see counters.hpp): unavailable, with why.
+  const std::string rusage_reason =
+      "getrusage cannot count a thread's children: RUSAGE_THREAD covers the calling thread "
+      "only and RUSAGE_SELF every thread of the process; context_switches (perf, inherited) "
+      "covers them";
+  impl_->unavailable[std::string(counter_name(Counter::voluntary_context_switches))] =
+      rusage_reason;
+  impl_->unavailable[std::string(counter_name(Counter::involuntary_context_switches))] =
+      rusage_reason;
+  auto open_all = [&](const auto& group) {
+    for (const EventSpec& e : group) {
+      const std::string name(counter_name(e.counter));
+      if (!p.probe.available(e.counter)) {
+        const auto it = p.probe.unavailable.find(name);
+        impl_->unavailable[name] = it != p.probe.unavailable.end() ? it->second : "unavailable";
+        continue;
+      }
+      const int fd = open_inherited_self(e, p.exclude_kernel);
+      if (fd < 0) {
+        impl_->unavailable[name] =
+            describe_failure(e, -fd, p.probe.perf_event_paranoid, p.exclude_kernel) +
+            " (with inherit=1)";
+        continue;
+      }
+      impl_->events[static_cast<size_t>(impl_->n++)] = {fd, e.counter};
+    }
+  };
+  open_all(kTaskClockGroup);
+  open_all(kSoftwareGroup);
+  open_all(kHardwareGroup);
+}
+
+InheritedCounters::~InheritedCounters() {
+  delete impl_;
+}
+
+const std::map<std::string, std::string>& InheritedCounters::unavailable() const {
+  static const std::map<std::string, std::string> all = [] {
+    std::map<std::string, std::string> m;
+    for (int i = 0; i < kCounterCount; ++i)
+      m[std::string(counter_name(static_cast<Counter>(i)))] = "out of memory opening counters";
+    return m;
+  }();
+  return impl_ ? impl_->unavailable : all;
+}
+
+CounterValues InheritedCounters::read() const {
+  CounterValues out;
+  if (!impl_) return out;
+  for (int i = 0; i < impl_->n; ++i) {
+    const Impl::Event& e = impl_->events[static_cast<size_t>(i)];
+    uint64_t buf[3];
+    // A failed or short read leaves the counter unavailable in this read.
+    if (::read(e.fd, buf, sizeof buf) != static_cast<ssize_t>(sizeof buf)) continue;
+    out.set_raw(e.counter, {buf[0], buf[1], buf[2]});
   }
   return out;
 }

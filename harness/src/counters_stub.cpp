@@ -4,6 +4,7 @@
 // for the context-switch counters: it sums all threads of the process, and the model adds up
 // per-thread deltas, so every thread would report the whole process and the sum would be
 // multiplied by the thread count. Unavailable is honest; a wrong number is not.
+#include <map>
 #include <string>
 
 #include "concbench/counters.hpp"
@@ -41,6 +42,22 @@ ThreadCounters::~ThreadCounters() {
 
 CounterValues ThreadCounters::read() const {
   return CounterValues{};
+}
+
+struct InheritedCounters::Impl {};
+
+InheritedCounters::InheritedCounters() : impl_(nullptr) {}
+
+InheritedCounters::~InheritedCounters() {
+  delete impl_;
+}
+
+CounterValues InheritedCounters::read() const {
+  return CounterValues{};
+}
+
+const std::map<std::string, std::string>& InheritedCounters::unavailable() const {
+  return counter_probe().unavailable;  // every counter, "not supported on this platform"
 }
 
 struct ProcessCounters::Impl {};

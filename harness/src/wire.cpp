@@ -7,16 +7,19 @@
 //   u8   tag 'Q' (0x51)                       u8   tag 'R' (0x52)
 //   u64  item                                 u64  item
 //   u64  seed                                 u8   ok (0 or 1)
-//   u8   fault                                u64  checksum
+//   u64  nonce                                u64  checksum
+//   u8   fault
 //   u32  step count (<= kMaxSteps)            u32  error length n, then n bytes (UTF-8 or not)
 //   step × count, 32 bytes each:              u32  counter validity mask (bit i: Counter i;
 //     u8  kind (a known StepKind)                  bits >= kCounterCount must be 0)
 //     u8  native (0 or 1)                     u64  × kCounterCount values (0 where invalid)
 //     u16 kernel                              u8   multiplexed (0 or 1)
+//                                             u32  not-counted mask (CounterValues::not_counted;
+//                                                  bits >= kCounterCount must be 0)
 //     u32 bytes                               u64  decode_ns, u64 exec_ns, u64 encode_ns
-//     u64 units                               payload (as in the request)
-//     u64 duration_ns
-//     u64 arg
+//     u64 units                               u8   has_cpu (0 or 1)
+//     u64 duration_ns                         u64  cpu_user_ns, u64 cpu_sys_ns
+//     u64 arg                                 payload (as in the request)
 //   payload:
 //     u8  mode: 0 inline, 1 shm
 //     inline: u64 length n, then n bytes      (decoded PayloadRef.length = n)
@@ -29,13 +32,15 @@
 //
 // ---------------------------------------------------------------------------------------------
 // json / cbor / msgpack: one nlohmann_json object per message, short keys:
-//   request  {"i": item, "s": seed, "f": fault, "st": [step...], "p": payload}
+//   request  {"i": item, "s": seed, "nc": nonce, "f": fault, "st": [step...], "p": payload}
 //   step     {"k": kind, "n": native, "kr": kernel, "b": bytes, "u": units, "d": duration_ns,
 //             "a": arg}
 //   payload  {"m": 0, "b": <binary>}  or  {"m": 1, "o": offset, "l": length}
 //   response {"i": item, "ok": ok, "c": checksum, "e": error, "p": payload,
 //             "ctr": {counter name: value, ... only the available ones}, "mx": multiplexed,
-//             "dn": decode_ns, "xn": exec_ns, "en": encode_ns}
+//             "nx": not-counted mask (as raw's),
+//             "dn": decode_ns, "xn": exec_ns, "en": encode_ns,
+//             "cv": has_cpu, "cu": cpu_user_ns, "cs": cpu_sys_ns}
 // CBOR and MessagePack carry <binary> as a byte string; JSON text has no byte strings, so
 // nlohmann writes {"bytes": [0..255, ...], "subtype": null}, which the decoder accepts back.
 // Unknown keys are ignored; missing keys, wrong types and out-of-range values are WireErrors.
@@ -69,9 +74,9 @@ constexpr std::byte kResponseTag{0x52};
 constexpr uint8_t kModeInline = 0;
 constexpr uint8_t kModeShm = 1;
 constexpr size_t kStepBytes = 32;
-constexpr size_t kRequestHead = 1 + 8 + 8 + 1 + 4;
+constexpr size_t kRequestHead = 1 + 8 + 8 + 8 + 1 + 4;
 constexpr size_t kResponseHead = 1 + 8 + 1 + 8 + 4;  // error bytes follow
-constexpr size_t kResponseMid = 4 + 8 * kCounterCount + 1 + 3 * 8;
+constexpr size_t kResponseMid = 4 + 8 * kCounterCount + 1 + 4 + 3 * 8 + 1 + 2 * 8;
 constexpr int kMaxDepth = 16;  // our messages nest 4 deep at most
 
 static_assert(kCounterCount <= 32, "the raw counter mask is a u32");
@@ -111,6 +116,18 @@ void reserve_more(std::vector<std::byte>& out, size_t extra) {
 
 [[noreturn]] void too_large(size_t body) {
   throw WireError("frame body of " + std::to_string(body) + " bytes exceeds kMaxFrameBytes");
+}
+
+// Marks the counters a not-counted mask names; a mask naming counters that do not exist, or that
+// also carry a value, is a protocol error.
+void set_not_counted(CounterValues& c, uint32_t mask) {
+  if (kCounterCount < 32 && (mask >> kCounterCount) != 0)
+    throw WireError("not-counted mask names unknown counters");
+  for (int i = 0; i < kCounterCount; ++i) {
+    if (!((mask >> i) & 1u)) continue;
+    if (c.has(static_cast<Counter>(i))) throw WireError("a counter both counted and not counted");
+    c.set_not_counted(static_cast<Counter>(i));
+  }
 }
 
 // ---- raw codec -------------------------------------------------------------------------------
@@ -190,22 +207,24 @@ void append_payload(const PayloadRef& p, std::vector<std::byte>& out) {
   if (!p.in_shm && !p.bytes.empty()) out.insert(out.end(), p.bytes.begin(), p.bytes.end());
 }
 
-PayloadRef take_payload(Reader& r) {
-  PayloadRef p;
+// Into `p`, keeping the capacity of p.bytes (assign() reuses it).
+void take_payload(Reader& r, PayloadRef& p) {
   const auto mode = r.take<uint8_t>("payload mode");
   if (mode == kModeInline) {
     const auto n = r.take<uint64_t>("payload length");
     const std::byte* b = r.take_bytes(n, "payload bytes");
+    p.in_shm = false;
+    p.offset = 0;
     p.bytes.assign(b, b + n);
     p.length = n;
   } else if (mode == kModeShm) {
     p.in_shm = true;
     p.offset = r.take<uint64_t>("payload offset");
     p.length = r.take<uint64_t>("payload length");
+    p.bytes.clear();
   } else {
     throw WireError("raw: unknown payload mode " + std::to_string(mode));
   }
-  return p;
 }
 
 void raw_encode_request(const TaskRequest& r, std::vector<std::byte>& out) {
@@ -223,6 +242,7 @@ void raw_encode_request(const TaskRequest& r, std::vector<std::byte>& out) {
   w.put(kRequestTag);
   w.put<uint64_t>(r.item);
   w.put<uint64_t>(r.seed);
+  w.put<uint64_t>(r.nonce);
   w.put<uint8_t>(r.fault);
   w.put<uint32_t>(static_cast<uint32_t>(r.steps.size()));
   for (const Step& s : r.steps) {
@@ -238,12 +258,12 @@ void raw_encode_request(const TaskRequest& r, std::vector<std::byte>& out) {
   append_payload(r.payload, out);
 }
 
-TaskRequest raw_decode_request(std::span<const std::byte> body) {
+void raw_decode_request(std::span<const std::byte> body, TaskRequest& r) {
   Reader rd(body);
   if (rd.take<std::byte>("tag") != kRequestTag) throw WireError("raw: not a request");
-  TaskRequest r;
   r.item = rd.take<uint64_t>("item");
   r.seed = rd.take<uint64_t>("seed");
+  r.nonce = rd.take<uint64_t>("nonce");
   r.fault = rd.take<uint8_t>("fault");
   const auto count = rd.take<uint32_t>("step count");
   if (count > kMaxSteps) throw WireError("raw: step count " + std::to_string(count) + " too large");
@@ -264,9 +284,8 @@ TaskRequest raw_decode_request(std::span<const std::byte> body) {
     s.arg = load_le<uint64_t>(p + 24);
     p += kStepBytes;
   }
-  r.payload = take_payload(rd);
+  take_payload(rd, r.payload);
   rd.finish();
-  return r;
 }
 
 void raw_encode_response(const TaskResponse& r, std::vector<std::byte>& out) {
@@ -295,17 +314,21 @@ void raw_encode_response(const TaskResponse& r, std::vector<std::byte>& out) {
   for (int i = 0; i < kCounterCount; ++i)
     w.put<uint64_t>(r.counters.get(static_cast<Counter>(i)).value_or(0));
   w.put<uint8_t>(r.counters.multiplexed ? 1 : 0);
+  w.put<uint32_t>(r.counters.not_counted_mask());
   w.put<uint64_t>(r.decode_ns);
   w.put<uint64_t>(r.exec_ns);
   w.put<uint64_t>(r.encode_ns);
+  w.put<uint8_t>(r.has_cpu ? 1 : 0);
+  w.put<uint64_t>(r.cpu_user_ns);
+  w.put<uint64_t>(r.cpu_sys_ns);
   put_payload_head(w, r.payload);
   append_payload(r.payload, out);
 }
 
-TaskResponse raw_decode_response(std::span<const std::byte> body) {
+void raw_decode_response(std::span<const std::byte> body, TaskResponse& r) {
   Reader rd(body);
   if (rd.take<std::byte>("tag") != kResponseTag) throw WireError("raw: not a response");
-  TaskResponse r;
+  r.counters = CounterValues{};
   r.item = rd.take<uint64_t>("item");
   r.ok = rd.take_bool("ok");
   r.checksum = rd.take<uint64_t>("checksum");
@@ -320,12 +343,15 @@ TaskResponse raw_decode_response(std::span<const std::byte> body) {
     if ((mask >> i) & 1u) r.counters.set(static_cast<Counter>(i), v);
   }
   r.counters.multiplexed = rd.take_bool("multiplexed");
+  set_not_counted(r.counters, rd.take<uint32_t>("not-counted mask"));
   r.decode_ns = rd.take<uint64_t>("decode_ns");
   r.exec_ns = rd.take<uint64_t>("exec_ns");
   r.encode_ns = rd.take<uint64_t>("encode_ns");
-  r.payload = take_payload(rd);
+  r.has_cpu = rd.take_bool("has_cpu");
+  r.cpu_user_ns = rd.take<uint64_t>("cpu_user_ns");
+  r.cpu_sys_ns = rd.take<uint64_t>("cpu_sys_ns");
+  take_payload(rd, r.payload);
   rd.finish();
-  return r;
 }
 
 // ---- nlohmann codecs: encoding ---------------------------------------------------------------
@@ -376,6 +402,7 @@ json request_to_json(const TaskRequest& r) {
   json j = json::object();
   j["i"] = r.item;
   j["s"] = r.seed;
+  j["nc"] = r.nonce;
   j["f"] = r.fault;
   j["st"] = std::move(steps);
   j["p"] = payload_to_json(r.payload);
@@ -396,9 +423,13 @@ json response_to_json(const TaskResponse& r) {
   j["p"] = payload_to_json(r.payload);
   j["ctr"] = std::move(ctr);
   j["mx"] = r.counters.multiplexed;
+  j["nx"] = r.counters.not_counted_mask();
   j["dn"] = r.decode_ns;
   j["xn"] = r.exec_ns;
   j["en"] = r.encode_ns;
+  j["cv"] = r.has_cpu;
+  j["cu"] = r.cpu_user_ns;
+  j["cs"] = r.cpu_sys_ns;
   return j;
 }
 
@@ -642,45 +673,48 @@ bool as_bool(const json& v, const char* what) {
   return v.get<bool>();
 }
 
-std::vector<std::byte> bytes_from_json(const json& v) {
+// Into `out`, keeping its capacity.
+void bytes_from_json(const json& v, std::vector<std::byte>& out) {
   if (v.is_binary()) {
     const auto& bin = v.get_binary();
     const auto* p = reinterpret_cast<const std::byte*>(bin.data());
-    return std::vector<std::byte>(p, p + bin.size());
+    out.assign(p, p + bin.size());
+    return;
   }
   // JSON text: nlohmann wrote the binary value as {"bytes": [...], "subtype": ...}.
   const json& arr = field(v, "bytes");
   if (!arr.is_array()) throw WireError("payload 'bytes' is not an array");
-  std::vector<std::byte> out;
+  out.clear();
   out.reserve(arr.size());  // bounded by the parsed input
   for (const json& e : arr) out.push_back(static_cast<std::byte>(as_uint<uint8_t>(e, "bytes")));
-  return out;
 }
 
-PayloadRef payload_from_json(const json& j) {
-  PayloadRef p;
+void payload_from_json(const json& j, PayloadRef& p) {
   const auto mode = as_uint<uint8_t>(field(j, "m"), "m");
   if (mode == kModeInline) {
-    p.bytes = bytes_from_json(field(j, "b"));
+    bytes_from_json(field(j, "b"), p.bytes);
+    p.in_shm = false;
+    p.offset = 0;
     p.length = p.bytes.size();
   } else if (mode == kModeShm) {
     p.in_shm = true;
     p.offset = as_u64(field(j, "o"), "o");
     p.length = as_u64(field(j, "l"), "l");
+    p.bytes.clear();
   } else {
     throw WireError("unknown payload mode " + std::to_string(mode));
   }
-  return p;
 }
 
-TaskRequest request_from_json(const json& j) {
-  TaskRequest r;
+void request_from_json(const json& j, TaskRequest& r) {
   r.item = as_u64(field(j, "i"), "i");
   r.seed = as_u64(field(j, "s"), "s");
+  r.nonce = as_u64(field(j, "nc"), "nc");
   r.fault = as_uint<uint8_t>(field(j, "f"), "f");
   const json& steps = field(j, "st");
   if (!steps.is_array()) throw WireError("field 'st' is not an array");
   if (steps.size() > kMaxSteps) throw WireError("too many steps");
+  r.steps.clear();
   r.steps.reserve(steps.size());  // bounded by the parsed input
   for (const json& js : steps) {
     Step s;
@@ -693,21 +727,20 @@ TaskRequest request_from_json(const json& j) {
     s.arg = as_u64(field(js, "a"), "a");
     r.steps.push_back(s);
   }
-  r.payload = payload_from_json(field(j, "p"));
-  return r;
+  payload_from_json(field(j, "p"), r.payload);
 }
 
-TaskResponse response_from_json(const json& j) {
-  TaskResponse r;
+void response_from_json(const json& j, TaskResponse& r) {
   r.item = as_u64(field(j, "i"), "i");
   r.ok = as_bool(field(j, "ok"), "ok");
   r.checksum = as_u64(field(j, "c"), "c");
   const json& e = field(j, "e");
   if (!e.is_string()) throw WireError("field 'e' is not a string");
-  r.error = e.get<std::string>();
-  r.payload = payload_from_json(field(j, "p"));
+  r.error = e.get_ref<const std::string&>();
+  payload_from_json(field(j, "p"), r.payload);
   const json& ctr = field(j, "ctr");
   if (!ctr.is_object()) throw WireError("field 'ctr' is not an object");
+  r.counters = CounterValues{};
   for (const auto& [name, value] : ctr.items()) {
     int found = -1;
     for (int i = 0; i < kCounterCount && found < 0; ++i)
@@ -716,10 +749,13 @@ TaskResponse response_from_json(const json& j) {
     r.counters.set(static_cast<Counter>(found), as_u64(value, "ctr"));
   }
   r.counters.multiplexed = as_bool(field(j, "mx"), "mx");
+  set_not_counted(r.counters, as_uint<uint32_t>(field(j, "nx"), "nx"));
   r.decode_ns = as_u64(field(j, "dn"), "dn");
   r.exec_ns = as_u64(field(j, "xn"), "xn");
   r.encode_ns = as_u64(field(j, "en"), "en");
-  return r;
+  r.has_cpu = as_bool(field(j, "cv"), "cv");
+  r.cpu_user_ns = as_u64(field(j, "cu"), "cu");
+  r.cpu_sys_ns = as_u64(field(j, "cs"), "cs");
 }
 
 [[noreturn]] void rethrow_json(Codec c, const json::exception& e) {
@@ -780,24 +816,36 @@ void encode_response(Codec c, const TaskResponse& r, std::vector<std::byte>& out
   encode_json_frame(c, j, estimate_bytes(c, payload, 0) + r.error.size() + 512, out);
 }
 
-TaskRequest decode_request(Codec c, std::span<const std::byte> body) {
-  if (c == Codec::raw) return raw_decode_request(body);
+void decode_request(Codec c, std::span<const std::byte> body, TaskRequest& into) {
+  if (c == Codec::raw) return raw_decode_request(body, into);
   if (c != Codec::json && c != Codec::cbor && c != Codec::msgpack) throw WireError("bad codec");
   try {
-    return request_from_json(parse_json_body(c, body));
+    request_from_json(parse_json_body(c, body), into);
   } catch (const json::exception& e) {
     rethrow_json(c, e);
   }
 }
 
-TaskResponse decode_response(Codec c, std::span<const std::byte> body) {
-  if (c == Codec::raw) return raw_decode_response(body);
+void decode_response(Codec c, std::span<const std::byte> body, TaskResponse& into) {
+  if (c == Codec::raw) return raw_decode_response(body, into);
   if (c != Codec::json && c != Codec::cbor && c != Codec::msgpack) throw WireError("bad codec");
   try {
-    return response_from_json(parse_json_body(c, body));
+    response_from_json(parse_json_body(c, body), into);
   } catch (const json::exception& e) {
     rethrow_json(c, e);
   }
+}
+
+TaskRequest decode_request(Codec c, std::span<const std::byte> body) {
+  TaskRequest r;
+  decode_request(c, body, r);
+  return r;
+}
+
+TaskResponse decode_response(Codec c, std::span<const std::byte> body) {
+  TaskResponse r;
+  decode_response(c, body, r);
+  return r;
 }
 
 // ---- FrameReader -------------------------------------------------------------------------------

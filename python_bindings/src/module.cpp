@@ -24,6 +24,7 @@
 #include "concbench/kernels.hpp"
 #include "concbench/machine.hpp"
 #include "concbench/model.hpp"
+#include "concbench/process_settings.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
 #include "concbench/workload.hpp"
@@ -187,6 +188,9 @@ PYBIND11_MODULE(_concbench, m) {
   using namespace concbench;
   using namespace concbench::python;
   m.doc() = "concbench's C++ core: runner, report, counters, kernels, IO peers";
+  // The allocator policy and descriptor limit bench_runner applies, so a cell driven from Python
+  // measures what the same cell measures from the command line.
+  apply_process_settings();
 #ifdef Py_GIL_DISABLED
   // A free-threaded CPython: nothing here relies on the GIL for its own state (the registry has
   // its mutex, Python objects are touched under the runtime's own locking), so say so rather
@@ -212,6 +216,20 @@ PYBIND11_MODULE(_concbench, m) {
       "Checks a config (JSON text); returns the resolved config or raises UsageError.");
   m.def("list", &list_json, "Workloads, models, parameters and suites as JSON text.");
   m.def("machine_context", [] { return machine_context().dump(); });
+  m.def(
+      "process_settings",
+      [] {
+        const ProcessSettings& s = apply_process_settings();
+        py::dict d;
+        d["allocator"] = s.allocator;
+        d["allocator_applied"] = s.allocator_applied;
+        d["mmap_threshold"] = s.mmap_threshold;
+        d["trim_threshold"] = s.trim_threshold;
+        d["top_pad"] = s.top_pad;
+        d["nofile_limit"] = s.nofile_limit;
+        return d;
+      },
+      "The process-wide settings applied at import (the same as bench_runner's).");
   m.def("format_table", [](const std::string& report) {
     // A dict from anywhere: checked first, as format_table trusts the schema. It came from
     // json.dumps, so it parses.

@@ -41,27 +41,83 @@ inline constexpr int kCounterCount = static_cast<int>(Counter::kCount);
 std::string_view counter_name(Counter c);
 bool is_hardware_counter(Counter c);
 
+// One perf event as the kernel reports it: what it counted while it was on the PMU
+// (`value`), and for how long it was enabled and actually running. When the kernel multiplexes
+// more hardware events than the PMU has counters, running < enabled and the true count is
+// estimated as value * enabled / running.
+struct RawCount {
+  uint64_t value = 0, enabled = 0, running = 0;
+};
+
+// The count between two raw reads of one event. A delta of scaled cumulative values is wrong
+// whenever the running/enabled ratio changes between the reads (it can even come out negative),
+// so the scaling is applied to the interval itself: dv * de / dr.
+struct ScaledDelta {
+  enum class Status : uint8_t {
+    ok,            // `value` holds the interval's count (estimated when `multiplexed`)
+    not_counted,   // enabled during the interval but never on the PMU: nothing to scale (dr == 0)
+    inconsistent,  // `after` is not a later read of the same event than `before`
+  };
+  Status status = Status::ok;
+  uint64_t value = 0;
+  bool multiplexed = false;  // running < enabled over the interval
+};
+// Pure: no syscalls, testable with synthetic reads.
+ScaledDelta scale_delta(const RawCount& before, const RawCount& after);
+// Why a delta with that status has no value (empty for ok).
+std::string_view scale_delta_reason(ScaledDelta::Status s);
+
 // A set of counter values; an entry without a value is unavailable on this machine.
+//
+// Two kinds of values travel in it: cumulative reads (ThreadCounters::read() and the like),
+// which also keep each perf event's raw triple, and intervals (since(), and sums of those),
+// which keep none. get() on a cumulative read returns the scaled cumulative estimate.
 class CounterValues {
  public:
   std::optional<uint64_t> get(Counter c) const;
+  // A plain value (an interval's, or a count without a triple such as getrusage's).
   void set(Counter c, uint64_t v);
   bool has(Counter c) const { return (valid_ >> static_cast<int>(c)) & 1u; }
 
-  // Adds another thread's values. A counter stays available only if both sides have it, so a
-  // sum never hides a thread that could not count.
+  // A perf event's cumulative read: keeps the triple for since() and sets the value to the
+  // scaled estimate (unavailable while the event was enabled but has never run; `multiplexed`
+  // when it is an estimate).
+  void set_raw(Counter c, const RawCount& r);
+  std::optional<RawCount> raw(Counter c) const;
+
+  // In an interval: the counter has no value because its event was enabled but never scheduled
+  // onto the PMU during that interval (multiplexed out), as opposed to not countable here.
+  bool not_counted(Counter c) const { return (not_counted_ >> static_cast<int>(c)) & 1u; }
+  void set_not_counted(Counter c);
+  uint32_t not_counted_mask() const { return not_counted_; }
+  // Why `c` has no value in this interval, when the set itself knows (empty otherwise: the
+  // probe's reasons say why a counter is not countable at all).
+  std::string_view unavailable_reason(Counter c) const;
+
+  // Adds another thread's values (intervals). A counter stays available only if both sides have
+  // it, so a sum never hides a thread that could not count; not_counted marks are kept. The sum
+  // is an interval: no raw triples.
   void accumulate(const CounterValues& other);
-  // Element-wise this - earlier (both must come from the same ThreadCounters).
+  // This - earlier, over one interval (both must come from the same counters object). Where
+  // both reads kept raw triples the delta is scaled per interval (scale_delta) and `multiplexed`
+  // says whether this interval needed it; otherwise it is the difference of the values, clamped
+  // at 0, and a hardware counter's `multiplexed` is inherited from either read.
   CounterValues since(const CounterValues& earlier) const;
   // Marks every counter as available with value 0: the identity for accumulate().
   static CounterValues zero_all();
 
-  // True when any hardware count was scaled because the kernel multiplexed the PMU.
+  // True when any hardware count in this set is an estimate because the kernel multiplexed the
+  // PMU: over the interval, for an interval; since the counters were opened, for a cumulative
+  // read.
   bool multiplexed = false;
 
  private:
   std::array<uint64_t, kCounterCount> v_{};
+  // A cumulative read's triples, where raw_ has the bit (v_ then holds the scaled estimate).
+  std::array<uint64_t, kCounterCount> raw_value_{}, enabled_{}, running_{};
   uint32_t valid_ = 0;
+  uint32_t raw_ = 0;
+  uint32_t not_counted_ = 0;
 };
 
 // What this machine can count, decided once per process by trying to open each event.
@@ -101,6 +157,35 @@ class ThreadCounterScope {
  private:
   ThreadCounters counters_;
   CounterValues start_;
+};
+
+// Counters of the calling thread and of every thread it creates afterwards (and they create, and
+// so on), each folded into the totals by the kernel: perf_event's `inherit`. For a model whose
+// threads start per batch (free_threads): opened once, outside the timed region, by the thread
+// that will start them, and read before and after the batch like ThreadCounters. A thread's
+// counts are in every read after it has exited (a live thread's are added as far as the kernel
+// has them).
+//
+// Voluntary and involuntary context switches come from getrusage, which cannot follow the
+// children: RUSAGE_THREAD is the calling thread alone, RUSAGE_SELF every thread of the process
+// (the runner's too). They are unavailable here, with the reason in unavailable();
+// context_switches (perf) covers the children. Read on any thread; the counts belong to the
+// constructing thread and its descendants.
+class InheritedCounters {
+ public:
+  InheritedCounters();
+  ~InheritedCounters();
+  InheritedCounters(const InheritedCounters&) = delete;
+  InheritedCounters& operator=(const InheritedCounters&) = delete;
+
+  // Cumulative values since construction, with raw triples: use since() for a delta.
+  CounterValues read() const;
+  // counter name -> why this object cannot count it (the probe's reason, or its own).
+  const std::map<std::string, std::string>& unavailable() const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
 };
 
 // Counters of a whole process: every thread present at construction and everything they start

@@ -17,6 +17,7 @@ enum WorkerFault : uint8_t {
   kFaultHang = 4,      // never answer (the parent's per-task timeout must act)
   kFaultGarble = 5,    // answer with a well-framed but malformed body
   kFaultTruncate = 6,  // write half a frame, then exit
+  kFaultCorrupt = 7,   // answer normally, but with one byte of the echoed payload flipped
 };
 
 // The descriptors a worker is started with.
@@ -27,9 +28,9 @@ inline constexpr int kWorkerShmFd = 4;  // -1 (absent) when the transport is pip
 // live in. Sends one response with item = kHelloItem first, when ready. Returns an exit status.
 inline constexpr uint64_t kHelloItem = ~0ULL;
 // A request with item = kFlushItem runs nothing: the worker answers with the counts it has not
-// yet reported. Workers read their counters at most every kCounterPeriodNs (each read is three
-// syscalls, as much as the round trip itself), attaching the delta to the next response; the
-// parent flushes at the end of every batch, so the batch's totals are exact.
+// yet reported (counters and CPU time). Workers read their counters at most every kCounterPeriodNs
+// (each read is three syscalls, as much as the round trip itself), attaching the delta to the next
+// response; the parent flushes at the end of every batch, so the batch's totals are exact.
 inline constexpr uint64_t kFlushItem = ~0ULL - 1;
 inline constexpr uint64_t kCounterPeriodNs = 200'000;
 int run_process_worker(int fd, int shm_fd, Codec codec);

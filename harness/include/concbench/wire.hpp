@@ -45,6 +45,9 @@ struct PayloadRef {
 struct TaskRequest {
   uint64_t item = 0;
   uint64_t seed = 0;
+  // The work item's nonce (Batch::item_nonce): the worker seals the checksum with it, so a
+  // response can only be the answer to this request of this batch.
+  uint64_t nonce = 0;
   std::vector<Step> steps;
   PayloadRef payload;
   // Fault injection, decided by the parent: the worker misbehaves instead of answering.
@@ -58,6 +61,11 @@ struct TaskResponse {
   std::string error;       // when !ok
   PayloadRef payload;      // the payload echoed back
   CounterValues counters;  // the worker's counts since its previous response
+  // The worker's CPU time (getrusage(RUSAGE_SELF): every thread of the worker process) over the
+  // same interval as `counters`: a parent's getrusage never sees its live children. has_cpu is
+  // false when the worker could not read it.
+  uint64_t cpu_user_ns = 0, cpu_sys_ns = 0;
+  bool has_cpu = false;
   // The worker's own timings: decoding this request, running it, and encoding its *previous*
   // response (a response cannot carry the time of its own encoding).
   uint64_t decode_ns = 0, exec_ns = 0, encode_ns = 0;
@@ -69,6 +77,12 @@ void encode_response(Codec c, const TaskResponse& r, std::vector<std::byte>& out
 // Decoders take one frame body (without the prefix).
 TaskRequest decode_request(Codec c, std::span<const std::byte> body);
 TaskResponse decode_response(Codec c, std::span<const std::byte> body);
+// The same into an existing message, which is overwritten field by field while its buffers (the
+// payload's above all, and the steps') keep their capacity: a worker or parent that decodes into
+// one message per peer allocates nothing per task once warm, so a large payload costs a copy,
+// not fresh pages. After a WireError `into` holds a mix of old and new fields.
+void decode_request(Codec c, std::span<const std::byte> body, TaskRequest& into);
+void decode_response(Codec c, std::span<const std::byte> body, TaskResponse& into);
 
 // Splits a byte stream into frames. feed() appends received bytes; next() yields one complete
 // body at a time (valid until the next call to feed(), prepare() or next()), or nothing when
