@@ -145,7 +145,8 @@ TEST(Gil, TheSwitchIntervalIsHonoured) {
     EXPECT_GE(waited, interval);
     EXPECT_GE(b.drop_requests, 1u);
     EXPECT_GE(waited, interval * b.drop_requests);
-    EXPECT_EQ(checkpoints_with_request, 1);
+    // (0 when the request landed between this loop's look and the checkpoint's own.)
+    EXPECT_LE(checkpoints_with_request, 1);
     gil.yield_if_requested(a);
     gil.drop(a, false);
   }

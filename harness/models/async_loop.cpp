@@ -230,8 +230,10 @@ class AsyncLoop final : public Model {
     lag_interval_ns_ = static_cast<uint64_t>(cfg.params.get_int("lag_interval_us")) * 1000;
     file_threads_ = static_cast<int>(cfg.params.get_int("file_threads"));
     io_ = std::make_unique<IoEnv>();
-    caller_counters_ = std::make_unique<ThreadCounters>();  // loop thread 0 is the caller's
     pool_ = std::make_unique<asio::thread_pool>(static_cast<size_t>(file_threads_));
+    // After the file pool has started, so it counts loop threads only: the caller's (loop
+    // thread 0) and those async_mt starts per batch, which inherit it.
+    counters_ = std::make_unique<InheritedCounters>();
     // One thread: tell Asio so, and it keeps work posted from the loop thread in a private
     // queue without locking. Posting from the file pool stays safe: the scheduler still locks.
     ioc_ = std::make_unique<asio::io_context>(threads_ == 1 ? 1 : threads_);
@@ -271,7 +273,7 @@ class AsyncLoop final : public Model {
       st.lanes_live.store(lanes, std::memory_order_relaxed);
 
       io_->begin_batch();
-      const CounterValues caller_start = caller_counters_->read();
+      const CounterValues counters_start = counters_->read();
       result.begin_work();
       if (lag_interval_ns_ > 0) spawn(st.lag_strand, lag_monitor(st), &note_escape, &st);
       // Spawned from the loop itself, so the posts go to the loop thread's private queue.
@@ -281,13 +283,9 @@ class AsyncLoop final : public Model {
         WorkerLog& log = thread_logs[static_cast<size_t>(t)];
         tl_thread_log = &log;
         note_cpu(log.cpus_seen);
-        if (t == 0) {
-          ioc.run();  // the caller's thread: its counters were opened in setup
-        } else {
-          ThreadCounterScope counters;
-          ioc.run();
-          log.counters = counters.stop();
-        }
+        const SwitchCount s0 = SwitchCount::now();
+        ioc.run();
+        log.switches = SwitchCount::now().since(s0);
         note_cpu(log.cpus_seen);
         tl_thread_log = nullptr;
       };
@@ -309,7 +307,9 @@ class AsyncLoop final : public Model {
       while (pending_.load(std::memory_order_acquire) != 0)
         std::this_thread::sleep_for(std::chrono::microseconds(100));
       result.end_work();
-      thread_logs[0].counters = caller_counters_->read().since(caller_start);
+      SwitchCount switches;
+      for (const auto& l : thread_logs) switches += l.switches;
+      result.counters = with_switches(counters_->read().since(counters_start), switches);
       result.observations = io_->end_batch();
       lag_reserve_ = std::max<size_t>(lag_reserve_, 4 * st.lag_ns.size() + 64);
       for (Lane& lane : st.lanes)
@@ -320,9 +320,6 @@ class AsyncLoop final : public Model {
       offloads = st.offloads.load(std::memory_order_relaxed);
     }
     finish_batch();
-    CounterValues sum = CounterValues::zero_all();
-    for (const auto& l : thread_logs) sum.accumulate(l.counters);
-    result.counters = sum;
     result.model_metrics["loop_threads"] = threads_;
     result.model_metrics["max_inflight"] =
         std::min<uint64_t>(items, max_inflight_ ? max_inflight_ : batch.tasks->size());
@@ -340,7 +337,7 @@ class AsyncLoop final : public Model {
     lanes_.clear();
     ioc_.reset();
     io_.reset();
-    caller_counters_.reset();
+    counters_.reset();
   }
 
   void cancel() override {
@@ -471,7 +468,7 @@ class AsyncLoop final : public Model {
   uint64_t lag_interval_ns_ = 0;
   int file_threads_ = 4;
   size_t lag_reserve_ = 4096;
-  std::unique_ptr<ThreadCounters> caller_counters_;
+  std::unique_ptr<InheritedCounters> counters_;
   std::atomic<uint32_t> breaker_{0};
   std::unique_ptr<IoEnv> io_;
   std::unique_ptr<asio::thread_pool> pool_;

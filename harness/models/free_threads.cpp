@@ -26,6 +26,8 @@ class FreeThreads final : public Model {
     Model::setup(cfg);
     io_ = std::make_unique<IoEnv>();
     per_task_ = cfg.params.get("spawn") == "per_task";
+    // Opened on the thread that will start every batch's threads: they inherit it.
+    counters_ = std::make_unique<InheritedCounters>();
   }
   BatchResult run(const Batch& batch) override {
     BatchResult result = BatchResult::for_batch(batch);
@@ -50,39 +52,52 @@ class FreeThreads final : public Model {
     }
     detail::BatchQueue queue(batch, result, runner);
     io_->begin_batch();
+    const CounterValues start = counters_->read();
+    const detail::SwitchCount caller_start = detail::SwitchCount::now();
     // Thread creation is this model's work, so the span starts before it.
     result.begin_work();
     detail::run_on_threads(
         cfg_.workers,
         [&](int w) {
-          ThreadCounterScope counters;
+          detail::WorkerLog& log = logs[static_cast<size_t>(w)];
+          const detail::SwitchCount s0 = detail::SwitchCount::now();
           ExecContext ctx(breaker_, no_lock_hooks(), io_.get(), w);
-          queue.drain(ctx, logs[static_cast<size_t>(w)]);
-          logs[static_cast<size_t>(w)].counters = counters.stop();
+          queue.drain(ctx, log);
+          log.switches = detail::SwitchCount::now().since(s0);
         },
         [this] { cancel(); });
     result.end_work();
+    // The inherited counters cover the caller (which only waits in join) and every thread the
+    // batch started; the switch split is the workers' own plus the caller's.
+    detail::SwitchCount switches = detail::SwitchCount::now().since(caller_start);
+    for (const auto& l : logs) switches += l.switches;
     result.observations = io_->end_batch();
     result.model_metrics["workers"] = detail::workers_json(logs);
     detail::merge_logs(result, logs);
+    result.counters = detail::with_switches(counters_->read().since(start), switches);
     result.model_metrics["threads_started"] =
         per_task_ ? cfg_.workers +
                         static_cast<int64_t>(std::count(result.done.begin(), result.done.end(), 1) +
                                              result.failures.size())
                   : cfg_.workers;
     result.model_metrics["spawn"] = per_task_ ? "per_task" : "per_worker";
-    if (per_task_)
-      result.model_metrics["counters_cover"] =
-          "the spawning workers only, not the per-task threads";
+    result.model_metrics["counters_cover"] =
+        per_task_ ? "every thread of the batch; voluntary/involuntary switches the spawning "
+                    "workers and the caller only"
+                  : "every thread of the batch and the caller waiting for them";
     return result;
   }
-  void teardown() override { io_.reset(); }
+  void teardown() override {
+    io_.reset();
+    counters_.reset();
+  }
   void cancel() override { breaker_.fetch_or(kBreakCancel, std::memory_order_relaxed); }
 
  private:
   std::atomic<uint32_t> breaker_{0};
   std::unique_ptr<IoEnv> io_;
   bool per_task_ = false;
+  std::unique_ptr<InheritedCounters> counters_;
 };
 
 }  // namespace

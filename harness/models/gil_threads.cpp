@@ -65,6 +65,8 @@ class GilThreads final : public Model {
     gil_ = std::make_unique<Gil>(breaker_, us);
     hooks_ = std::make_unique<GilHooks>(*gil_);
     per_instruction_ = cfg.params.get("checkpoint") == "per_instruction";
+    // Opened on the thread that will start every batch's threads: they inherit it.
+    counters_ = std::make_unique<InheritedCounters>();
   }
 
   BatchResult run(const Batch& batch) override {
@@ -77,12 +79,14 @@ class GilThreads final : public Model {
     std::vector<GilThread>& threads = threads_;
     detail::BatchQueue queue(batch, result);
     io_->begin_batch();
+    const CounterValues start = counters_->read();
+    const detail::SwitchCount caller_start = detail::SwitchCount::now();
     result.begin_work();
     detail::run_on_threads(
         cfg_.workers,
         [&](int w) {
           const auto i = static_cast<size_t>(w);
-          ThreadCounterScope counters;
+          const detail::SwitchCount s0 = detail::SwitchCount::now();
           ExecContext ctx(breaker_, *hooks_, io_.get(), w);
           ctx.set_model_data(&threads[i]);
           ctx.set_per_instruction(per_instruction_);
@@ -90,13 +94,16 @@ class GilThreads final : public Model {
           gil_->take(threads[i]);
           queue.drain(ctx, logs[i]);
           gil_->drop(threads[i], /*force_switch=*/false);
-          logs[i].counters = counters.stop();
+          logs[i].switches = detail::SwitchCount::now().since(s0);
         },
         [this] { cancel(); });
     result.end_work();
+    detail::SwitchCount switches = detail::SwitchCount::now().since(caller_start);
+    for (const auto& l : logs) switches += l.switches;
     result.observations = io_->end_batch();
     result.model_metrics["workers"] = detail::workers_json(logs);
     detail::merge_logs(result, logs);
+    result.counters = detail::with_switches(counters_->read().since(start), switches);
     result.model_metrics.update(gil_metrics(threads));
     result.model_metrics["threads_started"] = cfg_.workers;
     result.model_metrics["switch_interval_us"] = gil_->interval().count();
@@ -104,11 +111,15 @@ class GilThreads final : public Model {
     return result;
   }
 
-  void teardown() override { io_.reset(); }
+  void teardown() override {
+    io_.reset();
+    counters_.reset();
+  }
   void cancel() override { breaker_.fetch_or(kBreakCancel, std::memory_order_relaxed); }
 
  private:
   std::atomic<uint32_t> breaker_{0};
+  std::unique_ptr<InheritedCounters> counters_;
   std::unique_ptr<IoEnv> io_;
   std::unique_ptr<Gil> gil_;
   std::unique_ptr<GilHooks> hooks_;

@@ -60,14 +60,6 @@ uint64_t timeval_ns(const timeval& tv) {
          static_cast<uint64_t>(tv.tv_usec) * 1000ULL;
 }
 
-// One item in this many has its round trip timed (and its encoding and decoding): a process pool
-// reads no clock per task (ProcessPoolExecutor does not), so neither does this one's hot path.
-// At most ~kLatencySamples samples per batch; every item of a batch smaller than that.
-constexpr uint64_t kLatencySamples = 256;
-uint64_t latency_stride(uint64_t items) {
-  return std::max<uint64_t>(1, (items + kLatencySamples - 1) / kLatencySamples);
-}
-
 std::string describe_status(int status) {
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);
@@ -427,7 +419,10 @@ BatchResult ProcessPool::run(const Batch& batch) {
   BatchResult result(batch.items());
   const std::vector<Task>& tasks = *batch.tasks;
   const uint64_t items = batch.items();
-  const uint64_t stride = latency_stride(items);
+  // One item in batch.latency_stride has its round trip timed (and its encoding and decoding),
+  // the same items as every model samples: a process pool reads no clock per task
+  // (ProcessPoolExecutor does not), so neither does this one's hot path.
+  const uint64_t stride = batch.latency_stride;
   result.latency_ns.reserve(static_cast<size_t>(items / stride + 1));
   ThreadCounters& parent = parent_counters();
   const CounterValues parent_before = parent.read();
@@ -753,7 +748,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
 }  // namespace
 
 ModelInfo process_pool_model_info() {
-  return {
+  ModelInfo info{
       "process_pool",
       "N worker processes; every task and result crosses the boundary, encoded and framed",
       {ParamSpec::choice("start", "fork, or spawn (a fresh exec of bench_runner)", "fork",
@@ -772,6 +767,10 @@ ModelInfo process_pool_model_info() {
       [] { return std::make_unique<ProcessPool>(); },
       [](const Params& p) { parse_injection(p.get("inject")); },
       /*separate_processes=*/true};
+  info.latency_means =
+      "round trip: from sending the task to its result back in the parent, encoding, the "
+      "worker's queue of pipelined tasks and decoding included";
+  return info;
 }
 
 }  // namespace concbench

@@ -1,6 +1,7 @@
 #include "worker_loop.hpp"
 
 #include <sched.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,6 +12,18 @@
 #include "concbench/kernels.hpp"
 
 namespace concbench::detail {
+
+SwitchCount SwitchCount::now() {
+  rusage ru{};
+  if (getrusage(RUSAGE_THREAD, &ru) != 0) return {};
+  return {static_cast<uint64_t>(ru.ru_nvcsw), static_cast<uint64_t>(ru.ru_nivcsw)};
+}
+
+CounterValues with_switches(CounterValues perf, const SwitchCount& switches) {
+  perf.set(Counter::voluntary_context_switches, switches.voluntary);
+  perf.set(Counter::involuntary_context_switches, switches.involuntary);
+  return perf;
+}
 
 void note_cpu(std::vector<int>& seen) {
   const int cpu = sched_getcpu();  // vDSO: a few nanoseconds

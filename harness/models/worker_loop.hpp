@@ -15,11 +15,32 @@
 
 namespace concbench::detail {
 
+// Voluntary and involuntary switches of the calling thread so far: getrusage(RUSAGE_THREAD), one
+// syscall and no descriptor. Models whose threads start per batch count them with an
+// InheritedCounters opened once in setup (perf events opened per thread would sit inside the
+// timed batch), which cannot split switches by kind; each thread adds its own split instead.
+struct SwitchCount {
+  uint64_t voluntary = 0, involuntary = 0;
+  static SwitchCount now();
+  SwitchCount& operator+=(const SwitchCount& o) {
+    voluntary += o.voluntary;
+    involuntary += o.involuntary;
+    return *this;
+  }
+  SwitchCount since(const SwitchCount& earlier) const {
+    return {voluntary - earlier.voluntary, involuntary - earlier.involuntary};
+  }
+};
+
+// A batch's counters from an InheritedCounters delta, with the switch split the threads summed.
+CounterValues with_switches(CounterValues perf, const SwitchCount& switches);
+
 // Per-worker record, merged into the BatchResult after the workers are done, so the hot path
 // writes nothing shared except the item's own result slots (checksum, done, latency sample).
 struct WorkerLog {
   std::vector<TaskFailure> failures;
   CounterValues counters;
+  SwitchCount switches;  // where the model counts with InheritedCounters (see SwitchCount)
   // Distinct CPUs the worker was seen on: when it starts and stops, and on each latency-sampled
   // item (sched_getcpu costs little, but per item it is bookkeeping no model does).
   std::vector<int> cpus_seen;
