@@ -1,34 +1,105 @@
 #!/usr/bin/python3
-"""Print the figures behind README.md's "Findings" from the reference reports, so every number
-there can be regenerated with one command.
+"""Print README.md's "Findings" from the files under results/, so every figure there regenerates.
 
-Usage: scripts/findings.py [--suite results/reference/full.json]
-                           [--payload results/payload/summary.json]
-                           [--matrix results/cpython/matrix.json]
-Bad input: one line on stderr, exit 2.
+Usage: scripts/findings.py [--results results]            print the Findings block (Markdown)
+       scripts/findings.py --write README.md              replace the block in README.md
+       scripts/findings.py --check README.md              exit 1 when README.md's block differs
+
+The block sits between the markers <!-- findings:begin --> and <!-- findings:end -->. Every
+figure in it is computed here from a report under results/ whose context names a committed
+revision: a file measured on a tree with uncommitted changes ("-dirty") is refused, so the
+README cannot cite what nobody can rebuild. scripts/regenerate_results.sh makes the files.
+Bad input (a missing or malformed file, a dirty revision): one line on stderr, exit 2.
 """
 import argparse
+import glob
 import json
+import math
+import os
 import sys
 
 from reportlib import BadInput, load_report, median
 
+BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
 
-def load(path):
-    try:
-        if path.endswith("summary.json") or path.endswith("matrix.json"):
-            with open(path) as f:
-                return json.load(f)
-        return load_report(path)
-    except (OSError, ValueError, BadInput) as e:
-        sys.stderr.write(f"findings: {e if isinstance(e, BadInput) else f'{path}: {e}'}\n")
-        sys.exit(2)
+
+def die(msg):
+    sys.stderr.write(f"findings: {msg}\n")
+    sys.exit(2)
+
+
+def revision_of(path, data, allow_dirty=False):
+    ctx = data.get("context", {})
+    rev = ctx.get("git_revision") or ctx.get("concbench_git_revision")
+    if not isinstance(rev, str) or not rev:
+        raise BadInput(f"{path}: no git_revision in its context")
+    if rev.endswith("-dirty") and not allow_dirty:
+        raise BadInput(f"{path}: measured on an uncommitted tree ({rev}); commit, rebuild, rerun")
+    return rev
+
+
+class Results:
+    """The files under results/ the Findings cite, each loaded once, with their revisions."""
+
+    def __init__(self, root, allow_dirty=False):
+        self.root = root
+        self.allow_dirty = allow_dirty
+        self.revisions = {}
+        self.cache = {}
+
+    def path(self, rel):
+        return os.path.join(self.root, rel)
+
+    def report(self, rel):
+        if rel not in self.cache:
+            p = self.path(rel)
+            try:
+                self.cache[rel] = r = load_report(p)
+            except BadInput as e:
+                die(str(e))
+            try:
+                self.revisions[rel] = revision_of(rel, r, self.allow_dirty)
+            except BadInput as e:
+                die(str(e))
+        return self.cache[rel]
+
+    def matrix(self):
+        """results/cpython/matrix.json, with the revisions of the per-version reports it sums."""
+        m = self.json("cpython/matrix.json", revision_from=[])
+        for v in m["versions"]:
+            self.report(os.path.relpath(os.path.join(os.path.dirname(self.root), v["report"]),
+                                        self.root))
+        return m
+
+    def json(self, rel, revision_from=None):
+        """A non-report file (a summary, a comparison, a micro-benchmark run). Its revision is its
+        own context's, or that of the report(s) it summarises (revision_from)."""
+        if rel not in self.cache:
+            p = self.path(rel)
+            try:
+                with open(p) as f:
+                    self.cache[rel] = d = json.load(f)
+            except OSError as e:
+                die(f"{rel}: cannot read: {e.strerror}")
+            except ValueError as e:
+                die(f"{rel}: not valid JSON ({e})")
+            if revision_from is None:
+                try:
+                    self.revisions[rel] = revision_of(rel, d, self.allow_dirty)
+                except BadInput as e:
+                    die(str(e))
+            else:
+                for r in revision_from:
+                    self.report(r)
+        return self.cache[rel]
 
 
 class Suite:
     def __init__(self, report):
         self.r = report
-        self.cells = {(c["workload"], c["model"], c["workers"]): c for c in report["results"]}
+        self.cells = {}
+        for c in report["results"]:
+            self.cells.setdefault((c["workload"], c["model"], c["workers"]), c)
         self.workers = sorted({c["workers"] for c in report["results"]})
 
     def cell(self, wl, model, w):
@@ -37,7 +108,7 @@ class Suite:
 
     def vs_serial(self, wl, model, w):
         c = self.cell(wl, model, w)
-        return c["summary"]["speedup_vs_serial"] if c else None
+        return c["summary"].get("speedup_vs_serial") if c else None
 
     def reps(self, wl, model, w):
         c = self.cell(wl, model, w)
@@ -50,91 +121,423 @@ class Suite:
         return median([r["counters"][counter] / r["tasks"] for r in self.reps(wl, model, w)
                        if r["counters"].get(counter) is not None and r["tasks"]])
 
-    def time_per_task(self, wl, model, w):
+    def ns_per_task(self, wl, model, w):
         c = self.cell(wl, model, w)
         return c["summary"]["wall_ns_per_task"]["median"] if c else None
 
+    def instrumentation(self, wl, model, w):
+        return median([r.get("latency_sampling", {}).get("instrumentation_ns_per_item")
+                       for r in self.reps(wl, model, w)])
 
-def fmt(v, spec=".2f", unit=""):
-    return "-" if v is None else f"{v:{spec}}{unit}"
+    def cpu_over_wall(self, wl, model, w):
+        return median([(r["cpu_user_ns"] + r["cpu_sys_ns"]) / r["wall_ns"]
+                       for r in self.reps(wl, model, w) if r["wall_ns"]])
 
 
-def us(ns):
-    return "-" if ns is None else (f"{ns / 1e3:.1f} us" if ns < 1e6 else f"{ns / 1e6:.2f} ms")
+def x(v, spec=".2f"):
+    return "-" if v is None else f"{v:{spec}}x"
+
+
+def pct(v):
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def t(ns):
+    if ns is None:
+        return "-"
+    if ns < 1e3:
+        return f"{ns:.0f} ns"
+    if ns < 1e6:
+        return f"{ns / 1e3:.1f} µs"
+    if ns < 1e9:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+def num(v, spec=",.0f"):
+    return "-" if v is None else f"{v:{spec}}"
+
+
+def size(b):
+    if b == 0:
+        return "0"
+    if b < 1 << 20:
+        return f"{b >> 10} KiB"
+    return f"{b >> 20} MiB"
+
+
+def machine(rep):
+    c = rep["context"]
+    virt = "a VM" if c.get("virtualized") else "bare metal"
+    kernel = " ".join(str(c.get("kernel", "")).split(" ")[:2])
+    return f"{c.get('cpu_model')}, {c.get('cpus_allowed')} of {c.get('logical_cpus')} CPUs, {virt}, {kernel}"
+
+
+def section_cpu(res, out):
+    full = Suite(res.report("reference/full.json"))
+    cp = res.matrix()
+    models = ["free_threads", "gil_threads", "thread_pool", "pinned_pool", "process_pool"]
+    out.append("**GIL threads do not speed up CPU-bound work; free threads, pools and processes do.**"
+               " Throughput against `serial`, 2 workers, `results/reference/full.json`:")
+    out.append("")
+    out.append("| workload | " + " | ".join(models) + " |")
+    out.append("|---|" + "---|" * len(models))
+    for wl in ("cpu.spin", "cpu.pidigits", "cpu.sha256"):
+        out.append(f"| {wl} | " + " | ".join(x(full.vs_serial(wl, m, 2)) for m in models) + " |")
+    wmax = max(full.workers)
+    out.append("")
+    thr = [v["cpu_spin_speedup_2_workers_threading"] for v in cp["versions"]]
+    pp = [v["cpu_spin_speedup_2_workers_process_pool"] for v in cp["versions"]]
+    vers = [v["version"] for v in cp["versions"]]
+    out.append(f"- At {wmax} workers on these CPUs nothing gains more: cpu.spin free_threads "
+               f"{x(full.vs_serial('cpu.spin', 'free_threads', wmax))}, gil_threads "
+               f"{x(full.vs_serial('cpu.spin', 'gil_threads', wmax))}.")
+    out.append("- cpu.sha256 hashes buffers of 2048 bytes or more with the GIL released, as hashlib "
+               "does, so gil_threads overlaps the native sections there and nowhere else.")
+    out.append(f"- Real CPython agrees: on cpu.spin with 2 workers `cpython.threading` gets "
+               f"{min(thr):.2f} to {max(thr):.2f}x and `cpython.process_pool` {min(pp):.2f} to "
+               f"{max(pp):.2f}x, on {', '.join(vers)} (`results/cpython/matrix.json`).")
+    cw = full.cpu_over_wall("cpu.spin", "process_pool", 2)
+    out.append(f"- process_pool's CPU time covers its worker processes: CPU over wall "
+               f"{num(cw, '.2f')} for cpu.spin at 2 workers (`cpu_covers_children` in each "
+               f"repetition), against {num(full.cpu_over_wall('cpu.spin', 'serial', 1), '.2f')} "
+               f"for serial.")
+    out.append("")
+
+
+def section_payload(res, out):
+    s = res.json("payload/summary.json", revision_from=[
+        os.path.relpath(p, res.root) for p in sorted(glob.glob(res.path("payload/*payload-*.json")))])
+    w = s["workers"]
+    rows = s["rows"]
+    out.append(f"**What the process pool's serialization costs.** cpu.spin, {s['tasks']} tasks of "
+               f"{s['units']} units (about 1 ms) carrying `payload_bytes` each, {w} workers, "
+               f"throughput against serial (`scripts/sweep_payload.py`, `results/payload/`):")
+    out.append("")
+    out.append("| payload per task | " + " | ".join(size(r["payload_bytes"]) for r in rows) + " |")
+    out.append("|---|" + "---|" * len(rows))
+    for key, label in ((f"process_pool/pipe@{w}", "process_pool, pipe"),
+                       (f"process_pool/shm@{w}", "process_pool, shm"),
+                       (f"free_threads@{w}", "free_threads")):
+        vals = []
+        for r in rows:
+            b, v = r.get("serial@1"), r.get(key)
+            vals.append(x(v / b if v and b else None))
+        out.append(f"| {label} | " + " | ".join(vals) + " |")
+    out.append("")
+    cross = s.get("process_pool_no_faster_than_serial_from_bytes", {})
+    for key, label in ((f"process_pool/pipe@{w}", "through the socket"),
+                       (f"process_pool/shm@{w}", "through shared memory")):
+        where = cross.get(key)
+        out.append(f"- {label.capitalize()}, the pool is "
+                   + (f"no faster than serial from {size(where)} per task on."
+                      if where is not None else "faster than serial at every payload swept."))
+    big = [r for r in rows if r["payload_bytes"] in (2 << 20, 4 << 20)]
+    if big and f"python:process_pool/pipe@{w} ns/task" in big[0]:
+        parts = []
+        for r in big:
+            b = r.get(f"process_pool/pipe@{w} ns/task")
+            p = r.get(f"python:process_pool/pipe@{w} ns/task")
+            fb = r.get(f"process_pool/pipe@{w} faults/task")
+            fp = r.get(f"python:process_pool/pipe@{w} faults/task")
+            parts.append(f"{size(r['payload_bytes'])}: {t(b)} per task from bench_runner and "
+                         f"{t(p)} from Python ({x(b / p if b and p else None)}), "
+                         f"{num(fb, '.1f')} and {num(fp, '.1f')} page faults per task")
+        out.append("- The entry point does not change the figure (one allocator policy, "
+                   "`apply_process_settings()`, and receive buffers that persist per worker): "
+                   + "; ".join(parts) + ".")
+    out.append("- Threads pass a pointer, so free_threads keeps its speedup at every size.")
+    out.append("")
+
+
+def section_io(res, out):
+    full = Suite(res.report("reference/full.json"))
+    wmax = max(full.workers)
+    out.append("**async overlaps IO in one thread, and one CPU-bound task stalls its loop.** "
+               "(`results/reference/full.json`)")
+    out.append(f"- io.sleep: one `async` thread is {x(full.vs_serial('io.sleep', 'async', 1), '.1f')} "
+               f"faster than serial; thread models reach "
+               f"{x(full.vs_serial('io.sleep', 'free_threads', 2), '.1f')} at 2 workers and "
+               f"{x(full.vs_serial('io.sleep', 'free_threads', wmax), '.1f')} at {wmax} (free_threads): "
+               f"one sleep per thread.")
+    out.append(f"- mixed.cpu_io: async {x(full.vs_serial('mixed.cpu_io', 'async', 1), '.1f')}, "
+               f"async_mt {x(full.vs_serial('mixed.cpu_io', 'async_mt', wmax), '.1f')} with {wmax} "
+               f"loop threads, free_threads {x(full.vs_serial('mixed.cpu_io', 'free_threads', wmax), '.1f')} "
+               f"and gil_threads {x(full.vs_serial('mixed.cpu_io', 'gil_threads', wmax), '.1f')} at "
+               f"{wmax}.")
+    out.append("")
+    out.append("latency.echo_under_load: a responder serves round trips while one CPU-bound "
+               "spinner runs beside it (2 workers; `serial` runs the responder alone):")
+    out.append("")
+    out.append("| model | round trips/s | median | p99 | spinner units |")
+    out.append("|---|---|---|---|---|")
+    for m in ("serial", "free_threads", "gil_threads", "thread_pool", "pinned_pool", "async",
+              "async_mt"):
+        w = 1 if m in ("serial", "async") else 2
+        if not full.cell("latency.echo_under_load", m, w):
+            continue
+        out.append(f"| {m} | {num(full.metric('latency.echo_under_load', m, w, 'round_trips_per_s'))} | "
+                   f"{t(full.metric('latency.echo_under_load', m, w, 'rtt_p50_ns'))} | "
+                   f"{t(full.metric('latency.echo_under_load', m, w, 'rtt_p99_ns'))} | "
+                   f"{num(full.metric('latency.echo_under_load', m, w, 'spinner_units'))} |")
+    out.append("")
+    out.append("- Under `async` the responder gets the loop only when the spinner returns, after "
+               "its `max_cpu_units` bound; behind the GIL every round trip that finds the spinner "
+               "holding it waits out the switch interval (the convoy effect).")
+    quick2 = Suite(res.report("reference/quick-2cpu.json"))
+    quick1 = Suite(res.report("reference/quick-1cpu.json"))
+    r2 = quick2.metric("latency.echo_under_load", "gil_threads", 2, "round_trips_per_s")
+    r1 = quick1.metric("latency.echo_under_load", "gil_threads", 2, "round_trips_per_s")
+    out.append(f"- The convoy needs two cores: confined to one CPU (`taskset -c 0`), gil_threads "
+               f"serves {num(r1)} round trips/s; on both CPUs {num(r2)}/s, "
+               f"{x(r1 / r2 if r1 and r2 else None, '.1f')} fewer (quick suite, "
+               f"`results/reference/quick-*.json`).")
+    cp = res.matrix()
+    rts = [v["echo_under_load_round_trips_per_s"] for v in cp["versions"]]
+    out.append(f"- CPython's threading, same test: {min(rts):,.0f} to {max(rts):,.0f} round "
+               f"trips/s across the versions of the matrix.")
+    out.append("")
+
+
+def section_placement(res, out):
+    full = Suite(res.report("reference/full.json"))
+    out.append("**Pinning and placement.** io.pipe_echo's 1 KiB round trips through a socketpair "
+               "to an echo thread (`results/reference/full.json`):")
+    out.append("")
+    out.append("| model | workers | round trip | migrations per task | context switches per task |")
+    out.append("|---|---|---|---|---|")
+    for m, w in (("pinned_pool", 2), ("thread_pool", 2), ("free_threads", 2), ("serial", 1),
+                 ("free_threads", 1)):
+        out.append(f"| {m} | {w} | {t(full.metric('io.pipe_echo', m, w, 'round_trip_ns'))} | "
+                   f"{num(full.per_task('io.pipe_echo', m, w, 'cpu_migrations'), '.3f')} | "
+                   f"{num(full.per_task('io.pipe_echo', m, w, 'context_switches'), '.1f')} |")
+    out.append("")
+    out.append("- A round trip's cost here is mostly where the scheduler put the two ends: waking "
+               "the other vCPU is what costs, so the 1-worker rows measure placement, not the model.")
+    out.append("")
+
+
+def section_race(res, out):
+    full = Suite(res.report("reference/full.json"))
+    cp = res.matrix()
+    out.append("**`x += 1` loses updates wherever two workers run it truly at once.** "
+               "cpu.counter_race (`results/reference/full.json`):")
+    out.append("")
+    ws = [w for w in full.workers if w > 1]
+    out.append("| model | " + " | ".join(f"lost, {w} workers" for w in ws) + " |")
+    out.append("|---|" + "---|" * len(ws))
+    for m in ("free_threads", "thread_pool", "pinned_pool", "async_mt", "gil_threads",
+              "process_pool"):
+        vals = []
+        for w in ws:
+            lost = full.metric("cpu.counter_race", m, w, "lost_updates")
+            inc = full.metric("cpu.counter_race", m, w, "increments")
+            vals.append(pct(lost / inc) if lost is not None and inc else "-")
+        out.append(f"| {m} | " + " | ".join(vals) + " |")
+    out.append("")
+    lost = ", ".join(f"{v['version']} {pct(v['counter_race_lost_updates_2_threads'] / v['counter_race_increments'])}"
+                     for v in cp["versions"])
+    out.append(f"- gil_threads checks the eval breaker at back edges, as CPython 3.10 and later "
+               f"do, so it loses none. process_pool loses them all: each worker increments its own "
+               f"copy. CPython's threading, 2 threads: {lost}.")
+    out.append("")
+
+
+def section_dispatch(res, out):
+    micro = res.json("micro/dispatch.json")
+    med = {}
+    for b in micro["benchmarks"]:
+        if b.get("aggregate_name") != "median":
+            continue
+        name = b["run_name"].split("/")[0].replace("BM_Dispatch_", "")
+        v = b.get("per_index", b.get("per_task"))
+        if v is not None:
+            med[name] = v * 1e9
+    out.append("**Dispatch: our pools against oneTBB and OpenMP, like for like.** One batch of "
+               "1000 empty indices, 2 threads (the caller and one more), one index per claim, "
+               "median of 5 repetitions (`bench_runner micro --benchmark_filter=Dispatch_`, "
+               "`results/micro/dispatch.json`; `bench/micro/bm_dispatch.cpp` says exactly what each "
+               "side does):")
+    out.append("")
+    out.append("| per index | time |")
+    out.append("|---|---|")
+    rows = (("Index_ThreadPool", "ThreadPool::for_each_index, unpinned"),
+            ("Index_PinnedPool", "ThreadPool::for_each_index, pinned"),
+            ("Index_ThreadPoolCallerWaits", "ThreadPool::run_on_all, 2 pool threads (the models' path)"),
+            ("Index_TbbParallelFor", "tbb::parallel_for, simple_partitioner, 2-thread arena"),
+            ("Index_OmpDynamic1", "OpenMP schedule(dynamic,1), 2 threads"))
+    for key, label in rows:
+        if key in med:
+            out.append(f"| {label} | {t(med[key])} |")
+    out.append("")
+    tbb, pin = med.get("Index_TbbParallelFor"), med.get("Index_PinnedPool")
+    if tbb and pin:
+        out.append(f"- The pinned pool costs {x(pin / tbb)} of `tbb::parallel_for` per index in the "
+                   f"same run.")
+    per = [(k.replace("TaskPerIndex_", ""), v) for k, v in med.items() if k.startswith("TaskPerIndex_")]
+    if per:
+        out.append("- A task created per index is different work: "
+                   + ", ".join(f"{k} {t(v)}" for k, v in per) + " per task.")
+    quick = Suite(res.report("reference/quick-2cpu.json"))
+    cells = []
+    for m, w in (("serial", 1), ("free_threads", 2), ("thread_pool", 2), ("pinned_pool", 2),
+                 ("async", 1), ("process_pool", 2)):
+        ns = quick.ns_per_task("overhead.noop", m, w)
+        if ns is None:
+            continue
+        inst = quick.instrumentation("overhead.noop", m, w)
+        cells.append(f"{m}@{w} {t(ns)} (sampling {num(inst, '.2f')} ns)")
+    out.append("- overhead.noop, time per empty task through each model with the harness's "
+               "latency sampling cost beside it (quick suite): " + ", ".join(cells) + ".")
+    out.append("")
+
+
+def section_calibration(res, out):
+    quick = res.report("reference/quick-2cpu.json")
+    want = quick["config"]["min_time_s"] * 1e9
+    reps = [r for c in quick["results"] for r in c["repetitions"] if r["verified"]]
+    calibrated = [c for c in quick["results"] if c["rounds"] > 1 or c["calibration_trials"] > 0]
+    short = [r for r in reps if r.get("short_of_min_time")]
+    shortest = min((r["wall_ns"] for c in quick["results"] if c["workload"] != "latency.echo_under_load"
+                    for r in c["repetitions"] if r["verified"]), default=None)
+    retaken = sum(c.get("short_repetitions_retaken", 0) for c in quick["results"])
+    out.append(f"**Calibration holds.** In the quick suite (`--min-time {want / 1e9:g}`), "
+               f"{len(calibrated)} cells were calibrated; the shortest verified repetition of a "
+               f"calibrated workload lasted {t(shortest)}, {len(short)} of {len(reps)} repetitions "
+               f"came in short, and {retaken} were retaken with more rounds "
+               f"(`results/reference/quick-2cpu.json`).")
+    out.append("")
+
+
+def verdicts(cmp):
+    counts = {}
+    for c in cmp["conclusions"]:
+        counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+    return counts
+
+
+def section_compare(res, out):
+    cmp = res.json("reference/compare-2cpu-vs-1cpu.json",
+                   revision_from=["reference/quick-2cpu.json", "reference/quick-1cpu.json"])
+    n = verdicts(cmp)
+    total = sum(n.values())
+    geo = cmp["comparisons"][0]["geomean"]
+    out.append("**Across machines: which conclusions hold.** No second machine was lent to this "
+               "work, so the example compares this VM with itself confined to one CPU "
+               "(`taskset -c 0`), and says so: `bench_runner compare --normalize "
+               "results/reference/quick-2cpu.json results/reference/quick-1cpu.json` "
+               "(`results/reference/compare-2cpu-vs-1cpu.md`).")
+    out.append(f"- Of {total} model-versus-model conclusions, {n.get('holds', 0)} hold, "
+               f"{n.get('DIFFERS', 0)} differ and {n.get('within noise', 0)} are within noise "
+               f"(an interval that includes 1, or an effect under the minimum).")
+    differ = [c for c in cmp["conclusions"] if c["verdict"] == "DIFFERS"]
+    if differ:
+        ex = ", ".join(f"{c['workload']} {c['model']} over {c['other']} "
+                       f"({c['reports'][0]['ratio']:.2f}x, then {c['reports'][1]['ratio']:.2f}x)"
+                       for c in differ[:4])
+        out.append(f"- What differs: {ex}.")
+    out.append(f"- The geometric mean of time per task over {geo['cells']} matched cells is "
+               f"x{geo['time_ratio']:.2f}.")
+    b2b = res.json("reference/backtoback-compare.json",
+                   revision_from=["reference/backtoback-a.json", "reference/backtoback-b.json"])
+    nb = verdicts(b2b)
+    out.append(f"- The same small matrix run twice back to back on this machine (interleaved, "
+               f"`results/reference/backtoback-*.json`): {nb.get('DIFFERS', 0)} of "
+               f"{sum(nb.values())} conclusions differ ({nb.get('holds', 0)} hold, "
+               f"{nb.get('within noise', 0)} within noise).")
+    out.append("")
+
+
+def section_sample(res, out):
+    quick = Suite(res.report("reference/quick-2cpu.json"))
+    out.append("**A sample of the quick suite** (`results/reference/quick-2cpu.json`; the full "
+               "table is what `bench_runner run` prints):")
+    out.append("")
+    out.append("| workload | model | workers | time/task | vs serial | p99 latency | ctxsw/task |")
+    out.append("|---|---|---|---|---|---|---|")
+    for wl, cells in (("cpu.spin", [("serial", 1), ("free_threads", 2), ("gil_threads", 2),
+                                    ("process_pool", 2)]),
+                      ("io.sleep", [("serial", 1), ("free_threads", 4), ("async", 1)]),
+                      ("overhead.noop", [("serial", 1), ("thread_pool", 2)])):
+        for m, w in cells:
+            c = quick.cell(wl, m, w)
+            if not c:
+                continue
+            p99 = median([r["task_latency_ns"].get("p99") for r in quick.reps(wl, m, w)])
+            out.append(f"| {wl} | {m} | {w} | {t(quick.ns_per_task(wl, m, w))} | "
+                       f"{x(quick.vs_serial(wl, m, w))} | {t(p99)} | "
+                       f"{num(quick.per_task(wl, m, w, 'context_switches'), '.3g')} |")
+    out.append("")
+    out.append("p99 latency means what each model's `latency_means` says (the table printed by "
+               "`bench_runner run` lists it): a thread's task run time, the process pool's round "
+               "trip, an event loop's time from taking a task to its result.")
+    out.append("")
+
+
+def render(root, allow_dirty=False):
+    res = Results(root, allow_dirty)
+    body = []
+    section_sample(res, body)
+    section_cpu(res, body)
+    section_payload(res, body)
+    section_io(res, body)
+    section_placement(res, body)
+    section_race(res, body)
+    section_dispatch(res, body)
+    section_calibration(res, body)
+    section_compare(res, body)
+    ref = res.report("reference/full.json")
+    head = [BEGIN,
+            "<!-- Generated by scripts/findings.py from results/; edit that script, not this "
+            "block. -->",
+            "",
+            f"Measured on {machine(ref)}, {ref['context'].get('compiler', {}).get('id', '')} "
+            f"{ref['context'].get('compiler', {}).get('version', '')} "
+            f"{ref['context'].get('build_type', '')}. Revisions of the files cited: "
+            + ", ".join(sorted(set(res.revisions.values()))) + ".",
+            ""]
+    return "\n".join(head + body + [END]) + "\n"
+
+
+def splice(readme, block):
+    try:
+        with open(readme) as f:
+            text = f.read()
+    except OSError as e:
+        die(f"{readme}: cannot read: {e.strerror}")
+    if BEGIN not in text or END not in text:
+        die(f"{readme}: no {BEGIN} ... {END} block")
+    a = text.index(BEGIN)
+    b = text.index(END) + len(END) + 1
+    return text, text[:a] + block + text[b:]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", default="results/reference/full.json")
-    ap.add_argument("--payload", default="results/payload/summary.json")
-    ap.add_argument("--matrix", default="results/cpython/matrix.json")
+    ap.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "..", "results"))
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--write", metavar="README")
+    g.add_argument("--check", metavar="README")
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="print (never --write or --check) from files measured on uncommitted trees")
     a = ap.parse_args()
-    s = Suite(load(a.suite))
-    ctx = s.r["context"]
-    print(f"# {a.suite}: {ctx.get('cpu_model')}, {ctx.get('cpus_allowed')} CPUs, "
-          f"suite {s.r['config']['suite']}, {s.r['config']['repetitions']} repetitions, "
-          f"revision {ctx.get('git_revision')}")
-    wmax = max(s.workers)
-
-    print("\n## CPU-bound speedup against serial (median throughput ratio)")
-    models = ["free_threads", "gil_threads", "thread_pool", "pinned_pool", "process_pool", "async_mt"]
-    for wl in ("cpu.spin", "cpu.pidigits", "cpu.sha256"):
-        for w in s.workers:
-            print(f"{wl:14} {w}w  " + "  ".join(f"{m} {fmt(s.vs_serial(wl, m, w))}" for m in models))
-
-    print("\n## IO overlap: io.sleep and mixed.cpu_io against serial")
-    for wl in ("io.sleep", "mixed.cpu_io"):
-        row = [f"async {fmt(s.vs_serial(wl, 'async', 1))}"]
-        for m in ("async_mt", "free_threads", "gil_threads", "thread_pool", "process_pool"):
-            row.append(f"{m}@{wmax} {fmt(s.vs_serial(wl, m, wmax))}")
-        print(f"{wl:14} " + "  ".join(row))
-
-    print("\n## Echo under load (a client's round trips while every other worker spins)")
-    for m in ("serial", "free_threads", "gil_threads", "thread_pool", "pinned_pool", "process_pool",
-              "async", "async_mt"):
-        for w in s.workers:
-            p50 = s.metric("latency.echo_under_load", m, w, "rtt_p50_ns")
-            if p50 is None:
-                continue
-            print(f"{m:13} {w}w  p50 {us(p50):>9}  p99 "
-                  f"{us(s.metric('latency.echo_under_load', m, w, 'rtt_p99_ns')):>9}  "
-                  f"{fmt(s.metric('latency.echo_under_load', m, w, 'round_trips_per_s'), '.0f')} rt/s")
-
-    print("\n## Placement: migrations per task and echo round trips (io.pipe_echo)")
-    for m in ("thread_pool", "pinned_pool", "free_threads"):
-        for w in s.workers:
-            rt = s.metric("io.pipe_echo", m, w, "round_trip_ns")
-            print(f"{m:13} {w}w  round trip {us(rt):>9}  migrations/task "
-                  f"{fmt(s.per_task('io.pipe_echo', m, w, 'cpu_migrations'), '.4f')}  "
-                  f"cpu.spin migrations/task {fmt(s.per_task('cpu.spin', m, w, 'cpu_migrations'), '.4f')}  "
-                  f"ctxsw/task {fmt(s.per_task('io.pipe_echo', m, w, 'context_switches'), '.2f')}")
-
-    print("\n## x += 1 (cpu.counter_race): lost updates")
-    for m in ("serial", "free_threads", "gil_threads", "thread_pool", "pinned_pool", "process_pool",
-              "async", "async_mt"):
-        for w in s.workers:
-            lost = s.metric("cpu.counter_race", m, w, "lost_updates")
-            inc = s.metric("cpu.counter_race", m, w, "increments")
-            if lost is not None and inc:
-                print(f"{m:13} {w}w  {lost:.0f} of {inc:.0f} ({100 * lost / inc:.1f}%)")
-
-    print("\n## Payload sweep (scripts/sweep_payload.py)")
-    p = load(a.payload)
-    keys = [k for k in p["rows"][0] if k not in ("payload_bytes", "serial@1")]
-    for row in p["rows"]:
-        base = row.get("serial@1")
-        print(f"{row['payload_bytes']:>9} B  " + "  ".join(
-            f"{k} {fmt(row[k] / base if row.get(k) and base else None)}" for k in keys))
-    print("process_pool no faster than serial from:", p["process_pool_no_faster_than_serial_from_bytes"])
-
-    print("\n## CPython matrix (scripts/python_matrix.py)")
-    m = load(a.matrix)
-    for v in m["versions"]:
-        print(f"{v['version']:>13}  lost {v['counter_race_lost_updates_2_threads']:>7} of "
-              f"{v['counter_race_increments']}  echo p50 {us(v['echo_under_load_rtt_p50_ns']):>9} "
-              f"{v['echo_under_load_round_trips_per_s']:.0f} rt/s  threading "
-              f"{v['cpu_spin_speedup_2_workers_threading']:.2f}x  process_pool "
-              f"{v['cpu_spin_speedup_2_workers_process_pool']:.2f}x")
+    if a.allow_dirty and (a.write or a.check):
+        die("--allow-dirty only prints: the README cites committed revisions only")
+    block = render(os.path.normpath(a.results), a.allow_dirty)
+    if a.write:
+        _, new = splice(a.write, block)
+        tmp = a.write + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(new)
+        os.replace(tmp, a.write)
+    elif a.check:
+        old, new = splice(a.check, block)
+        if old != new:
+            sys.stderr.write(f"findings: {a.check}'s Findings differ from what results/ gives; "
+                             f"run scripts/findings.py --write {a.check}\n")
+            sys.exit(1)
+    else:
+        sys.stdout.write(block)
 
 
 if __name__ == "__main__":

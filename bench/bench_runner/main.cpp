@@ -99,6 +99,14 @@ int run_micro(int argc, char** argv) {
     args.push_back(argv[i]);
   }
   int n = static_cast<int>(args.size());
+  // The same fingerprint as a report's context, so a micro-benchmark file under results/ says
+  // which machine and which committed tree it came from.
+  const nlohmann::json ctx = machine_context();
+  for (const char* key : {"git_revision", "cpu_model", "cpus_allowed", "logical_cpus", "kernel",
+                          "virtualized", "compiler", "build_type"})
+    if (auto it = ctx.find(key); it != ctx.end())
+      benchmark::AddCustomContext(std::string("concbench_") + key,
+                                  it->is_string() ? it->get<std::string>() : it->dump());
   benchmark::Initialize(&n, args.data());
   if (n > 1) usage_exit(std::string("micro: unknown argument '") + args[1] + "'");
   benchmark::RunSpecifiedBenchmarks();
