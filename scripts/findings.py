@@ -30,6 +30,8 @@ def die(msg):
 
 def revision_of(path, data, allow_dirty=False):
     ctx = data.get("context", {})
+    if not ctx and isinstance(data.get("gil_threads"), dict):
+        ctx = data["gil_threads"].get("context", {})  # gil_validation.json: the C++ side's run
     rev = ctx.get("git_revision") or ctx.get("concbench_git_revision")
     if not isinstance(rev, str) or not rev:
         raise BadInput(f"{path}: no git_revision in its context")
@@ -188,7 +190,8 @@ def section_cpu(res, out):
     out.append("")
     thr = [v["cpu_spin_speedup_2_workers_threading"] for v in cp["versions"]]
     pp = [v["cpu_spin_speedup_2_workers_process_pool"] for v in cp["versions"]]
-    vers = [v["version"] for v in cp["versions"]]
+    vers = sorted((v["version"] for v in cp["versions"]),
+                  key=lambda s: [int(p) for p in s.replace("debian-", "").split(".") if p.isdigit()])
     out.append(f"- At {wmax} workers on these CPUs nothing gains more: cpu.spin free_threads "
                f"{x(full.vs_serial('cpu.spin', 'free_threads', wmax))}, gil_threads "
                f"{x(full.vs_serial('cpu.spin', 'gil_threads', wmax))}.")
@@ -299,6 +302,70 @@ def section_io(res, out):
     out.append("")
 
 
+def section_mixed(res, out):
+    m = res.json("mixed_sweep.json")
+    keys = ["async", "async_mt@2", "free_threads@2", "thread_pool@2", "free_threads@64",
+            "gil_threads@64", "thread_pool@64", "process_pool@2"]
+    out.append(f"**Where async stops winning.** mixed.cpu_io, {m['tasks']} tasks of "
+               f"{m['cycle_us']} µs split between CPU work and a sleep; tasks/s per model@workers "
+               f"(`scripts/sweep_mixed.py`, `results/mixed_sweep.json`):")
+    out.append("")
+    out.append("| CPU share | " + " | ".join(keys) + " | winner |")
+    out.append("|---|" + "---|" * (len(keys) + 1))
+    for r in m["rows"]:
+        tps = r["tasks_per_s"]
+        out.append(f"| {r['cpu_percent']}% | " + " | ".join(num(tps.get(k)) for k in keys)
+                   + f" | {r['winner']} |")
+    out.append("")
+    lose = m.get("async_loses_from_cpu_percent")
+    lose_gil = m.get("async_loses_to_gil_threads_from_cpu_percent")
+    out.append("- One loop loses its lead " + (f"from a {lose}% CPU share on" if lose is not None
+                                             else "nowhere in the sweep")
+               + "; to threads behind the GIL it loses "
+               + (f"from {lose_gil}% on." if lose_gil is not None else "at no share swept."))
+    out.append("")
+
+
+def section_gil(res, out):
+    g = res.json("gil_validation.json")
+    out.append("**gil_threads against real CPython on this machine** (`scripts/validate_gil.py`, "
+               "`results/gil_validation.json`; lost updates out of 2 × 1,000,000 increments):")
+    out.append("")
+    out.append("| interpreter | 2-thread CPU speedup | echo round trips/s beside 0 / 1 / 2 CPU "
+               "threads | lost, `x += 1` | lost, `x += one()` |")
+    out.append("|---|---|---|---|---|")
+
+    def echo(rows):
+        by = {e["cpu_threads"]: e["round_trips_per_s"] for e in rows}
+        return " / ".join(num(by.get(k)) for k in (0, 1, 2))
+
+    def version_key(c):
+        return tuple(int(p) for p in c["python"]["version"].split(".")[:3] if p.isdigit())
+
+    for c in sorted(g["cpython"], key=version_key):
+        race = c.get("race", {})
+        debian = " (Debian)" if c["python"]["executable"].startswith("/usr/bin/") else ""
+        out.append(f"| CPython {c['python']['version']}{debian} | "
+                   f"{num(c['speedup'].get('speedup'), '.2f')} | "
+                   f"{echo(c.get('echo', []))} | "
+                   f"{num(race.get('plain', {}).get('lost_updates'))} | "
+                   f"{num(race.get('call_between', {}).get('lost_updates'))} |")
+    gt = g["gil_threads"]
+    race = gt.get("race", {})
+    out.append(f"| gil_threads, backedge | {num(gt['speedup'].get('gil_threads'), '.2f')} | "
+               f"{echo(gt.get('echo', []))} | {num(race.get('backedge'))} | "
+               f"{num(race.get('backedge_call_between'))} |")
+    out.append(f"| gil_threads, per_instruction | | | {num(race.get('per_instruction'))} | |")
+    out.append(f"| free_threads | {num(gt['speedup'].get('free_threads'), '.2f')} | | "
+               f"{num(race.get('free_threads'))} | |")
+    out.append("")
+    crit = g.get("criterion", {})
+    if crit:
+        out.append(f"- Criterion: {crit.get('what')}: {num(crit.get('ratio'), '.2f')}x, "
+                   f"{'holds' if crit.get('holds') else 'does not hold'}.")
+        out.append("")
+
+
 def section_placement(res, out):
     full = Suite(res.report("reference/full.json"))
     out.append("**Pinning and placement.** io.pipe_echo's 1 KiB round trips through a socketpair "
@@ -335,11 +402,30 @@ def section_race(res, out):
             vals.append(pct(lost / inc) if lost is not None and inc else "-")
         out.append(f"| {m} | " + " | ".join(vals) + " |")
     out.append("")
-    lost = ", ".join(f"{v['version']} {pct(v['counter_race_lost_updates_2_threads'] / v['counter_race_increments'])}"
-                     for v in cp["versions"])
-    out.append(f"- gil_threads checks the eval breaker at back edges, as CPython 3.10 and later "
-               f"do, so it loses none. process_pool loses them all: each worker increments its own "
-               f"copy. CPython's threading, 2 threads: {lost}.")
+    out.append("- gil_threads checks the eval breaker at back edges, as CPython 3.10 and later do, "
+               "so it loses none. process_pool loses them all: each worker increments its own "
+               "copy.")
+    out.append("")
+    out.append("The CPython version matrix (`scripts/python_matrix.py`, one report per interpreter "
+               "under `results/cpython/`): `x += 1` on a global under 2 threads, "
+               "latency.echo_under_load under cpython.threading (one IO thread beside one "
+               "spinner), and cpu.spin at 2 workers:")
+    out.append("")
+    out.append("| CPython | lost updates | round trips/s | rtt p50 | threading speedup | "
+               "process_pool speedup |")
+    out.append("|---|---|---|---|---|---|")
+
+    def key(v):
+        nums = [int(p) for p in v["version"].replace("debian-", "").split(".") if p.isdigit()]
+        return (nums, v["version"])
+
+    for v in sorted(cp["versions"], key=key):
+        out.append(f"| {v['version']} | {num(v['counter_race_lost_updates_2_threads'])} of "
+                   f"{num(v['counter_race_increments'])} | "
+                   f"{num(v['echo_under_load_round_trips_per_s'])} | "
+                   f"{t(v['echo_under_load_rtt_p50_ns'])} | "
+                   f"{x(v['cpu_spin_speedup_2_workers_threading'])} | "
+                   f"{x(v['cpu_spin_speedup_2_workers_process_pool'])} |")
     out.append("")
 
 
@@ -481,8 +567,10 @@ def render(root, allow_dirty=False):
     section_cpu(res, body)
     section_payload(res, body)
     section_io(res, body)
+    section_mixed(res, body)
     section_placement(res, body)
     section_race(res, body)
+    section_gil(res, body)
     section_dispatch(res, body)
     section_calibration(res, body)
     section_compare(res, body)

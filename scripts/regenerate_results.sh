@@ -11,6 +11,7 @@
 #   micro        dispatch per index against oneTBB and OpenMP   results/micro/dispatch.json
 #   quick        the quick suite on every CPU and under taskset -c 0, and their comparison
 #   backtoback   the same small matrix twice, compared            results/reference/backtoback-*
+#   compare      only the two comparisons above, from the reports already there
 #   smoke        the smoke baseline the CI gate compares with     results/smoke-baseline.json
 #   payload      the payload sweep, from bench_runner and Python  results/payload/
 #   mixed        the CPU/IO mix sweep                             results/mixed_sweep.json
@@ -34,8 +35,8 @@ if [ "${steps[0]}" = all ]; then
 fi
 for s in "${steps[@]}"; do
   case "$s" in
-    micro | quick | backtoback | smoke | payload | mixed | asyncio | multiprocessing | gil | full | \
-      cpython | plots) ;;
+    micro | quick | backtoback | compare | smoke | payload | mixed | asyncio | multiprocessing | gil | \
+      full | cpython | plots) ;;
     *)
       echo "regenerate_results: unknown step '$s' (see the header of this script)" >&2
       exit 2
@@ -75,6 +76,19 @@ for path in sys.argv[1:]:
 PY
 }
 
+# compare is deterministic (a seeded bootstrap): rerunning it on the same reports gives the same
+# file, so it can follow a change to compare without measuring again.
+compare_quick() {
+  "$runner" compare --normalize --format md results/reference/quick-2cpu.json \
+    results/reference/quick-1cpu.json >results/reference/compare-2cpu-vs-1cpu.md
+  "$runner" compare --normalize --format json results/reference/quick-2cpu.json \
+    results/reference/quick-1cpu.json >results/reference/compare-2cpu-vs-1cpu.json
+}
+compare_backtoback() {
+  "$runner" compare --normalize --format json results/reference/backtoback-a.json \
+    results/reference/backtoback-b.json >results/reference/backtoback-compare.json
+}
+
 for s in "${steps[@]}"; do
   echo "regenerate_results: $s" >&2
   case "$s" in
@@ -89,10 +103,7 @@ for s in "${steps[@]}"; do
       note taskset -c 0 "$runner" run --suite quick --overwrite \
         --out results/reference/quick-1cpu.json
       compact results/reference/quick-2cpu.json results/reference/quick-1cpu.json
-      "$runner" compare --normalize --format md results/reference/quick-2cpu.json \
-        results/reference/quick-1cpu.json >results/reference/compare-2cpu-vs-1cpu.md
-      "$runner" compare --normalize --format json results/reference/quick-2cpu.json \
-        results/reference/quick-1cpu.json >results/reference/compare-2cpu-vs-1cpu.json
+      compare_quick
       ;;
     backtoback)
       # Interleaved, so a drift of the machine spreads over every cell of both runs.
@@ -102,8 +113,11 @@ for s in "${steps[@]}"; do
       note "$runner" "${matrix[@]}" --out results/reference/backtoback-a.json
       note "$runner" "${matrix[@]}" --out results/reference/backtoback-b.json
       compact results/reference/backtoback-a.json results/reference/backtoback-b.json
-      "$runner" compare --normalize --format json results/reference/backtoback-a.json \
-        results/reference/backtoback-b.json >results/reference/backtoback-compare.json
+      compare_backtoback
+      ;;
+    compare)
+      compare_quick
+      compare_backtoback
       ;;
     smoke)
       note "$runner" run --suite smoke --repetitions 4 --overwrite --out results/smoke-baseline.json

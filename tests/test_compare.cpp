@@ -446,11 +446,13 @@ TEST(Compare, MoreReportsAreEachComparedWithTheFirst) {
   ASSERT_EQ(cmp["conclusions"].size(), 1u);  // free_threads against serial, in three reports
   const json& k = cmp["conclusions"][0];
   EXPECT_EQ(k["reports"].size(), 3u);
-  EXPECT_FALSE(k["holds"]);  // beats, beats, the same as serial
-  EXPECT_EQ(k["verdict"], "within noise");
-  EXPECT_EQ(k["reports"][2]["relation"], "within noise");
-  EXPECT_EQ(k["reports"][2]["why"], "interval includes 1");
+  EXPECT_FALSE(k["holds"]);  // beats, beats, then measurably the same as serial
+  EXPECT_EQ(k["verdict"], "differs");
+  EXPECT_EQ(k["reports"][0]["relation"], "beats");
+  EXPECT_EQ(k["reports"][2]["relation"], "ties");
+  EXPECT_TRUE(k["reports"][2]["clear"]);
 }
+
 
 // One workload, serial and one model at 2 workers, the model's time per task `winner_time` times
 // serial's with the relative spread of `spread` (each repetition's factor).
@@ -498,6 +500,21 @@ TEST(Conclusions, ClearAndTheSameWayHolds) {
   EXPECT_NE(text.find("holds: m beats serial on cpu.spin: 2.00x ["), std::string::npos) << text;
   EXPECT_NE(text.find("1 conclusion(s): 1 hold, 0 differ, 0 within noise"), std::string::npos)
       << text;
+}
+
+// A 2x win on one machine and a tight 1.0x on another (two cores, then one) is a difference:
+// the second machine measured a tie, it did not fail to measure.
+TEST(Conclusions, AClearWinAgainstAClearTieDiffers) {
+  CompareOptions opt;
+  opt.normalize = true;
+  const json k = only_conclusion(compare(duel(2.0, kTight), duel(1.0, kTight), opt));
+  EXPECT_EQ(k["verdict"], "differs");
+  EXPECT_EQ(k["reports"][1]["relation"], "ties");
+  // Ties everywhere hold; a tie against the grey zone (1.07x: neither a tie nor a win) is noise.
+  EXPECT_EQ(only_conclusion(compare(duel(1.0, kTight), duel(1.01, kTight), opt))["verdict"],
+            "holds");
+  EXPECT_EQ(only_conclusion(compare(duel(1.0, kTight), duel(1.07, kTight), opt))["verdict"],
+            "within noise");
 }
 
 // The case: a 1.05x tie on one machine against a 1.09x win on the other, with spread

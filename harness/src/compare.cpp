@@ -370,8 +370,13 @@ constexpr size_t kBootstrapResamples = 2000;
 constexpr uint64_t kBootstrapSeed = 0x636f6e6362656e63;  // "concbenc": fixed, so output repeats
 
 // One report's side of a conclusion: winner over other, both against their serial baselines,
-// with the bootstrap interval of that ratio, and whether it is a clear ordering: the interval
-// lies wholly beyond 1 + min_effect (or below its inverse).
+// with the bootstrap interval of that ratio, and what it clearly says, if anything:
+//   beats / loses to  the whole interval lies beyond 1 + min_effect (or below its inverse);
+//   ties              the whole interval lies within half the minimum effect of 1, so the two
+//                     models are measurably the same here (two cores' win on one core);
+// anything else is unclear. Between half the minimum effect and the minimum effect lies a
+// grey zone that is neither, so that run-to-run noise cannot turn a tie into a win (a 1.04x
+// tie against a 1.09x "win" is within noise, not a difference).
 json conclusion_in(const Best& w, const Best& o, const std::string& label,
                    const CompareOptions& opt) {
   std::vector<std::vector<double>> num = {w.throughput}, den = {o.throughput};
@@ -387,6 +392,8 @@ json conclusion_in(const Best& w, const Best& o, const std::string& label,
   json why = nullptr;
   if (ci.min_n < kMinConclusionRepetitions)
     why = "too few repetitions";
+  else if (const double tie = 1 + opt.min_effect_pct / 200; ci.low >= 1 / tie && ci.high <= tie)
+    relation = "ties";
   else if (ci.low <= 1 && ci.high >= 1)
     why = "interval includes 1";
   else if (ci.low < effect && ci.high > 1 / effect)
@@ -411,10 +418,10 @@ json conclusion_in(const Best& w, const Best& o, const std::string& label,
 
 // Model-versus-model conclusions: for each workload, the base report's winner against every other
 // model, in every report. Three verdicts, because "not shown here" is not "reversed here":
-// "holds" when every report shows the same clear ordering; "differs" when one report shows a
-// clear ordering and another the clear opposite; "within noise" otherwise, i.e. some report
-// cannot tell the two apart (interval of the ratio includes 1, or the ratio is inside the
-// minimum effect) and none contradicts another.
+// "holds" when every report says the same clear thing (beats, loses to, or ties); "differs"
+// when two reports say different clear things (a clear win here, a clear tie or loss there);
+// "within noise" otherwise, i.e. some report is unclear (its interval includes 1, or reaches
+// into the grey zone, or too few repetitions) and no two clear ones contradict each other.
 json conclusions(const std::vector<Indexed>& all, const CompareOptions& opt) {
   std::vector<std::map<std::string, std::map<std::string, Best>>> bests;
   for (const Indexed& ix : all) bests.push_back(best_cells(ix));
@@ -428,7 +435,8 @@ json conclusions(const std::vector<Indexed>& all, const CompareOptions& opt) {
     for (const auto& [model, b] : models) {
       if (model == winner) continue;
       json per = json::array();
-      bool complete = true, beats = false, loses = false, all_clear = true;
+      bool complete = true, all_clear = true;
+      std::set<std::string> said;  // the clear relations the reports show
       for (size_t i = 0; i < all.size(); ++i) {
         auto w = bests[i].find(workload);
         if (w == bests[i].end() || !w->second.count(winner) || !w->second.count(model)) {
@@ -436,14 +444,13 @@ json conclusions(const std::vector<Indexed>& all, const CompareOptions& opt) {
           break;
         }
         json r = conclusion_in(w->second.at(winner), w->second.at(model), all[i].label, opt);
-        beats = beats || r["relation"] == "beats";
-        loses = loses || r["relation"] == "loses to";
+        if (r["clear"].get<bool>()) said.insert(r["relation"].get<std::string>());
         all_clear = all_clear && r["clear"].get<bool>();
         per.push_back(std::move(r));
       }
       if (!complete) continue;
-      const char* verdict = beats && loses                  ? "differs"
-                            : all_clear && (beats != loses) ? "holds"
+      const char* verdict = said.size() > 1                 ? "differs"
+                            : all_clear && said.size() == 1 ? "holds"
                                                             : "within noise";
       out.push_back({{"workload", workload},
                      {"model", winner},
