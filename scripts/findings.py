@@ -514,21 +514,25 @@ def section_compare(res, out):
                "results/reference/quick-2cpu.json results/reference/quick-1cpu.json` "
                "(`results/reference/compare-2cpu-vs-1cpu.md`).")
     out.append(f"- Of {total} model-versus-model conclusions, {n.get('holds', 0)} hold, "
-               f"{n.get('DIFFERS', 0)} differ and {n.get('within noise', 0)} are within noise "
-               f"(an interval that includes 1, or an effect under the minimum).")
-    differ = [c for c in cmp["conclusions"] if c["verdict"] == "DIFFERS"]
+               f"{n.get('differs', 0)} differ and {n.get('within noise', 0)} are within noise "
+               f"(an interval that includes 1 without fitting a tie, the grey zone, or too few "
+               f"repetitions).")
+    differ = [c for c in cmp["conclusions"] if c["verdict"] == "differs"]
     if differ:
-        ex = ", ".join(f"{c['workload']} {c['model']} over {c['other']} "
+        parallel = [c for c in differ if c["reports"][0]["relation"] == "beats"
+                    and c["reports"][1]["relation"] == "ties"]
+        ex = ", ".join(f"{c['workload']} {c['model']} against {c['other']} "
                        f"({c['reports'][0]['ratio']:.2f}x, then {c['reports'][1]['ratio']:.2f}x)"
                        for c in differ[:4])
-        out.append(f"- What differs: {ex}.")
+        out.append(f"- {len(parallel)} of the {len(differ)} that differ are a clear win on two "
+                   f"CPUs that is a clear tie on one; for example {ex}.")
     out.append(f"- The geometric mean of time per task over {geo['cells']} matched cells is "
                f"x{geo['time_ratio']:.2f}.")
     b2b = res.json("reference/backtoback-compare.json",
                    revision_from=["reference/backtoback-a.json", "reference/backtoback-b.json"])
     nb = verdicts(b2b)
     out.append(f"- The same small matrix run twice back to back on this machine (interleaved, "
-               f"`results/reference/backtoback-*.json`): {nb.get('DIFFERS', 0)} of "
+               f"`results/reference/backtoback-*.json`): {nb.get('differs', 0)} of "
                f"{sum(nb.values())} conclusions differ ({nb.get('holds', 0)} hold, "
                f"{nb.get('within noise', 0)} within noise).")
     out.append("")

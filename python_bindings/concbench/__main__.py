@@ -40,6 +40,8 @@ def _parser():
     r.add_argument("--seed", help="seed of the task generator")
     r.add_argument("--out", help="report path (default results/python-<version>-<time>.json)")
     r.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
+    r.add_argument("--interleave", action="store_true",
+                   help="run repetition r of every cell before repetition r+1 of any")
     c = sub.add_parser("compare", help="compare reports cell by cell: NEW (and MORE) against BASE")
     c.add_argument("reports", nargs="+", help="BASE.json NEW.json [MORE.json ...]")
     c.add_argument("--normalize", action="store_true",
@@ -60,6 +62,8 @@ def _request(args):
             req[key] = value
     if args.param:
         req["params"] = args.param
+    if args.interleave:
+        req["interleave"] = True
     if "models" not in req:
         req["models"] = _models.names()
     return req

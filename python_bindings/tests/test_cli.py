@@ -42,6 +42,18 @@ def test_cpp_models_can_be_named(tmp_path):
     assert all(c["params"]["units"] == "20" for c in r["results"])
 
 
+def test_interleave_is_recorded_and_every_cell_gets_every_repetition(tmp_path):
+    out = tmp_path / "r.json"
+    p = _cli("run", "--suite", "smoke", "--workloads", "cpu.spin", "--models",
+             "serial,free_threads", "--workers", "1", "--repetitions", "3", "--interleave",
+             "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    with open(out) as f:
+        r = json.load(f)
+    assert r["config"]["interleave"] is True
+    assert [len(c["repetitions"]) for c in r["results"]] == [3, 3]
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["run", "--workers", "0"], "--workers"),
     (["run", "--workers", ""], "--workers"),
