@@ -614,25 +614,8 @@ CounterValues ThreadCounters::read() const {
 
 namespace {
 
-// Returns an fd counting `spec` for the calling thread and whatever it starts later, or -errno.
-// Not a group: older kernels refuse PERF_FORMAT_GROUP together with inherit.
-int open_inherited_self(const EventSpec& spec, bool exclude_kernel) {
-  perf_event_attr attr;
-  std::memset(&attr, 0, sizeof(attr));
-  attr.size = sizeof(attr);
-  attr.type = spec.type;
-  attr.config = spec.config;
-  attr.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
-  attr.disabled = 0;
-  // inherit: every thread (and process) the calling thread creates from now on gets a child
-  // event, and reading this one sums them (an exited child's total is folded in at its exit).
-  attr.inherit = 1;
-  attr.exclude_kernel = exclude_kernel ? 1 : 0;
-  attr.exclude_hv = exclude_kernel ? 1 : 0;
-  const long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
-  if (fd < 0) return -errno;
-  return static_cast<int>(fd);
-}
+// Defined with ProcessCounters below; tid 0 is the calling thread.
+int open_inherited_event(const EventSpec& spec, pid_t tid, bool exclude_kernel);
 
 }  // namespace
 
@@ -670,7 +653,7 @@ InheritedCounters::InheritedCounters() : impl_(new (std::nothrow) Impl) {
         impl_->unavailable[name] = it != p.probe.unavailable.end() ? it->second : "unavailable";
         continue;
       }
-      const int fd = open_inherited_self(e, p.exclude_kernel);
+      const int fd = open_inherited_event(e, 0, p.exclude_kernel);
       if (fd < 0) {
         impl_->unavailable[name] =
             describe_failure(e, -fd, p.probe.perf_event_paranoid, p.exclude_kernel) +
@@ -727,6 +710,8 @@ int open_inherited_event(const EventSpec& spec, pid_t tid, bool exclude_kernel) 
   // No PERF_FORMAT_GROUP: older kernels refuse it together with inherit.
   attr.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
   attr.disabled = 0;
+  // inherit: every thread (and process) `tid` creates from now on gets a child event, and
+  // reading this one sums them (an exited child's total is folded in at its exit).
   attr.inherit = 1;
   attr.exclude_kernel = exclude_kernel ? 1 : 0;
   attr.exclude_hv = exclude_kernel ? 1 : 0;
