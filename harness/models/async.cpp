@@ -14,9 +14,7 @@ ModelInfo async_model_info() {
       [] { return detail::make_async_loop_model(false); },
       {}};
   info.in_flight_per_worker = 0;  // every task it holds overlaps its IO
-  info.latency_means =
-      "from a lane taking the task to its result, time spent awaiting IO and waiting for the "
-      "loop included";
+  info.latency_means = detail::kLoopLatencyMeans;
   return info;
 }
 
