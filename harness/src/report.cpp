@@ -99,6 +99,18 @@ json summary_json(const CellResult& c) {
           {"speedup_vs_serial", nullptr}};
 }
 
+// Whether two cells of one workload ran the same tasks: equal workload parameters, `tasks` aside
+// under weak scaling (it grows with the workers there by design).
+bool same_tasks(const RunConfig& cfg, const json& a, const json& b) {
+  if (!a.contains("workload_params") || !b.contains("workload_params")) return true;
+  json pa = a["workload_params"], pb = b["workload_params"];
+  if (cfg.weak_scaling) {
+    pa.erase("tasks");
+    pb.erase("tasks");
+  }
+  return pa == pb;
+}
+
 double median_throughput(const json& cell) {
   const json& s = cell["summary"]["throughput_per_s"];
   return s.is_object() ? s["median"].get<double>() : 0.0;
@@ -134,6 +146,8 @@ json cell_to_json(const CellResult& c) {
           {"model", c.model},
           {"workers", c.workers},
           {"params", c.params},
+          {"workload_params", c.workload_params},
+          {"workload_origin", c.workload_origin},
           {"status", c.status},
           {"error", c.error.empty() ? json(nullptr) : json(c.error)},
           {"setup_ns", c.setup_ns},
@@ -165,6 +179,7 @@ json make_report(const RunConfig& cfg, const json& context, const std::vector<Ce
     const double mine = median_throughput(cell);
     for (const json& other : results) {
       if (other["workload"] != cell["workload"] || other["status"] != "ok") continue;
+      if (!same_tasks(cfg, cell, other)) continue;
       const double base = median_throughput(other);
       if (base <= 0) continue;
       if (other["model"] == cell["model"] && other["workers"] == 1)
@@ -293,8 +308,14 @@ std::string format_table(const json& report) {
       else if (std::find(slot->second.begin(), slot->second.end(), m) == slot->second.end())
         slot->second.push_back(m);
     }
-    std::vector<std::string> row = {c["workload"], c["model"],
-                                    std::to_string(c["workers"].get<int>())};
+    // A swept parameter's value beside the workload: "cpu.spin units=100".
+    std::string label = c["workload"];
+    if (const json* cp = report.contains("config") ? &report["config"] : nullptr;
+        cp && cp->contains("params") && (*cp)["params"].is_object() && c["params"].is_object())
+      for (const auto& [k, v] : (*cp)["params"].items())
+        if (auto it = c["params"].find(k); it != c["params"].end() && *it != v && it->is_string())
+          label += " " + k + "=" + it->get<std::string>();
+    std::vector<std::string> row = {label, c["model"], std::to_string(c["workers"].get<int>())};
     const json& s = c["summary"];
     const json& reps = c["repetitions"];
     if (s["throughput_per_s"].is_object() && !reps.empty()) {

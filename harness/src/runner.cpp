@@ -27,16 +27,86 @@ constexpr size_t kFailureSamples = 5;
 
 // A workload's parameters for a cell: the suite's, then the model's own defaults for that
 // workload, then the user's --param (last wins).
+// `point` is the user's --param with each swept key at one of its values (sweep_points).
 std::map<std::string, std::string> given_params(const RunConfig& cfg, const std::string& workload,
-                                                const ModelInfo* model) {
+                                                const ModelInfo* model,
+                                                const std::map<std::string, std::string>& point) {
   std::map<std::string, std::string> given;
   if (auto it = cfg.suite_params.find(workload); it != cfg.suite_params.end()) given = it->second;
   if (model) {
     if (auto it = model->workload_params.find(workload); it != model->workload_params.end())
       for (const auto& [k, v] : it->second) given[k] = v;
   }
-  for (const auto& [k, v] : cfg.params) given[k] = v;
+  for (const auto& [k, v] : point) given[k] = v;
   return given;
+}
+
+const ParamSpec* find_spec(const std::vector<ParamSpec>& specs, const std::string& key) {
+  for (const auto& s : specs)
+    if (s.name == key) return &s;
+  return nullptr;
+}
+
+// The values of a swept --param key=v1,v2 for a workload and a model, or nothing when the key
+// is not swept for them: a key neither declares does not multiply their cells, and a text
+// parameter (a placement such as list:0,2,4) keeps its commas.
+std::vector<std::string> swept_values(const std::string& value, const ParamSpec* spec) {
+  if (!spec || spec->kind == ParamSpec::Kind::text || value.find(',') == std::string::npos)
+    return {};
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = value.find(',', start);
+    std::string item =
+        value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (item.empty()) throw UsageError("--param: empty value in '" + value + "'");
+    if (std::find(out.begin(), out.end(), item) != out.end())
+      throw UsageError("--param " + spec->name + ": '" + item + "' is given twice");
+    out.push_back(std::move(item));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+// The Cartesian product of the swept keys a (workload, model) pair declares: each point is the
+// user's --param with every swept key at one value, in the order the values were given (the
+// first key varying slowest).
+std::vector<std::map<std::string, std::string>> sweep_points(const RunConfig& cfg,
+                                                             const Workload* wl,
+                                                             const ModelInfo* model) {
+  std::vector<std::map<std::string, std::string>> points = {cfg.params};
+  for (const auto& [key, value] : cfg.params) {
+    const ParamSpec* spec = wl ? find_spec(wl->params(), key) : nullptr;
+    if (!spec && model) spec = find_spec(model->params, key);
+    const std::vector<std::string> values = swept_values(value, spec);
+    if (values.empty()) continue;
+    std::vector<std::map<std::string, std::string>> next;
+    for (const auto& p : points)
+      for (const auto& v : values) {
+        auto q = p;
+        q[key] = v;
+        next.push_back(std::move(q));
+      }
+    points = std::move(next);
+  }
+  return points;
+}
+
+// The swept keys' values at a point (what tells its cells apart).
+std::map<std::string, std::string> sweep_of(const RunConfig& cfg,
+                                            const std::map<std::string, std::string>& point) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : point)
+    if (auto it = cfg.params.find(k); it != cfg.params.end() && it->second != v) out[k] = v;
+  return out;
+}
+
+// A model takes a workload it lists (or every one, with an empty list), except that a task
+// calling a Python function needs a model that can call one.
+bool model_runs(const ModelInfo& info, const Workload& w) {
+  if (w.python_callable()) return info.python_callables;
+  return info.runs(w.name());
 }
 
 }  // namespace
@@ -48,7 +118,9 @@ std::vector<std::string> suite_names() {
 RunConfig suite_config(const std::string& name) {
   RunConfig c;
   c.suite = name;
-  for (const Workload* w : all_workloads()) c.workloads.emplace_back(w->name());
+  // The suites are the built-in workloads; a profile, plugin or Python function runs when named.
+  for (const Workload* w : all_workloads())
+    if (w->origin() == "builtin") c.workloads.emplace_back(w->name());
   c.models = {"serial",      "free_threads", "gil_threads", "thread_pool",
               "pinned_pool", "process_pool", "async",       "async_mt"};
   const int cpus = std::max(1u, std::thread::hardware_concurrency());
@@ -106,21 +178,26 @@ void validate(const RunConfig& cfg) {
   if (!(cfg.timeout_s > 0) || cfg.timeout_s > 86400)
     throw UsageError("timeout: must be more than 0 and at most 86400 seconds");
   std::set<std::string> declared;
+  for (const auto& name : cfg.models)
+    if (!find_model(name)) throw UsageError("unknown model '" + name + "' (see bench_runner list)");
   for (const auto& name : cfg.workloads) {
     const Workload* w = find_workload(name);
     if (!w) throw UsageError("unknown workload '" + name + "' (see bench_runner list)");
     for (const auto& s : w->params()) declared.insert(s.name);
-    Params::resolve(w->params(), given_params(cfg, name, nullptr), name);
+    for (const auto& point : sweep_points(cfg, w, nullptr))
+      Params::resolve(w->params(), given_params(cfg, name, nullptr, point), name);
     for (const auto& m : cfg.models)
-      if (const ModelInfo* info = find_model(m); info && info->runs(name))
-        Params::resolve(w->params(), given_params(cfg, name, info), name + " under " + m);
+      if (const ModelInfo* info = find_model(m); info && model_runs(*info, *w))
+        for (const auto& point : sweep_points(cfg, w, info))
+          Params::resolve(w->params(), given_params(cfg, name, info, point), name + " under " + m);
   }
   for (const auto& name : cfg.models) {
     const ModelInfo* m = find_model(name);
-    if (!m) throw UsageError("unknown model '" + name + "' (see bench_runner list)");
     for (const auto& s : m->params) declared.insert(s.name);
-    const Params mp = Params::resolve(m->params, cfg.params, name);
-    if (m->validate) m->validate(mp);
+    for (const auto& point : sweep_points(cfg, nullptr, m)) {
+      const Params mp = Params::resolve(m->params, point, name);
+      if (m->validate) m->validate(mp);
+    }
   }
   if (expand_matrix(cfg).empty())
     throw UsageError("nothing to run: the selected workloads cannot run under the selected models");
@@ -133,20 +210,31 @@ std::vector<CellSpec> expand_matrix(const RunConfig& cfg) {
   std::vector<CellSpec> cells;
   for (const auto& w : cfg.workloads) {
     const Workload* wl = find_workload(w);
-    for (const auto& m : cfg.models) {
-      const ModelInfo* info = find_model(m);
-      if (info && !info->runs(w)) continue;
-      const int fixed =
-          wl ? wl->required_workers(Params::resolve(wl->params(), given_params(cfg, w, info), w))
-             : 0;
-      // A workload whose tasks share memory cannot run across processes: no such cell.
-      if (info && wl && info->separate_processes && wl->needs_shared_memory()) continue;
-      if (info && info->single_worker) {
-        cells.push_back({w, m, 1});
-      } else if (fixed > 0) {
-        cells.push_back({w, m, fixed});  // the workload's tasks must all run at once
-      } else {
-        for (int n : cfg.workers) cells.push_back({w, m, n});
+    // Points of the workload's own swept keys outermost, so the cells of one point sit together;
+    // a model's swept keys multiply that model's cells within each point.
+    for (const auto& wpoint : sweep_points(cfg, wl, nullptr)) {
+      for (const auto& m : cfg.models) {
+        const ModelInfo* info = find_model(m);
+        if (info && wl && !model_runs(*info, *wl)) continue;
+        // A workload whose tasks share memory cannot run across processes: no such cell.
+        if (info && wl && info->separate_processes && wl->needs_shared_memory()) continue;
+        for (const auto& point : sweep_points(cfg, wl, info)) {
+          bool same_workload_point = true;
+          for (const auto& [k, v] : wpoint) same_workload_point &= point.at(k) == v;
+          if (!same_workload_point) continue;
+          const auto sweep = sweep_of(cfg, point);
+          const int fixed =
+              wl ? wl->required_workers(
+                       Params::resolve(wl->params(), given_params(cfg, w, info, point), w))
+                 : 0;
+          if (info && info->single_worker) {
+            cells.push_back({w, m, 1, sweep});
+          } else if (fixed > 0) {
+            cells.push_back({w, m, fixed, sweep});  // the workload's tasks must all run at once
+          } else {
+            for (int n : cfg.workers) cells.push_back({w, m, n, sweep});
+          }
+        }
       }
     }
   }
@@ -336,7 +424,9 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   };
   const Workload& workload = *find_workload(spec.workload);
   const ModelInfo& info = *find_model(spec.model);
-  auto given = given_params(cfg, spec.workload, &info);
+  std::map<std::string, std::string> point = cfg.params;
+  for (const auto& [k, v] : spec.sweep) point[k] = v;
+  auto given = given_params(cfg, spec.workload, &info, point);
   const auto declares = [&](const char* key) {
     for (const auto& ps : workload.params())
       if (ps.name == key) return true;
@@ -349,11 +439,13 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   const Params wparams = Params::resolve(workload.params(), given, spec.workload);
   ModelConfig mc;
   mc.workers = spec.workers;
-  mc.params = Params::resolve(info.params, cfg.params, spec.model);
+  mc.params = Params::resolve(info.params, point, spec.model);
   mc.seed = cfg.seed;
   {
     std::lock_guard lock(st->mu);
     st->result.params = wparams.values();
+    st->result.workload_params = wparams.values();
+    st->result.workload_origin = std::string(workload.origin());
     for (const auto& [k, v] : mc.params.values()) st->result.params[k] = v;
   }
   const TaskSet ts = workload.make_tasks(wparams, cfg.seed);

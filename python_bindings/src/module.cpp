@@ -160,7 +160,7 @@ void register_py_model(const std::string& name, const std::string& description, 
                        bool single_worker, bool separate_processes, const std::string& params_json,
                        std::vector<std::string> workloads,
                        std::map<std::string, std::map<std::string, std::string>> workload_params,
-                       const std::string& latency_means) {
+                       const std::string& latency_means, bool python_callables) {
   std::vector<ParamSpec> params;
   for (const json& p : json::parse(params_json)) {
     const std::string kind = p.at("kind");
@@ -178,6 +178,7 @@ void register_py_model(const std::string& name, const std::string& description, 
       python_model_info(name, description, std::move(factory), single_worker, separate_processes,
                         std::move(params), std::move(workloads), std::move(workload_params));
   if (!latency_means.empty()) info.latency_means = latency_means;
+  info.python_callables = python_callables;
   register_model(std::move(info));
 }
 
@@ -284,7 +285,7 @@ PYBIND11_MODULE(_concbench, m) {
   m.def("register_model", &register_py_model, py::arg("name"), py::arg("description"),
         py::arg("factory"), py::arg("single_worker"), py::arg("separate_processes"),
         py::arg("params_json"), py::arg("workloads"), py::arg("workload_params"),
-        py::arg("latency_means") = "");
+        py::arg("latency_means") = "", py::arg("python_callables") = false);
   m.def("model_names", [] {
     std::vector<std::string> names;
     for (const ModelInfo* mi : all_models()) names.push_back(mi->name);

@@ -1,5 +1,8 @@
 #include "concbench/workload.hpp"
 
+#include <mutex>
+#include <stdexcept>
+
 #include "concbench/checksum.hpp"
 #include "concbench/kernels.hpp"
 
@@ -70,8 +73,12 @@ TaskSet one_step_tasks(const Params& p, uint64_t seed, const Step& step,
   return ts;
 }
 
-const std::vector<const Workload*>& all_workloads() {
-  static const std::vector<const Workload*> all = {
+namespace {
+
+// The registry. Lock order: registry_mu is a leaf (nothing is called while holding it).
+struct Registry {
+  std::mutex mu;
+  std::vector<const Workload*> all = {
       &cpu_spin_workload(),      &cpu_pidigits_workload(),
       &io_sleep_workload(),      &io_pipe_echo_workload(),
       &overhead_noop_workload(), &cpu_counter_race_workload(),
@@ -79,13 +86,48 @@ const std::vector<const Workload*>& all_workloads() {
       &cpu_stream_workload(),    &cpu_false_sharing_workload(),
       &mixed_cpu_io_workload(),
   };
-  return all;
+  // Owns what register_workload was given, replaced ones included (they may still be pointed at).
+  std::vector<std::unique_ptr<Workload>> owned;
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+}  // namespace
+
+std::vector<const Workload*> all_workloads() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  return r.all;
 }
 
 const Workload* find_workload(std::string_view name) {
-  for (const Workload* w : all_workloads())
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  for (const Workload* w : r.all)
     if (w->name() == name) return w;
   return nullptr;
+}
+
+void register_workload(std::unique_ptr<Workload> w) {
+  if (!w) throw std::invalid_argument("register_workload: null workload");
+  const std::string name(w->name());
+  if (name.empty()) throw UsageError("a workload needs a name");
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  for (const Workload*& have : r.all) {
+    if (have->name() != name) continue;
+    if (!(have->python_callable() && w->python_callable()))
+      throw UsageError("workload '" + name + "' is already defined (" +
+                       std::string(have->origin()) + ")");
+    have = w.get();
+    r.owned.push_back(std::move(w));
+    return;
+  }
+  r.all.push_back(w.get());
+  r.owned.push_back(std::move(w));
 }
 
 }  // namespace concbench

@@ -155,6 +155,10 @@ struct ModelInfo {
   // compared across models is read for what it is.
   std::string latency_means = "the task's run time on its worker, from claiming it to its result";
 
+  // True for a model that runs a task by calling a Python function (the cpython.* models):
+  // only such models take a python_callable workload (concbench.bench's).
+  bool python_callables = false;
+
   bool runs(std::string_view workload) const {
     if (workloads.empty()) return true;
     for (const auto& w : workloads)

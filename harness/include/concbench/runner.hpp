@@ -26,7 +26,9 @@ struct RunConfig {
   double min_time_s = 0.1;
   double timeout_s = 120;
   // Parameters the suite sets per workload (smaller ones for smoke), then the user's --param,
-  // which apply to every selected workload or model that declares the key.
+  // which apply to every selected workload or model that declares the key. A value with commas
+  // ("v1,v2,v3") for an integer or choice parameter is a sweep: one cell per value, the
+  // Cartesian product for several keys; a text parameter keeps its commas.
   std::map<std::string, std::map<std::string, std::string>> suite_params;
   std::map<std::string, std::string> params;
   uint64_t seed = 1;
@@ -82,6 +84,10 @@ struct CellResult {
   std::string model;
   int workers = 1;
   std::map<std::string, std::string> params;  // resolved workload and model parameters
+  // The workload's own part of `params`: cells with equal workload_params ran the same tasks, so
+  // only they are compared with one another (speedup, verdict).
+  std::map<std::string, std::string> workload_params;
+  std::string workload_origin = "builtin";  // Workload::origin()
   std::string status = "ok";                  // ok | failed | timed_out | error
   std::string error;
   uint64_t setup_ns = 0;
@@ -98,6 +104,9 @@ struct CellSpec {
   std::string workload;
   std::string model;
   int workers = 1;
+  // The values this cell takes of the swept parameters (--param key=v1,v2: one cell per value,
+  // the Cartesian product for several keys); empty without a sweep.
+  std::map<std::string, std::string> sweep{};
 };
 
 // The cells of the matrix in run order. Single-worker models get one cell at workers = 1.

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -51,6 +52,13 @@ class Workload {
   // True when the tasks of a batch must share one address space (a responder and spinners that
   // stop on its flag): such a workload cannot run under a model of separate processes.
   virtual bool needs_shared_memory() const { return false; }
+  // Where the workload was defined: "builtin" (workloads/<name>/), "profile" (a workload file,
+  // profile.hpp), "plugin" (a library loaded with --plugin, user.hpp) or "python" (a Python
+  // function given to concbench.bench). Reports record it beside the cell.
+  virtual std::string_view origin() const { return "builtin"; }
+  // True when a task is a call of a Python function (concbench.bench): only models that declare
+  // ModelInfo::python_callables can run it; a C++ model has no interpreter to call it in.
+  virtual bool python_callable() const { return false; }
 
  protected:
   virtual TaskSet generate(const Params& p, uint64_t seed) const = 0;
@@ -68,8 +76,15 @@ Task make_task(uint64_t id, uint64_t seed, int64_t payload_bytes);
 TaskSet one_step_tasks(const Params& p, uint64_t seed, const Step& step,
                        const std::function<uint64_t(const Task&)>& predict);
 
-const std::vector<const Workload*>& all_workloads();
-// nullptr when there is no such workload.
+// Every workload: the built-in ones, then those added with register_workload, in that order.
+std::vector<const Workload*> all_workloads();
+// nullptr when there is no such workload. The pointer stays valid for the life of the process.
 const Workload* find_workload(std::string_view name);
+// Adds a workload defined outside workloads/ (a profile file, a plugin, a Python function).
+// Call it before a run starts. A name already taken throws UsageError, except that a
+// python_callable workload replaces an earlier python_callable one of the same name (each
+// concbench.bench call describes its function afresh); the replaced object is kept alive, so
+// pointers to it stay valid.
+void register_workload(std::unique_ptr<Workload> w);
 
 }  // namespace concbench
