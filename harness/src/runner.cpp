@@ -441,6 +441,7 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   mc.workers = spec.workers;
   mc.params = Params::resolve(info.params, point, spec.model);
   mc.seed = cfg.seed;
+  mc.workload = spec.workload;
   {
     std::lock_guard lock(st->mu);
     st->result.params = wparams.values();

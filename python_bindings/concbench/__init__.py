@@ -8,6 +8,7 @@ what a block of your own code does.
         ...
     print(c.values["context_switches"])
     concbench.kernels.spin(100_000, release_gil=True)
+    report = concbench.bench(my_function, my_inputs, workers=(1, 2, 4))
 
 run() returns the same report bench_runner writes (schema_version, context, results[],
 benchmarks[]); `python3 -m concbench run ...` is the command line.
@@ -29,6 +30,10 @@ __version__ = "0.1.0"
 SCHEMA_VERSION = 1
 
 _models.register_all()
+
+# The verb needs run(), defined below, only when called. The name `bench` is the function; the
+# models it runs by default are BENCH_MODELS.
+from .bench import bench, DEFAULT_MODELS as BENCH_MODELS  # noqa: E402
 
 
 def python_context():
@@ -55,14 +60,17 @@ def python_context():
     }
 
 
-def run(config=None, out=None, progress=False, overwrite=False):
+def run(config=None, out=None, progress=False, overwrite=False, _context=None):
     """Runs `config` (keys as bench_runner's flags: suite, workloads, models, workers,
     repetitions, min_time, timeout, params, scaling, seed, ...) and returns the report as a dict.
     C++ models and cpython.* models may be mixed; the GIL is released while C++ runs. With `out`
     the report is also written there (atomically, after every cell); an existing file is
     replaced only with overwrite=True. Bad input raises UsageError."""
     request = dict(config or {})
-    text = _concbench.run(json.dumps(request), json.dumps(python_context()),
+    ctx = python_context()
+    if _context:
+        ctx.update(_context)
+    text = _concbench.run(json.dumps(request), json.dumps(ctx),
                           os.fspath(out) if out else "", bool(progress), bool(overwrite))
     return json.loads(text)
 
@@ -176,6 +184,6 @@ class counters:
         return self.values[name]
 
 
-__all__ = ["run", "validate", "catalog", "counters", "kernels", "format_table", "write_report",
+__all__ = ["run", "bench", "BENCH_MODELS", "validate", "catalog", "counters", "kernels", "format_table", "write_report",
            "compare", "load_report", "ReportError",
            "python_context", "UsageError", "COUNTER_NAMES", "SCHEMA_VERSION"]

@@ -1,5 +1,6 @@
-"""python3 -m concbench run|list|compare [flags]: bench_runner's `run`, `list` and `compare`,
-from Python, writing and reading the same report. The flags are bench_runner's; one difference: without --models the cpython.* models
+"""python3 -m concbench run|list|compare|bench [flags]: bench_runner's `run`, `list` and
+`compare`, from Python, writing and reading the same report; `bench MODULE:FUNCTION` runs your
+function under every cpython.* model (concbench.bench). The flags are bench_runner's; one difference: without --models the cpython.* models
 run (add C++ models with --models). Exit codes: 0 every cell verified, 1 some cell failed or
 timed out (the report says which), 2 bad input, with one line on stderr."""
 
@@ -42,6 +43,28 @@ def _parser():
     r.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     r.add_argument("--interleave", action="store_true",
                    help="run repetition r of every cell before repetition r+1 of any")
+    b = sub.add_parser("bench", help="your Python function under every cpython.* model")
+    b.add_argument("function", metavar="MODULE:FUNCTION",
+                   help="the function to run, fn(x) for each input x")
+    src = b.add_mutually_exclusive_group()
+    src.add_argument("--inputs", metavar="FILE.json",
+                     help="a JSON list: one input per item (default: [None])")
+    src.add_argument("--inputs-fn", dest="inputs_fn", metavar="MODULE:FUNC",
+                     help="FUNC(i) gives the i-th input, for i in range(--tasks)")
+    b.add_argument("--tasks", type=int, help="inputs --inputs-fn gives (default 100)")
+    b.add_argument("--async-fn", dest="async_fn", metavar="MODULE:FUNC",
+                   help="a coroutine function doing what FUNCTION does, for cpython.asyncio")
+    b.add_argument("--check", metavar="MODULE:FUNC",
+                   help="FUNC(x, result) -> bool verifies a result instead of ==")
+    b.add_argument("--models", help="comma-separated cpython.* models (default: all)")
+    b.add_argument("--workers", help="comma-separated worker counts (default 1,2,4)")
+    b.add_argument("--repetitions", type=int, help="measured repetitions per cell (default 5)")
+    b.add_argument("--min-time", dest="min_time", type=float,
+                   help="seconds each repetition lasts at least (default 0.2; 0: one pass)")
+    b.add_argument("--timeout", type=float, help="seconds per cell before it is cancelled")
+    b.add_argument("--seed", type=int, help="seed of the run")
+    b.add_argument("--out", help="report path (default results/bench-<function>-<time>.json)")
+    b.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     c = sub.add_parser("compare", help="compare reports cell by cell: NEW (and MORE) against BASE")
     c.add_argument("reports", nargs="+", help="BASE.json NEW.json [MORE.json ...]")
     c.add_argument("--normalize", action="store_true",
@@ -75,8 +98,101 @@ def _default_out():
     return "results/python-%d.%d-%s.json" % (sys.version_info[0], sys.version_info[1], stamp)
 
 
+class _BadInput(Exception):
+    """A bench argument the user can fix: one line on stderr, exit 2."""
+
+
+def _resolve(spec, what):
+    """MODULE:NAME -> the object, importing MODULE (the current directory is importable, as it
+    is for `python3 -m`)."""
+    import importlib
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise _BadInput("%s: expected MODULE:NAME, got %r" % (what, spec))
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - whatever the import raised is the reason
+        raise _BadInput("%s: cannot import %s: %s: %s" % (
+            what, module, type(e).__name__, str(e).splitlines()[0] if str(e) else "")) from None
+    obj = mod
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            raise _BadInput("%s: %s has no attribute %r" % (what, module, name))
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise _BadInput("%s: %s is a %s, not callable" % (what, spec, type(obj).__name__))
+    return obj
+
+
+def _bench_main(args):
+    import json
+    try:
+        fn = _resolve(args.function, "bench")
+        if args.inputs_fn:
+            inputs = _resolve(args.inputs_fn, "--inputs-fn")
+        elif args.inputs:
+            try:
+                with open(args.inputs, "rb") as f:
+                    inputs = json.loads(f.read().decode("utf-8"))
+            except OSError as e:
+                raise _BadInput("--inputs: cannot read %s: %s" % (args.inputs, e.strerror))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise _BadInput("--inputs: %s is not JSON: %s" % (args.inputs, e))
+            if not isinstance(inputs, list) or not inputs:
+                raise _BadInput("--inputs: %s must hold a non-empty JSON list" % args.inputs)
+        else:
+            inputs = [None]
+        kwargs = {}
+        for key in ("async_fn", "check"):
+            if getattr(args, key):
+                kwargs[key] = _resolve(getattr(args, key), "--" + key.replace("_", "-"))
+        if args.models:
+            kwargs["models"] = [m for m in args.models.split(",")]
+        if args.workers:
+            try:
+                kwargs["workers"] = [int(w) for w in args.workers.split(",")]
+            except ValueError:
+                raise _BadInput("--workers: expected comma-separated integers, got %r"
+                                % args.workers) from None
+        for key in ("repetitions", "min_time", "timeout", "seed", "tasks"):
+            if getattr(args, key) is not None:
+                kwargs[key] = getattr(args, key)
+        out = args.out or _default_bench_out(args.function)
+        report = concbench.bench(fn, inputs, out=out, progress=True, overwrite=args.overwrite,
+                                 **kwargs)
+    except (_BadInput, ValueError) as e:  # UsageError is a ValueError
+        sys.stderr.write("concbench: %s\n" % str(e).replace("\n", " "))
+        return 2
+    return _finish(report, out)
+
+
+def _default_bench_out(function):
+    os.makedirs("results", exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in function)
+    return "results/bench-%s-%s.json" % (safe, stamp)
+
+
+def _finish(report, out):
+    """The table, the verdict and the exit code of a finished run or bench."""
+    sys.stdout.write(concbench.format_table(report))
+    verdict = getattr(concbench, "verdict", None)
+    if verdict is not None:
+        print("verdict:")
+        sys.stdout.write(verdict(report, format="text"))
+    print("report: " + out)
+    bad = sum(1 for c in report["results"] if c["status"] != "ok")
+    if bad:
+        print("%d cell(s) did not verify or did not finish; see status in the report" % bad)
+    return 1 if bad else 0
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench_main(args)
     if args.command == "list":
         cat = concbench.catalog()
         for section in ("workloads", "models"):

@@ -28,6 +28,7 @@
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
 #include "concbench/workload.hpp"
+#include "callable_workload.hpp"
 #include "py_model.hpp"
 
 namespace py = pybind11;
@@ -105,6 +106,7 @@ std::string list_json() {
   for (const Workload* w : all_workloads())
     out["workloads"].push_back({{"name", std::string(w->name())},
                                 {"description", std::string(w->description())},
+                                {"origin", std::string(w->origin())},
                                 {"params", params(w->params())}});
   for (const ModelInfo* m : all_models())
     out["models"].push_back({{"name", m->name},
@@ -286,6 +288,9 @@ PYBIND11_MODULE(_concbench, m) {
         py::arg("factory"), py::arg("single_worker"), py::arg("separate_processes"),
         py::arg("params_json"), py::arg("workloads"), py::arg("workload_params"),
         py::arg("latency_means") = "", py::arg("python_callables") = false);
+  m.def("register_callable_workload", &register_callable_workload, py::arg("name"),
+        py::arg("description"), py::arg("inputs"));
+  m.def("callable_checksum", &callable_checksum, py::arg("task_seed"), py::arg("nonce"));
   m.def("model_names", [] {
     std::vector<std::string> names;
     for (const ModelInfo* mi : all_models()) names.push_back(mi->name);

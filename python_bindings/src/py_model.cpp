@@ -25,6 +25,14 @@ py::tuple task_to_python(const Task& t) {
 
 namespace {
 
+// A Python exception as one line: pybind11 appends the traceback ("\n\nAt:\n  File ...") to
+// what(); a report's error field, and the CLI's stderr, hold the exception's own line.
+std::string first_line(const char* what) {
+  std::string s(what);
+  if (const size_t nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
 class PyModel final : public Model {
  public:
   PyModel(PyObject* factory, std::string name) : factory_(factory), name_(std::move(name)) {}
@@ -52,9 +60,10 @@ class PyModel final : public Model {
       model_ = py::reinterpret_borrow<py::object>(factory_)();
       py::dict params;
       for (const auto& [k, v] : cfg.params.values()) params[py::str(k)] = v;
-      model_.attr("setup")(cfg.workers, params, cfg.seed, py::cast(flag_));
+      model_.attr("setup")(cfg.workers, params, cfg.seed, py::cast(flag_),
+                           py::arg("workload") = cfg.workload);
     } catch (py::error_already_set& e) {
-      throw std::runtime_error(name_ + " setup: " + e.what());
+      throw std::runtime_error(name_ + " setup: " + first_line(e.what()));
     }
   }
 
@@ -75,7 +84,7 @@ class PyModel final : public Model {
       out.counters = c1.since(c0);
       convert(r, out);
     } catch (py::error_already_set& e) {
-      throw std::runtime_error(name_ + ": " + e.what());
+      throw std::runtime_error(name_ + ": " + first_line(e.what()));
     }
     out.model_metrics["counters_scope"] = {
         {"scope", "process: every thread, and child processes started after setup"},
@@ -88,7 +97,7 @@ class PyModel final : public Model {
     try {
       if (model_) model_.attr("teardown")();
     } catch (py::error_already_set& e) {
-      throw std::runtime_error(name_ + " teardown: " + e.what());
+      throw std::runtime_error(name_ + " teardown: " + first_line(e.what()));
     }
   }
 

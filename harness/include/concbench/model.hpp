@@ -29,6 +29,9 @@ struct ModelConfig {
   int workers = 1;
   Params params;  // the model's own parameters, resolved against ModelInfo::params
   uint64_t seed = 0;
+  // The workload the cell runs. C++ models need only the tasks; a model that calls a Python
+  // function (a python_callable workload) looks the function up by this name.
+  std::string workload;
 };
 
 // One batch: `rounds` passes over `tasks`; work item k is tasks[k % tasks.size()] in round

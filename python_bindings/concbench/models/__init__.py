@@ -8,12 +8,13 @@ import json
 from .. import _concbench as _c
 from .. import workloads as wl
 from .asyncio_model import AsyncioModel
+from .asyncio_to_thread import AsyncioToThread
 from .process_pool import ProcessPool
 from .serial import Serial
 from .thread_pool import ThreadPool
 from .threads import Threads
 
-MODELS = (Serial, Threads, ThreadPool, ProcessPool, AsyncioModel)
+MODELS = (Serial, Threads, ThreadPool, ProcessPool, AsyncioModel, AsyncioToThread)
 
 
 def python_spin_units_per_ms():
@@ -58,7 +59,7 @@ def register_all():
         _c.register_model(m.name, m.description, m, m.single_worker, m.separate_processes,
                           json.dumps(list(m.params)), list(m.workloads),
                           {k: v for k, v in wp.items() if k in m.workloads},
-                          m.latency_means)
+                          m.latency_means, m.python_callables)
 
 
 def names():

@@ -9,6 +9,7 @@ report's model_metrics, which is how a CPU-bound task stalling the loop shows up
 import asyncio
 import time
 
+from .. import user_workload as uw
 from .. import workloads as wl
 from .base import PyModel, Results, param_choice, param_integer
 
@@ -40,14 +41,39 @@ class AsyncioModel(PyModel):
                       0, 100_000_000),
     )
 
-    def setup(self, workers, params, seed, cancel):
-        super().setup(workers, params, seed, cancel)
+    def setup(self, workers, params, seed, cancel, workload=None):
+        super().setup(workers, params, seed, cancel, workload)
         self.loop_kind = params["loop"]
         if self.loop_kind == "uvloop":
             self.loop = uvloop.new_event_loop()
         else:
             self.loop = asyncio.new_event_loop()
         self.lane_sockets = wl.LaneSockets(self.state)
+
+    def item_runner(self, loop, tasks, st, res):
+        """async f(k, lane) -> a user function's result for item k, or None for the suite's
+        workloads (the lane awaits their steps). A user's
+        async_fn is awaited; a plain fn is called on the loop, blocking it as it would in a
+        program that calls it from a coroutine (the loop lag shows the stall)."""
+        n = len(tasks)
+        if self.user is None:
+            return None  # the lane awaits the task's steps itself (no extra frame per item)
+        if self.user.async_fn is not None:
+            acalls = self.user.async_calls(tasks)
+
+            async def run_async(k, lane):
+                return await acalls[k % n]()
+            return run_async
+        calls = self.user_calls(tasks)
+
+        async def run_inline(k, lane):
+            return calls[k % n]()
+        return run_inline
+
+    def metrics(self):
+        sync = self.user is not None and self.user.async_fn is None
+        return {"runs": "fn called on the loop (blocking it)" if sync else
+                ("async_fn awaited" if self.user is not None else "the task's steps awaited")}
 
     def run(self, tasks, rounds, nonce, stride):
         return self.loop.run_until_complete(self._batch(tasks, rounds, nonce, stride))
@@ -64,6 +90,7 @@ class AsyncioModel(PyModel):
         nxt = [0]
         lags = []
         stop_monitor = [False]
+        run_item = self.item_runner(loop, tasks, st, res)
 
         async def lane(i):
             while nxt[0] < items:
@@ -73,12 +100,15 @@ class AsyncioModel(PyModel):
                 sampled = res.sampled(k)
                 t0 = time.perf_counter_ns() if sampled else 0
                 try:
-                    checksum = await wl.execute_async(loop, task, i, st, self.lane_sockets,
-                                                      res.nonce(k))
+                    if run_item is None:
+                        checksum = await wl.execute_async(loop, task, i, st, self.lane_sockets,
+                                                          res.nonce(k))
+                    else:
+                        checksum = await run_item(k, i)
                 except (wl.Cancelled, asyncio.CancelledError):
                     raise
                 except Exception as e:  # noqa: BLE001 - a task's failure is a result
-                    res.failures.append((k, "%s: %s" % (type(e).__name__, e)))
+                    res.failures.append((k, uw.one_line(e)))
                     continue
                 if sampled:
                     res.latency_ns.append(time.perf_counter_ns() - t0)
@@ -119,7 +149,8 @@ class AsyncioModel(PyModel):
             "loop_lag": {"samples": len(lags), "p50_ns": _percentile(lags, 50),
                          "p99_ns": _percentile(lags, 99), "max_ns": lags[-1] if lags else 0},
         }
-        return res.as_tuple(metrics, st.observations())
+        metrics.update(self.metrics())
+        return res.as_tuple(self.finish(res, tasks, metrics), st.observations())
 
     def teardown(self):
         self.lane_sockets.close()

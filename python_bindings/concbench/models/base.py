@@ -18,6 +18,7 @@ import resource
 import time
 
 from .. import _concbench as _c
+from .. import user_workload as uw
 from .. import workloads as wl
 
 
@@ -69,6 +70,21 @@ class Results:
         self.checksums[item] = checksum
         self.done[item] = 1
 
+    def record_call(self, item, call):
+        """record() for a user function's call: call() -> the result, which verify() compares
+        with the reference after the batch (user_workload.py)."""
+        sampled = item % self.stride == 0
+        t0 = time.perf_counter_ns() if sampled else 0
+        try:
+            result = call()
+        except BaseException as e:  # noqa: BLE001 - the user's exception is a result
+            self.failures.append((item, uw.one_line(e)))
+            return
+        if sampled:
+            self.latency_ns.append(time.perf_counter_ns() - t0)
+        self.checksums[item] = result
+        self.done[item] = 1
+
     def begin_work(self):
         """Opens the timed region: right before the first item is handed out."""
         ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -97,13 +113,36 @@ class PyModel:
     workloads = wl.SUPPORTED
     latency_means = "the task's run time on its thread, time waiting for the GIL included"
 
-    def setup(self, workers, params, seed, cancel):
+    python_callables = True  # every cpython.* model can run concbench.bench's functions
+
+    def setup(self, workers, params, seed, cancel, workload=None):
         self.workers = workers
         self.params = params
         self.seed = seed
         self.cancel = cancel
         self.env = _c.IoEnv()
         self.state = wl.BatchState(cancel, self.env)
+        # A user function (concbench.bench) when the cell's workload is one; None otherwise.
+        self.user = uw.find(workload) if workload else None
+        self._calls_for = None
+
+    def user_calls(self, tasks):
+        """Per task, the call of the user's function on its input (built once per task list,
+        outside the timed region); None for the suite's own workloads."""
+        if self.user is None:
+            return None
+        if self._calls_for is not tasks:
+            self._calls = self.user.calls(tasks)
+            self._calls_for = tasks
+        return self._calls
+
+    def finish(self, res, tasks, metrics):
+        """After end_work(): a user function's results are compared with the reference and
+        sealed (user_workload.verify), and its pickled sizes recorded beside the cell."""
+        if self.user is not None:
+            self.user.verify(res, tasks, self.name)
+            metrics.update(self.user.metrics())
+        return metrics
 
     def run(self, tasks, rounds, nonce, stride):
         raise NotImplementedError

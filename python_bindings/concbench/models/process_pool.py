@@ -8,12 +8,14 @@ were opened, with inheritance, before the pool started (a forkserver already run
 first, so that the one the pool starts is counted too)."""
 
 import concurrent.futures
+import functools
 import multiprocessing
 import os
 import time
 import warnings
 
 from .. import _concbench as _c
+from .. import user_workload as uw
 from .. import workloads as wl
 from .base import PyModel, Results, param_choice, shutdown
 
@@ -21,6 +23,10 @@ START_METHODS = ("default", "fork", "spawn", "forkserver")
 
 # Worker-process state, built by the initializer.
 _worker_state = None
+
+
+class NotPicklable(Exception):
+    """The user's function, an input or a result cannot cross a process boundary."""
 
 
 class _NeverCancelled:
@@ -34,6 +40,10 @@ class _NeverCancelled:
 def _init_worker():
     global _worker_state
     _worker_state = wl.BatchState(_NeverCancelled(), _c.IoEnv())
+
+
+def _stamp(finished, k, _future):
+    finished[k] = time.perf_counter_ns()
 
 
 def _ping(_):
@@ -56,8 +66,12 @@ class ProcessPool(PyModel):
     params = (param_choice("start_method", "multiprocessing start method", "default",
                            START_METHODS),)
 
-    def setup(self, workers, params, seed, cancel):
-        super().setup(workers, params, seed, cancel)
+    def setup(self, workers, params, seed, cancel, workload=None):
+        super().setup(workers, params, seed, cancel, workload)
+        if self.user is not None and self.user.pickle_error:
+            # What multiprocessing needs custom code for: the cell fails with the reason, and
+            # every other model still runs.
+            raise NotPicklable(self.user.pickle_error)
         method = params["start_method"]
         if method == "default":
             method = multiprocessing.get_start_method()
@@ -91,6 +105,7 @@ class ProcessPool(PyModel):
         submitted = [0] * items
         finished = [0] * items
         futures = []
+        calls = self.user_calls(tasks)
         res.begin_work()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -99,17 +114,23 @@ class ProcessPool(PyModel):
                     break
                 if res.sampled(k):
                     submitted[k] = time.perf_counter_ns()
-                futures.append(self.pool.submit(_run_task, tasks[k % n], res.nonce(k)))
-        # Latency is from submit() to the result in the parent's hands: the round trip, pickling
-        # both ways included.
-        index = {f: k for k, f in enumerate(futures)}
-        pending = set(futures)
+                if calls is not None:
+                    # What a user writes: submit(fn, x). The partial pickles as fn and x.
+                    f = self.pool.submit(calls[k % n])
+                else:
+                    f = self.pool.submit(_run_task, tasks[k % n], res.nonce(k))
+                if res.sampled(k):
+                    # Latency is from submit() to the result in the parent's hands (the pool's
+                    # result thread runs the callback as it sets the result): the round trip,
+                    # pickling both ways included. Only sampled items carry a callback, and
+                    # waiting is for all at once: a wait(FIRST_COMPLETED) per completion would
+                    # cost the parent O(pending) each time, O(n^2) a batch, and that would be
+                    # this harness's cost, not multiprocessing's.
+                    f.add_done_callback(functools.partial(_stamp, finished, k))
+                futures.append(f)
+        pending = futures
         while pending:
-            done, pending = concurrent.futures.wait(
-                pending, timeout=wl.WAIT_SLICE_S, return_when=concurrent.futures.FIRST_COMPLETED)
-            now = time.perf_counter_ns()
-            for f in done:
-                finished[index[f]] = now
+            _, pending = concurrent.futures.wait(pending, timeout=wl.WAIT_SLICE_S)
             if self.cancel.is_set():
                 shutdown(self.pool, wait=False)
                 break
@@ -119,7 +140,7 @@ class ProcessPool(PyModel):
                 continue
             err = f.exception()
             if err is not None:
-                res.failures.append((k, "%s: %s" % (type(err).__name__, err)))
+                res.failures.append((k, uw.one_line(err)))
                 continue
             res.checksums[k] = f.result()
             res.done[k] = 1
@@ -127,7 +148,7 @@ class ProcessPool(PyModel):
                 res.latency_ns.append(max(0, finished[k] - submitted[k]))
         metrics = {"start_method": self.method, "processes": self.workers,
                    "pool_restarts": self.restarts}
-        return res.as_tuple(metrics, (0, [], 0, []))
+        return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
 
     def teardown(self):
         if self.pool is not None:

@@ -14,11 +14,18 @@ class Serial(PyModel):
         res = Results(n * rounds, n, nonce, stride)
         st = self.state
         st.begin()
+        calls = self.user_calls(tasks)
         res.begin_work()
-        for k in range(n * rounds):
-            if self.cancel.is_set():
-                break
-            task = tasks[k % n]
-            res.record(k, lambda nonce: wl.execute(task, 0, st, nonce))
+        if calls is not None:
+            for k in range(n * rounds):
+                if self.cancel.is_set():
+                    break
+                res.record_call(k, calls[k % n])
+        else:
+            for k in range(n * rounds):
+                if self.cancel.is_set():
+                    break
+                task = tasks[k % n]
+                res.record(k, lambda nonce: wl.execute(task, 0, st, nonce))
         res.end_work()
-        return res.as_tuple({}, st.observations())
+        return res.as_tuple(self.finish(res, tasks, {}), st.observations())

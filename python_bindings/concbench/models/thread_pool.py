@@ -13,8 +13,8 @@ class ThreadPool(PyModel):
     name = "cpython.thread_pool"
     description = "concurrent.futures.ThreadPoolExecutor, one submit() per task"
 
-    def setup(self, workers, params, seed, cancel):
-        super().setup(workers, params, seed, cancel)
+    def setup(self, workers, params, seed, cancel, workload=None):
+        super().setup(workers, params, seed, cancel, workload)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers,
                                                           thread_name_prefix="cpython.pool")
         # Each pool thread takes a worker index on first use: its own echo connection.
@@ -39,6 +39,7 @@ class ThreadPool(PyModel):
         st = self.state
         st.begin()
         cancel = self.cancel
+        calls = self.user_calls(tasks)
 
         def item(k):
             if cancel.is_set():
@@ -47,11 +48,16 @@ class ThreadPool(PyModel):
             w = self._worker_index()
             res.record(k, lambda nonce: wl.execute(task, w, st, nonce))
 
+        def call(k):
+            if not cancel.is_set():
+                res.record_call(k, calls[k % n])
+
         res.begin_work()
-        futures = [self.pool.submit(item, k) for k in range(items)]
+        futures = [self.pool.submit(item if calls is None else call, k) for k in range(items)]
         concurrent.futures.wait(futures)
         res.end_work()
-        return res.as_tuple({"threads": self.workers}, st.observations())
+        return res.as_tuple(self.finish(res, tasks, {"threads": self.workers}),
+                            st.observations())
 
     def teardown(self):
         shutdown(self.pool)

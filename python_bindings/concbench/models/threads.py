@@ -26,6 +26,7 @@ class Threads(PyModel):
         lock = threading.Lock()
         nxt = [0]
         cancel = self.cancel
+        calls = self.user_calls(tasks)
 
         def worker(w):
             while True:
@@ -34,6 +35,9 @@ class Threads(PyModel):
                     if k >= items or cancel.is_set():
                         return
                     nxt[0] = k + 1
+                if calls is not None:
+                    res.record_call(k, calls[k % n])
+                    continue
                 task = tasks[k % n]
                 res.record(k, lambda nonce: wl.execute(task, w, st, nonce))
 
@@ -51,5 +55,6 @@ class Threads(PyModel):
             res.end_work()
         finally:
             sys.setswitchinterval(old)
-        return res.as_tuple({"threads": self.workers, "switch_interval_s": interval},
+        return res.as_tuple(self.finish(res, tasks, {"threads": self.workers,
+                                                     "switch_interval_s": interval}),
                             st.observations())
