@@ -4,6 +4,7 @@ run (add C++ models with --models). Exit codes: 0 every cell verified, 1 some ce
 timed out (the report says which), 2 bad input, with one line on stderr."""
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -50,6 +51,9 @@ def _parser():
                    help="PCT: exit 1 on a significant slowdown beyond PCT or a newly failing cell")
     c.add_argument("--format", choices=("text", "md", "json"), default="text")
     c.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    v = sub.add_parser("verdict", help="which model wins each workload, by how much, and why")
+    v.add_argument("report", help="REPORT.json")
+    v.add_argument("--format", choices=("text", "md", "json"), default="text")
     return p
 
 
@@ -105,6 +109,14 @@ def main(argv=None):
             return 2
         sys.stdout.write(text)
         return code
+    if args.command == "verdict":
+        try:
+            text = concbench.verdict(args.report, args.format)
+        except concbench.ReportError as e:
+            sys.stderr.write("concbench: verdict: %s\n" % str(e).replace("\n", " "))
+            return 2
+        sys.stdout.write(json.dumps(text, indent=2) + "\n" if args.format == "json" else text)
+        return 0
     if args.command != "run":
         _parser().print_help()
         return 2
@@ -117,6 +129,7 @@ def main(argv=None):
         sys.stderr.write("concbench: %s\n" % e)
         return 2
     sys.stdout.write(concbench.format_table(report))
+    sys.stdout.write("verdict:\n" + concbench.verdict(report, "text"))
     print("report: " + out)
     bad = sum(1 for c in report["results"] if c["status"] != "ok")
     if bad:
