@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "concbench/counters.hpp"
@@ -82,7 +83,8 @@ INSTANTIATE_TEST_SUITE_P(
         "compare --fail-on-regression -1 a.json b.json",
         "compare --fail-on-regression 10% a.json b.json", "compare --alpha 0 a.json b.json",
         "compare /nonexistent/a.json /nonexistent/b.json", "compare --bogus a.json b.json",
-        "validate", "validate /nonexistent.json",
+        "validate", "validate /nonexistent.json", "verdict", "verdict /nonexistent.json",
+        "verdict --format xml a.json", "verdict --alpha 0 a.json", "verdict --bogus a.json",
         // Every flag: empty, negative, zero, huge, non-numeric and unknown values.
         "run --workers ''", "run --workers 1e9", "run --workers 18446744073709551616",
         "run --repetitions 100000000", "run --repetitions 99999999999999999999",
@@ -170,6 +172,56 @@ TEST(Cli, MicroRunsGoogleBenchmark) {
   const Result r = run("micro --benchmark_filter=BM_TimerNow --benchmark_min_time=0.01");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("BM_TimerNow"), std::string::npos) << r.out;
+}
+
+// `bench_runner verdict` on a smoke report: one line per workload (the smoke suite sweeps
+// nothing and runs each workload with one parameter set), exit 0; `run` prints the same verdict
+// between its table and the report path. A file that is not a report: one line, exit 2.
+TEST(Cli, VerdictPrintsOneLinePerWorkload) {
+  const fs::path report_path = scratch_dir() / "verdict-smoke.json";
+  const Result ran = run("run --suite smoke --out " + report_path.string());
+  ASSERT_EQ(ran.code, 0) << ran.out << ran.err;
+  const size_t verdict_at = ran.out.find("\nverdict:\n"), report_at = ran.out.find("report: ");
+  ASSERT_NE(verdict_at, std::string::npos) << ran.out;
+  EXPECT_LT(verdict_at, report_at) << ran.out;
+
+  const Result r = run("verdict " + report_path.string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  const json report = json::parse(slurp(report_path));
+  std::set<std::string> workloads;
+  for (const json& c : report["results"]) workloads.insert(c["workload"].get<std::string>());
+  std::istringstream lines(r.out);
+  std::string line;
+  std::set<std::string> seen;
+  size_t n = 0;
+  while (std::getline(lines, line)) {
+    ++n;
+    const std::string name = line.substr(0, line.find(':'));
+    EXPECT_TRUE(workloads.count(name)) << line;
+    seen.insert(name);
+  }
+  EXPECT_EQ(n, workloads.size()) << r.out;
+  EXPECT_EQ(seen, workloads) << r.out;
+  // The text printed by run is the same verdict.
+  EXPECT_NE(ran.out.find(r.out), std::string::npos) << ran.out << "\n---\n" << r.out;
+
+  const Result j = run("verdict --format json " + report_path.string());
+  ASSERT_EQ(j.code, 0) << j.err;
+  const json v = json::parse(j.out);
+  EXPECT_EQ(v["verdict_version"], 1);
+  EXPECT_EQ(v["workloads"].size(), workloads.size());
+  const Result md = run("verdict --format md " + report_path.string());
+  ASSERT_EQ(md.code, 0) << md.err;
+  EXPECT_EQ(md.out.rfind("| workload", 0), 0u) << md.out;
+
+  const fs::path bad = scratch_dir() / "not-a-report.json";
+  std::ofstream(bad) << "{\"results\": [";
+  const Result b = run("verdict " + bad.string());
+  EXPECT_EQ(b.code, 2);
+  EXPECT_TRUE(b.out.empty()) << b.out;
+  EXPECT_EQ(b.err.find('\n'), b.err.size() - 1) << b.err;
+  EXPECT_NE(b.err.find(bad.string()), std::string::npos) << b.err;
 }
 
 TEST(Cli, SmokeRunWritesAVerifiedReport) {

@@ -7,6 +7,7 @@
 //   compare  0 no gating regression (or no gate); 1 --fail-on-regression fired (a regression,
 //            a cell newly failing, or a cell of BASE missing from NEW); 2 bad input, including a
 //            malformed, truncated or foreign report.
+//   verdict  0 the verdict was printed; 2 bad input, including a malformed report.
 //   validate 0 every report is well formed, complete and fully verified; 1 well formed but
 //            incomplete or with cells that did not verify; 2 malformed.
 #include <benchmark/benchmark.h>
@@ -30,6 +31,7 @@
 #include "concbench/process_worker.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
+#include "concbench/verdict.hpp"
 #include "concbench/workload.hpp"
 
 namespace {
@@ -192,6 +194,7 @@ int run_suite_cmd(const RunFlags& flags) {
   if (tty) std::fprintf(stderr, "\r\033[K");
   const nlohmann::json report = make_report(cfg, context, cells, true);
   std::cout << format_table(report);
+  std::cout << "verdict:\n" << format_verdict(verdict(report), VerdictFormat::text);
   std::cout << "report: " << out << "\n";
   int bad = 0;
   for (const auto& c : cells) bad += c.status != "ok";
@@ -261,6 +264,34 @@ int compare_cmd(const CompareFlags& f) {
   return comparison_exit_code(cmp);
 }
 
+struct VerdictFlags {
+  std::string report, format = "text", alpha, min_effect;
+};
+
+int verdict_cmd(const VerdictFlags& f) {
+  if (f.report.empty()) usage_exit("verdict: give a report file");
+  VerdictOptions opt;
+  if (!f.alpha.empty()) opt.alpha = parse_number("--alpha", f.alpha, 1e-9, 0.5);
+  if (!f.min_effect.empty())
+    opt.min_effect_pct = parse_number("--min-effect", f.min_effect, 0, 1000);
+  VerdictFormat format = VerdictFormat::text;
+  if (f.format == "md" || f.format == "markdown")
+    format = VerdictFormat::markdown;
+  else if (f.format == "json")
+    format = VerdictFormat::json;
+  else if (f.format != "text")
+    usage_exit("--format: expected text, md or json, got '" + f.format + "'");
+  nlohmann::json report;
+  try {
+    report = load_report(f.report);
+  } catch (const ReportError& e) {
+    usage_exit(std::string("verdict: ") + e.what());
+  }
+  std::cout << format_verdict(verdict(report, opt), format);
+  std::cout.flush();
+  return 0;
+}
+
 int validate_cmd(const std::vector<std::string>& paths) {
   if (paths.empty()) usage_exit("validate: give one or more report files");
   int rc = 0;
@@ -321,6 +352,15 @@ int main(int argc, char** argv) {
       "--min-effect", cf.min_effect,
       "PCT: a conclusion's interval must lie beyond 1 + PCT/100 to count as an ordering "
       "(default 10)");
+  auto* verdict_sub = app.add_subcommand(
+      "verdict", "which model wins each workload of a report, by how much, and why");
+  VerdictFlags vf;
+  verdict_sub->add_option("report", vf.report, "REPORT.json");
+  verdict_sub->add_option("--format", vf.format, "text (default) | md | json");
+  verdict_sub->add_option("--alpha", vf.alpha,
+                          "1 - the level of the margins' bootstrap intervals (default 0.05)");
+  verdict_sub->add_option("--min-effect", vf.min_effect,
+                          "PCT: a margin within PCT/2 percent of 1 is a tie (default 10)");
   auto* validate = app.add_subcommand(
       "validate", "check reports against the schema; exit 1 if incomplete or not all verified");
   std::vector<std::string> validate_paths;
@@ -369,6 +409,7 @@ int main(int argc, char** argv) {
   }
   if (compare->parsed()) return compare_cmd(cf);
   if (validate->parsed()) return validate_cmd(validate_paths);
+  if (verdict_sub->parsed()) return verdict_cmd(vf);
   if (run->parsed()) {
     for (const CLI::Option* o : run->get_options())
       if (o->count() > 0) f.given.insert(o->get_name());

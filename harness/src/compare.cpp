@@ -366,8 +366,7 @@ std::map<std::string, std::map<std::string, Best>> best_cells(const Indexed& ix)
 // Below this many verified repetitions a side, the bootstrap has too little spread to go on:
 // two repetitions give [min, max] of each, one gives a point.
 constexpr size_t kMinConclusionRepetitions = 3;
-constexpr size_t kBootstrapResamples = 2000;
-constexpr uint64_t kBootstrapSeed = 0x636f6e6362656e63;  // "concbenc": fixed, so output repeats
+// kBootstrapResamples and kBootstrapSeed (stats.hpp): fixed, so output repeats.
 
 // One report's side of a conclusion: winner over other, both against their serial baselines,
 // with the bootstrap interval of that ratio, and what it clearly says, if anything:

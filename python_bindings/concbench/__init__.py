@@ -129,6 +129,20 @@ def compare(base, new, *more, normalize=False, fail_on_regression=None, alpha=0.
     return result
 
 
+def verdict(report, format="json"):
+    """Which model wins each workload of a report (a path or a dict), by how much and why:
+    a dict for format="json", the text ("text") or Markdown ("md") otherwise. ReportError for
+    a malformed report."""
+    if format not in ("json", "text", "md"):
+        raise ValueError("format: expected json, text or md, got %r" % (format,))
+    label, text = _report_text(report)
+    try:
+        out = _concbench.verdict(text, format)
+    except ReportError as e:
+        raise ReportError(f"{label}: {e}") from None
+    return json.loads(out) if format == "json" else out
+
+
 def format_table(report):
     return _concbench.format_table(json.dumps(report))
 
@@ -184,6 +198,6 @@ class counters:
         return self.values[name]
 
 
-__all__ = ["run", "bench", "BENCH_MODELS", "validate", "catalog", "counters", "kernels", "format_table", "write_report",
-           "compare", "load_report", "ReportError",
+__all__ = ["run", "bench", "BENCH_MODELS", "validate", "catalog", "counters", "kernels",
+           "format_table", "write_report", "compare", "load_report", "verdict", "ReportError",
            "python_context", "UsageError", "COUNTER_NAMES", "SCHEMA_VERSION"]

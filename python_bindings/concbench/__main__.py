@@ -5,6 +5,7 @@ run (add C++ models with --models). Exit codes: 0 every cell verified, 1 some ce
 timed out (the report says which), 2 bad input, with one line on stderr."""
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -73,6 +74,9 @@ def _parser():
                    help="PCT: exit 1 on a significant slowdown beyond PCT or a newly failing cell")
     c.add_argument("--format", choices=("text", "md", "json"), default="text")
     c.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    v = sub.add_parser("verdict", help="which model wins each workload, by how much, and why")
+    v.add_argument("report", help="REPORT.json")
+    v.add_argument("--format", choices=("text", "md", "json"), default="text")
     return p
 
 
@@ -178,10 +182,7 @@ def _default_bench_out(function):
 def _finish(report, out):
     """The table, the verdict and the exit code of a finished run or bench."""
     sys.stdout.write(concbench.format_table(report))
-    verdict = getattr(concbench, "verdict", None)
-    if verdict is not None:
-        print("verdict:")
-        sys.stdout.write(verdict(report, format="text"))
+    sys.stdout.write("verdict:\n" + concbench.verdict(report, "text"))
     print("report: " + out)
     bad = sum(1 for c in report["results"] if c["status"] != "ok")
     if bad:
@@ -221,6 +222,14 @@ def main(argv=None):
             return 2
         sys.stdout.write(text)
         return code
+    if args.command == "verdict":
+        try:
+            text = concbench.verdict(args.report, args.format)
+        except concbench.ReportError as e:
+            sys.stderr.write("concbench: verdict: %s\n" % str(e).replace("\n", " "))
+            return 2
+        sys.stdout.write(json.dumps(text, indent=2) + "\n" if args.format == "json" else text)
+        return 0
     if args.command != "run":
         _parser().print_help()
         return 2
@@ -232,12 +241,7 @@ def main(argv=None):
     except concbench.UsageError as e:
         sys.stderr.write("concbench: %s\n" % e)
         return 2
-    sys.stdout.write(concbench.format_table(report))
-    print("report: " + out)
-    bad = sum(1 for c in report["results"] if c["status"] != "ok")
-    if bad:
-        print("%d cell(s) did not verify or did not finish; see status in the report" % bad)
-    return 1 if bad else 0
+    return _finish(report, out)
 
 
 if __name__ == "__main__":

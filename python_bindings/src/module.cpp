@@ -27,6 +27,7 @@
 #include "concbench/process_settings.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
+#include "concbench/verdict.hpp"
 #include "concbench/workload.hpp"
 #include "callable_workload.hpp"
 #include "py_model.hpp"
@@ -271,6 +272,23 @@ PYBIND11_MODULE(_concbench, m) {
       },
       py::arg("reports"), py::arg("normalize") = false, py::arg("fail_on_regression") = py::none(),
       py::arg("alpha") = 0.05, py::arg("format") = "json");
+  // verdict(report JSON text, "text" | "md" | "json") -> text; ReportError for a bad report.
+  m.def(
+      "verdict",
+      [](const std::string& text, const std::string& format) {
+        json r;
+        try {
+          r = json::parse(text);
+        } catch (const json::exception& e) {
+          throw ReportError(std::string("not valid JSON: ") + e.what());
+        }
+        validate_report(r);
+        const VerdictFormat f = format == "md"     ? VerdictFormat::markdown
+                                : format == "text" ? VerdictFormat::text
+                                                   : VerdictFormat::json;
+        return format_verdict(verdict(r), f);
+      },
+      py::arg("report"), py::arg("format") = "json");
   m.def("validate_report", [](const std::string& text) {
     json r;
     try {

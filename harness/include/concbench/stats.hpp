@@ -56,6 +56,11 @@ struct RatioInterval {
   size_t min_n = 0;  // the size of the smallest sample; 0 when one is empty (ratio is then 0)
 };
 
+// The resamples and the seed every report-level conclusion uses (compare's conclusions, the
+// verdict's margins): fixed, so the same report always prints the same intervals.
+inline constexpr size_t kBootstrapResamples = 2000;
+inline constexpr uint64_t kBootstrapSeed = 0x636f6e6362656e63;  // "concbenc"
+
 RatioInterval bootstrap_median_ratio(const std::vector<std::vector<double>>& num,
                                      const std::vector<std::vector<double>>& den,
                                      double confidence = 0.95, size_t resamples = 2000,
