@@ -465,8 +465,28 @@ json judge(const Group& g, const VerdictOptions& opt) {
                ? " within \u00b1" + table::num(opt.min_effect_pct / 2, "%g") + "%"
                : ""));
     }
-    if (i == 1 || orr.telling)
+    // A GIL-bound model is at its best on one thread; what its widest cell shows (its own
+    // speedup and why) is the reason it lost, so that is the segment the reader sees.
+    const Cell* widest = nullptr;
+    if (is_gil_model(o))
+      for (const Cell& c : cells)
+        if (c.model == o.model && c.label == o.label && c.usable() && c.workers > o.workers &&
+            (!widest || c.workers > widest->workers))
+          widest = &c;
+    if (widest) {
+      const Reason wide = reason_of(*widest, g.params, false);
+      const Cell* one = nullptr;
+      for (const Cell& c : cells)
+        if (c.model == o.model && c.label == o.label && c.usable() && c.workers == 1) one = &c;
+      std::string seg = o.label + " at " + workers_text(widest->workers, "thread") + ": ";
+      if (one) {
+        const Margin sm = margin(*one, *widest, opt);
+        seg += ratio_text(sm.ratio, sm.low, sm.high) + " of 1 thread, ";
+      }
+      loser_segments.push_back(seg + wide.text());
+    } else if (i == 1 || orr.telling) {
       loser_segments.push_back(o.label + " at " + workers_text(o.workers) + ": " + orr.text());
+    }
     if (i == 1) {
       out["runner_up"] = o.model;
       out["margin_over_runner_up"] = m.to_json();

@@ -125,11 +125,20 @@ class PyModel final : public Model {
     for (const auto& s : r[9].cast<std::vector<std::tuple<uint64_t, uint64_t, uint64_t>>>())
       out.observations.spins.push_back({std::get<0>(s), std::get<1>(s), std::get<2>(s)});
     if (!r[8].is_none()) {
-      const auto span = r[8].cast<std::tuple<uint64_t, uint64_t, uint64_t>>();
-      out.span.wall_ns = std::get<0>(span);
-      out.span.cpu_user_ns = std::get<1>(span);
-      out.span.cpu_sys_ns = std::get<2>(span);
+      // (wall, user, sys), or with the CPU time of the worker processes over the same region
+      // appended (child user, child sys): getrusage never sees live children.
+      const auto span = r[8].cast<std::vector<uint64_t>>();
+      if (span.size() != 3 && span.size() != 5)
+        throw std::runtime_error("model run(): span must have 3 or 5 entries");
+      out.span.wall_ns = span[0];
+      out.span.cpu_user_ns = span[1];
+      out.span.cpu_sys_ns = span[2];
       out.span.set = true;
+      if (span.size() == 5) {
+        out.child_cpu_user_ns = span[3];
+        out.child_cpu_sys_ns = span[4];
+        out.has_child_cpu = true;
+      }
     }
   }
 
