@@ -20,6 +20,8 @@
 #   gil          gil_threads against CPython's GIL                results/gil_validation.json
 #   full         the full suite                                   results/reference/full.json
 #   cpython      the CPython version matrix                       results/cpython/
+#   own          "Your own workload": a Python function, a profile file, a plugin, with their
+#                verdicts                                         results/own/
 #   plots        results/plots/ redrawn from the above
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +33,13 @@ fi
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(all)
 if [ "${steps[0]}" = all ]; then
-  steps=(micro quick backtoback smoke payload mixed asyncio multiprocessing gil full cpython plots)
+  steps=(micro quick backtoback smoke payload mixed asyncio multiprocessing gil full cpython own
+    plots)
 fi
 for s in "${steps[@]}"; do
   case "$s" in
     micro | quick | backtoback | compare | smoke | payload | mixed | asyncio | multiprocessing | gil | \
-      full | cpython | plots) ;;
+      full | cpython | own | plots) ;;
     *)
       echo "regenerate_results: unknown step '$s' (see the header of this script)" >&2
       exit 2
@@ -89,6 +92,12 @@ compare_backtoback() {
     results/reference/backtoback-b.json >results/reference/backtoback-compare.json
 }
 
+verdict_own() {
+  for r in arith native handler plugin; do
+    "$runner" verdict --format json results/own/$r.json >results/own/$r.verdict.json
+  done
+}
+
 for s in "${steps[@]}"; do
   echo "regenerate_results: $s" >&2
   case "$s" in
@@ -134,6 +143,27 @@ for s in "${steps[@]}"; do
     cpython)
       note "$py" scripts/python_matrix.py
       compact results/cpython/cpython-*.json
+      ;;
+    own)
+      # README's "Your own workload": each way in, run as a user would, and its verdict (the
+      # verdict is deterministic: verdict_own alone redoes it after a change to the verdict).
+      mkdir -p results/own
+      note env -C examples/python PYTHONPATH="$PWD/build/python" "$py" -m concbench bench \
+        own:arith --inputs-fn own:sizes --tasks 16 --workers 1,2 --repetitions 5 --overwrite \
+        --models cpython.serial,cpython.threading,cpython.process_pool \
+        --out "$PWD/results/own/arith.json"
+      note env -C examples/python PYTHONPATH="$PWD/build/python" "$py" -m concbench bench \
+        own:native --inputs-fn own:units --tasks 16 --workers 1,2 --repetitions 5 --overwrite \
+        --models cpython.serial,cpython.threading,cpython.process_pool \
+        --out "$PWD/results/own/native.json"
+      note "$runner" run --workload-file examples/profiles/handler.json --workers 1,2 \
+        --repetitions 5 --overwrite --out results/own/handler.json
+      note "$runner" run --plugin build/examples/plugin/libconcbench_example_plugin.so \
+        --workloads example.collatz --workers 1,2 --repetitions 5 --min-time 0.2 --overwrite \
+        --out results/own/plugin.json
+      compact results/own/arith.json results/own/native.json results/own/handler.json \
+        results/own/plugin.json
+      verdict_own
       ;;
     plots) bash scripts/plot_results.sh ;;
   esac
