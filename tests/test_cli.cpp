@@ -85,6 +85,9 @@ INSTANTIATE_TEST_SUITE_P(
         "compare /nonexistent/a.json /nonexistent/b.json", "compare --bogus a.json b.json",
         "validate", "validate /nonexistent.json", "verdict", "verdict /nonexistent.json",
         "verdict --format xml a.json", "verdict --alpha 0 a.json", "verdict --bogus a.json",
+        "run --plugin /nonexistent.so", "list --plugin /nonexistent.so",
+        "--plugin /nonexistent.so run", "run --plugin ''", "run --plugin /etc/hostname",
+        "run --plugin",
         // Every flag: empty, negative, zero, huge, non-numeric and unknown values.
         "run --workers ''", "run --workers 1e9", "run --workers 18446744073709551616",
         "run --repetitions 100000000", "run --repetitions 99999999999999999999",
@@ -222,6 +225,29 @@ TEST(Cli, VerdictPrintsOneLinePerWorkload) {
   EXPECT_TRUE(b.out.empty()) << b.out;
   EXPECT_EQ(b.err.find('\n'), b.err.size() - 1) << b.err;
   EXPECT_NE(b.err.find(bad.string()), std::string::npos) << b.err;
+}
+
+// A plugin's workload runs under every model, each verifying, and the report says what ran.
+TEST(Cli, APluginWorkloadVerifiesUnderEveryModel) {
+#ifndef EXAMPLE_PLUGIN
+  GTEST_SKIP() << "built without CONCBENCH_BUILD_EXAMPLES";
+#else
+  const fs::path report_path = scratch_dir() / "plugin.json";
+  const Result r = run(std::string("run --plugin ") + EXAMPLE_PLUGIN +
+                       " --workloads example.collatz --models serial,free_threads,gil_threads,"
+                       "thread_pool,pinned_pool,process_pool,async,async_mt --workers 1,2 "
+                       "--repetitions 1 --param units=50 --overwrite --out " +
+                       report_path.string());
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const json report = json::parse(slurp(report_path));
+  ASSERT_EQ(report["context"]["plugins"].size(), 1u);
+  EXPECT_EQ(report["context"]["plugins"][0], fs::canonical(EXAMPLE_PLUGIN).string());
+  EXPECT_EQ(report["results"].size(), 14u);  // serial and async: one cell; the others: two
+  for (const json& cell : report["results"]) {
+    EXPECT_EQ(cell["status"], "ok") << cell.dump();
+    EXPECT_EQ(cell["workload_origin"], "plugin") << cell.dump();
+  }
+#endif
 }
 
 TEST(Cli, SmokeRunWritesAVerifiedReport) {

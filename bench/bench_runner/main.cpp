@@ -27,6 +27,7 @@
 #include "concbench/config.hpp"
 #include "concbench/machine.hpp"
 #include "concbench/model.hpp"
+#include "concbench/plugin.hpp"
 #include "concbench/process_settings.hpp"
 #include "concbench/process_worker.hpp"
 #include "concbench/report.hpp"
@@ -61,7 +62,9 @@ void print_list() {
   };
   std::cout << "workloads:\n";
   for (const Workload* w : all_workloads()) {
-    std::cout << "  " << w->name() << ": " << w->description() << "\n";
+    std::cout << "  " << w->name();
+    if (w->origin() != "builtin") std::cout << " (" << w->origin() << ")";
+    std::cout << ": " << w->description() << "\n";
     print_params(w->params());
   }
   std::cout << "models:\n";
@@ -119,7 +122,7 @@ int run_micro(int argc, char** argv) {
 struct RunFlags {
   std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, pin, workloads,
               models, workers, repetitions, min_time, timeout, seed, out;
-  std::vector<std::string> params;
+  std::vector<std::string> params, plugins;
   bool overwrite = false, interleave = false;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
@@ -149,6 +152,7 @@ RunConfig build_config(const RunFlags& f) {
     if (f.has(name)) req[key] = *value;
   }
   if (!f.params.empty()) req["params"] = f.params;
+  if (!f.plugins.empty()) req["plugins"] = f.plugins;
   if (f.interleave) req["interleave"] = true;
   return config_from_request(req);
 }
@@ -324,7 +328,8 @@ int main(int argc, char** argv) {
   // Before anything allocates, and in every mode (a spawned worker included): the same allocator
   // policy and descriptor limit as the Python module's, from the one definition.
   apply_process_settings();
-  // process_pool's spawn start method execs us as a worker; no user types this.
+  // process_pool's spawn start method execs us as a worker; no user types this. The worker loads
+  // the parent's plugins (kPluginsEnv) itself.
   if (argc > 1 && std::string(argv[1]) == "__worker") return process_worker_main(argc, argv);
   if (argc > 1 && std::string(argv[1]) == "micro") return run_micro(argc, argv);
 
@@ -365,7 +370,13 @@ int main(int argc, char** argv) {
       "validate", "check reports against the schema; exit 1 if incomplete or not all verified");
   std::vector<std::string> validate_paths;
   validate->add_option("reports", validate_paths, "report files");
+  // --plugin goes before the subcommand or after it: global ones load first.
+  std::vector<std::string> global_plugins, list_plugins;
+  const char* plugin_help = "a shared library of kernels and workloads (user.hpp); repeatable";
+  app.add_option("--plugin", global_plugins, plugin_help)->allow_extra_args(false);
+  list->add_option("--plugin", list_plugins, plugin_help)->allow_extra_args(false);
   RunFlags f;
+  run->add_option("--plugin", f.plugins, plugin_help)->allow_extra_args(false);
   run->add_option("--suite", f.suite, "smoke | quick | full (default quick)");
   run->add_option("--workloads", f.workloads, "comma-separated workload names");
   run->add_option("--models", f.models, "comma-separated model names");
@@ -404,6 +415,12 @@ int main(int argc, char** argv) {
     usage_exit(msg);
   }
   if (list->parsed()) {
+    try {
+      for (const auto& p : global_plugins) load_plugin(p);
+      for (const auto& p : list_plugins) load_plugin(p);
+    } catch (const UsageError& e) {
+      usage_exit(e.what());
+    }
     print_list();
     return 0;
   }
@@ -411,6 +428,7 @@ int main(int argc, char** argv) {
   if (validate->parsed()) return validate_cmd(validate_paths);
   if (verdict_sub->parsed()) return verdict_cmd(vf);
   if (run->parsed()) {
+    f.plugins.insert(f.plugins.begin(), global_plugins.begin(), global_plugins.end());
     for (const CLI::Option* o : run->get_options())
       if (o->count() > 0) f.given.insert(o->get_name());
     return run_suite_cmd(f);

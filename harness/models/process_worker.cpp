@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "concbench/exec_context.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
+#include "concbench/plugin.hpp"
 #include "concbench/process_settings.hpp"
 
 namespace concbench {
@@ -264,6 +266,13 @@ int process_worker_main(int argc, char** argv) {
   try {
     codec = parse_codec(argv[2]);
   } catch (const WireError&) {
+    return 2;
+  }
+  // Before the first task: the parent's KernelIds include its plugins' kernels.
+  try {
+    load_plugins_from_env();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_runner __worker: %s\n", e.what());
     return 2;
   }
   struct stat st {};

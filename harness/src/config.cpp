@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "concbench/params.hpp"
+#include "concbench/plugin.hpp"
 
 namespace concbench {
 namespace {
@@ -13,9 +14,9 @@ using nlohmann::json;
 
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
-      "suite",   "workloads", "models",  "workers",    "repetitions",        "min_time",
-      "timeout", "params",    "scaling", "checkpoint", "switch_interval_us", "pin",
-      "seed",    "interleave"};
+      "suite",   "workloads",  "models",  "workers",    "repetitions",        "min_time",
+      "timeout", "params",     "scaling", "checkpoint", "switch_interval_us", "pin",
+      "seed",    "interleave", "plugins"};
   return k;
 }
 
@@ -70,10 +71,14 @@ RunConfig config_from_request(const json& req) {
   if (!req.is_object()) throw UsageError("config: expected an object of settings");
   for (const auto& [k, _] : req.items())
     if (!known_keys().count(k))
-      throw UsageError("config: unknown key '" + k +
-                       "' (suite, workloads, models, workers, repetitions, min_time, timeout, "
-                       "params, scaling, checkpoint, switch_interval_us, pin, seed, interleave)");
+      throw UsageError(
+          "config: unknown key '" + k +
+          "' (suite, workloads, models, workers, repetitions, min_time, timeout, "
+          "params, scaling, checkpoint, switch_interval_us, pin, seed, interleave, plugins)");
   const auto has = [&](const char* k) { return req.contains(k) && !req.at(k).is_null(); };
+  // First: a plugin's workloads must exist before names are checked.
+  if (has("plugins"))
+    for (const std::string& path : list_of(req.at("plugins"), "--plugin")) load_plugin(path);
 
   RunConfig cfg = suite_config(has("suite") ? scalar_text(req.at("suite"), "--suite") : "quick");
   if (has("workloads")) cfg.workloads = list_of(req.at("workloads"), "--workloads");

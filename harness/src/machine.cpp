@@ -34,6 +34,7 @@
 
 #include "concbench/clock.hpp"
 #include "concbench/counters.hpp"
+#include "concbench/plugin.hpp"
 #include "concbench/topology.hpp"
 
 // CMake passes these as string literals (target_compile_definitions(... NAME="value")). The
@@ -460,6 +461,8 @@ void fill_context(json& ctx) {
   });
   guarded(ctx, "build_type", [] { return build_type(); });
   guarded(ctx, "git_revision", [] { return git_revision(); });
+  // Code the run executed that git_revision does not describe.
+  guarded(ctx, "plugins", [] { return json(loaded_plugins()); });
 
   const std::optional<std::string> gov = governor();
   ctx["cpu_governor"] = gov ? json(*gov) : json(nullptr);

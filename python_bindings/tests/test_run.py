@@ -77,6 +77,10 @@ def test_a_cell_past_its_timeout_is_recorded_and_the_run_goes_on():
     ({"workloads": ["cpu.spin"], "params": {"units": "-3"}}, "units"),
     ({"workloads": ["cpu.spin"], "models": ["cpython.process_pool"],
       "params": {"start_method": "teleport"}}, "start_method"),
+    ({"plugins": ["/nonexistent/libplugin.so"]}, "no such file"),
+    # Any existing file: the module cannot host plugins (it exports none of the symbols a plugin
+    # resolves against), and says so before it loads anything.
+    ({"plugins": [concbench._concbench.__file__]}, "plugins load into bench_runner only"),
 ])
 def test_bad_config_raises_usage_error(config, fragment):
     with pytest.raises(concbench.UsageError, match=fragment):

@@ -1,9 +1,14 @@
+#include <array>
+#include <atomic>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <vector>
 
 #include "concbench/checksum.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
+#include "concbench/params.hpp"
 
 namespace concbench {
 
@@ -24,7 +29,7 @@ uint64_t fault_kernel(ExecContext& ctx, const KernelArgs& a) {
   return 0xbadc0ffee0ddf00dULL;  // folded into the checksum, so the task cannot verify
 }
 
-constexpr KernelInfo kKernels[] = {
+constexpr KernelInfo kBuiltinKernels[] = {
     {"spin", &spin_kernel},
     {"pidigits", &pidigits_kernel},
     {"fault", &fault_kernel},
@@ -34,16 +39,61 @@ constexpr KernelInfo kKernels[] = {
     {"stream", &stream_kernel},
     {"false_sharing", &false_sharing_kernel},
 };
+constexpr size_t kBuiltinCount = std::size(kBuiltinKernels);
+static_assert(kMaxKernels - 1 <= UINT16_MAX, "KernelId must index the whole table");
+
+// A fixed array rather than a vector, so a registration never moves an entry a running task may
+// be reading; constant-initialized, so the built-ins are there before any static constructor.
+constinit std::array<KernelInfo, kMaxKernels> g_kernels = [] {
+  std::array<KernelInfo, kMaxKernels> t{};
+  for (size_t i = 0; i < kBuiltinCount; ++i) t[i] = kBuiltinKernels[i];
+  return t;
+}();
+// Entries [0, g_kernel_count) are complete. Written only by register_kernel, under the mutex.
+std::atomic<size_t> g_kernel_count{kBuiltinCount};
+
+struct KernelRegistration {
+  std::mutex mu;  // serializes writers; readers go by g_kernel_count alone
+  // The names registered kernels' string_views point into; never freed, as the table is not.
+  std::vector<std::unique_ptr<const std::string>> names;
+};
+KernelRegistration& kernel_registration() {
+  static KernelRegistration r;
+  return r;
+}
+
 }  // namespace
 
+// Acquire here and in run_cpu_step: a reader that sees count n also sees entries [0, n) as
+// register_kernel wrote them before its release store.
 std::span<const KernelInfo> kernel_table() {
-  return kKernels;
+  return {g_kernels.data(), g_kernel_count.load(std::memory_order_acquire)};
 }
 
 KernelId kernel_id(std::string_view name) {
-  for (size_t i = 0; i < std::size(kKernels); ++i)
-    if (kKernels[i].name == name) return static_cast<KernelId>(i);
+  const std::span<const KernelInfo> table = kernel_table();
+  for (size_t i = 0; i < table.size(); ++i)
+    if (table[i].name == name) return static_cast<KernelId>(i);
   throw std::invalid_argument("unknown kernel " + std::string(name));
+}
+
+KernelId register_kernel(std::string name, KernelFn fn) {
+  if (name.empty()) throw UsageError("a kernel needs a name");
+  if (fn == nullptr) throw UsageError("kernel '" + name + "' has no function");
+  KernelRegistration& r = kernel_registration();
+  std::lock_guard lock(r.mu);
+  // Relaxed: only writers change the count, and they hold the mutex.
+  const size_t n = g_kernel_count.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < n; ++i)
+    if (g_kernels[i].name == name) throw UsageError("kernel '" + name + "' is already registered");
+  if (n == kMaxKernels)
+    throw UsageError("kernel '" + name + "': the kernel table is full (" +
+                     std::to_string(kMaxKernels) + " kernels)");
+  r.names.push_back(std::make_unique<const std::string>(std::move(name)));
+  g_kernels[n] = KernelInfo{*r.names.back(), fn};
+  // Release: publishes g_kernels[n] to every reader that acquires the new count.
+  g_kernel_count.store(n + 1, std::memory_order_release);
+  return static_cast<KernelId>(n);
 }
 
 const char* step_kind_name(StepKind k) {
@@ -77,9 +127,12 @@ uint64_t task_checksum_start(const Task& task) {
 }
 
 uint64_t run_cpu_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx) {
-  if (s.kernel >= std::size(kKernels)) throw std::invalid_argument("bad kernel id");
+  // Acquire (see kernel_table): one plain load on x86, as cheap as the constant it replaced.
+  if (s.kernel >= g_kernel_count.load(std::memory_order_acquire))
+    throw std::invalid_argument("bad kernel id " + std::to_string(s.kernel) +
+                                " (a plugin's kernel in a process that did not load the plugin?)");
   const KernelArgs args{s.units, s.arg, step_seed(task_seed, step_index)};
-  const KernelFn fn = kKernels[s.kernel].fn;
+  const KernelFn fn = g_kernels[s.kernel].fn;
   if (s.native) return ctx.blocking([&] { return fn(ctx, args); });
   return fn(ctx, args);
 }

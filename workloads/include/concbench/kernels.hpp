@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "concbench/exec_context.hpp"
@@ -28,11 +29,18 @@ struct KernelInfo {
   KernelFn fn;
 };
 
-// Every kernel, indexed by KernelId. The table is the same in every process, so a KernelId can
-// cross a process boundary.
+// Every kernel, indexed by KernelId: the built-in ones, then those added with register_kernel in
+// the order they were added. The table is the same in every process that registered the same
+// kernels in the same order (a spawned worker loads the parent's plugins in the parent's order),
+// so a KernelId can cross a process boundary.
 std::span<const KernelInfo> kernel_table();
 // Throws std::invalid_argument for an unknown name.
 KernelId kernel_id(std::string_view name);
+// Adds a kernel defined outside workloads/ (a plugin's) and returns its id. Call it before a run
+// starts: a run reads the table without a lock. Throws UsageError for an empty or taken name, or
+// when the table (kMaxKernels) is full.
+inline constexpr size_t kMaxKernels = 256;
+KernelId register_kernel(std::string name, KernelFn fn);
 
 // Runs every step of `task` in `ctx`: CPU steps inline (native ones inside ctx.blocking()), IO
 // steps blocking inside ctx.blocking() (echo_respond releases around each read and write only).
