@@ -2,8 +2,8 @@
 // key "workload_files") says what each task does, step by step, and runs under every model as a
 // built-in workload does, checksums and the sleep bound included. origin() is "profile".
 //
-// Format: one JSON object. Every key is listed here; any other key, a wrong type or a value out of
-// range is refused.
+// Format: one JSON object, at most 16 MiB. Every key is listed here; any other key, a repeated
+// key, a wrong type or a value out of range is refused.
 //
 //   {"name": "handler",            required; 1 to 64 of A-Z a-z 0-9 . _ - (it goes in --workloads)
 //    "description": "...",         optional text
@@ -11,7 +11,8 @@
 //    "payload_bytes": 65536,       integer in [0, 64 MiB], default 0 (--param payload_bytes=N)
 //    "seed": 7,                    integer in [0, 2^63), default 1
 //    "steps": [STEP, ...],         required, not empty: what every task does, in order
-//    "fragments": {"NAME": [STEP, ...], ...}}   optional: named step lists that STEPs can use
+//    "fragments": {"NAME": [STEP, ...], ...}}   optional: up to 1000 named, non-empty step
+//                                  lists that STEPs can use (NAME: any non-empty text)
 //
 // A STEP is one of
 //   {"cpu": {"us": V, "kernel": "spin" | "sha256", "native": false}}
@@ -30,7 +31,7 @@
 //   {"file_read": {"bytes": B}}                   a read of B bytes of a scratch file
 //   {"use": "NAME", "times": K}                   fragment NAME's steps, K times (default 1)
 // Ranges: us in [0, 60e6] (fractions allowed); bytes in [1, 64 MiB], round_trips in [1, 1e6]
-// (integers); times in [1, 1e4]; a task expands to at most 1e5 steps. A fragment may use other
+// (integers); times in [1, 1e4] (a plain integer); a task expands to at most 1e5 steps. A fragment may use other
 // fragments but not itself, directly or through others; an unused fragment is still checked.
 //
 // Every V, N, B may be a number or a distribution, drawn afresh for each task and each place it
@@ -45,9 +46,12 @@
 // Bounds, fixed values, means and caps must lie in the quantity's range. Draws depend only on the
 // profile's seed, the run's seed and the task's id, so every model runs the same tasks.
 //
-// Each task's checksum is predicted without running it (spin by jump-ahead, sha256 by hashing,
-// IO steps from the bytes they send, a sleep by its duration), so a model that skips or shortens
-// a step fails verification. Errors are UsageError, one line naming the file and the key path:
+// Each task's checksum is predicted without running it (spin by jump-ahead, sha256 by hashing the
+// same chain, which costs what running it costs; IO steps from the bytes they send; a sleep by
+// its duration), so a model that skips a step fails verification. A sleep cut short is caught by
+// the runner's sleep bound (the batch cannot end before its sleeps could have), which a task
+// whose CPU outweighs its sleeps can hide a skipped sleep behind. Errors are UsageError, one
+// line naming the file and the key path:
 //   handler.json: steps[1].sleep.us: must be at most 60000000 microseconds
 //   handler.json: fragments.a: cycle a -> b -> a
 //   handler.json: not valid JSON at byte 17 (...)
