@@ -142,7 +142,8 @@ class Parser {
 
   void only_keys(const json& obj, const std::string& path,
                  std::initializer_list<const char*> keys) const {
-    for (const auto& [k, _] : obj.items()) {
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      const std::string& k = it.key();
       if (std::any_of(keys.begin(), keys.end(), [&](const char* a) { return k == a; })) continue;
       std::string allowed;
       for (const char* a : keys) allowed += (allowed.empty() ? "" : ", ") + std::string(a);
@@ -193,7 +194,8 @@ class Parser {
       fail(path,
            "expected a number or one of {\"fixed\": v}, {\"uniform\": [lo, hi]}, "
            "{\"exponential\": {\"mean\": m, \"max\": cap}}");
-    const auto& [kind, body] = *v.items().begin();
+    const std::string kind = v.begin().key();
+    const json& body = v.begin().value();
     const std::string p = path + "." + kind;
     if (kind == "fixed") {
       out.a = number(body, p, q, q.integer);
@@ -234,7 +236,8 @@ class Parser {
     }
     if (v.size() != 1)
       fail(path, "a step has one key (cpu, sleep, pipe_echo, tcp_echo, file_read) or use");
-    const auto& [kind, body] = *v.items().begin();
+    const std::string kind = v.begin().key();
+    const json& body = v.begin().value();
     const std::string p = path + "." + kind;
     const auto required = [&](const char* k, const Quantity& q) {
       if (!body.contains(k)) fail(p + "." + k, "missing");
