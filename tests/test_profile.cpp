@@ -174,6 +174,8 @@ TEST(Profile, BadFilesNameTheFileAndTheKey) {
       {"not json", "bad.json: not valid JSON at byte "},
       {R"({"name": "x", "steps": [)", "bad.json: not valid JSON at byte"},
       {"[1]", "bad.json: expected a JSON object"},
+      {R"({"name": "x", "tasks": 1e999, "steps": [{"cpu": {"us": 1}}]})",
+       "bad.json: not valid JSON ("},
       {R"({"steps": [{"cpu": {"us": 1}}]})", "bad.json: name: missing"},
       {R"({"name": "a b", "steps": [{"cpu": {"us": 1}}]})", "bad.json: name: must be"},
       {R"({"name": "x", "steps": [{"cpu": {"us": 1}}], "colour": 1})",
@@ -463,6 +465,13 @@ TEST(Profile, RequestsLoadWorkloadFiles) {
                                                {"params", {{"tasks", 4}}}});
   EXPECT_EQ(named.workloads, (std::vector<std::string>{"cpu.spin", "test.req"}));
   EXPECT_EQ(named.min_time_s, 0);
+  // A sweep of the file's own parameters: one cell per value.
+  const RunConfig swept = config_from_request(
+      {{"workload_files", p.string()}, {"models", "serial"}, {"params", {{"tasks", "2,3"}}}});
+  const auto cells = expand_matrix(swept);
+  ASSERT_EQ(cells.size(), 2u);
+  EXPECT_EQ(cells[0].sweep.at("tasks"), "2");
+  EXPECT_EQ(cells[1].sweep.at("tasks"), "3");
   const auto bad = [](const nlohmann::json& req, const std::string& fragment) {
     try {
       config_from_request(req);

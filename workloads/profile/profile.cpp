@@ -137,6 +137,11 @@ class Parser {
       if (what.rfind("parse error", 0) == 0)
         if (const size_t p = what.find(": "); p != std::string::npos) what = what.substr(p + 2);
       fail("", "not valid JSON at byte " + std::to_string(e.byte) + " (" + what + ")");
+    } catch (const json::exception& e) {
+      // A number beyond a double (1e999) is out_of_range, not a parse_error.
+      std::string what = e.what();
+      if (const size_t p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
+      fail("", "not valid JSON (" + what + ")");
     }
   }
 
