@@ -345,6 +345,8 @@ TEST(Profile, EveryModelVerifiesAProfileAtOneAndTwoWorkers) {
     EXPECT_DOUBLE_EQ(r.metrics["cpu_us_per_task"].get<double>(), 1000);
     EXPECT_DOUBLE_EQ(r.metrics["io_wait_us_per_task"].get<double>(), 1000);
     EXPECT_GT(r.metrics["overlap"].get<double>(), 0);
+    EXPECT_DOUBLE_EQ(r.metrics["spin_units_per_us"].get<double>(), spin_units_per_us());
+    EXPECT_FALSE(r.metrics.contains("sha256_units_per_us"));
   }
   EXPECT_EQ(models.size(), c.models.size());
 }

@@ -103,11 +103,13 @@ RunConfig config_from_request(const json& req) {
   }
 
   RunConfig cfg = suite_config(has("suite") ? scalar_text(req.at("suite"), "--suite") : "quick");
-  if (has("workloads")) cfg.workloads = list_of(req.at("workloads"), "--workloads");
-  // Given only files, the user wants their workloads, not the suite's; each still repeats to the
-  // suite's min-time, as a suite's workloads do.
-  else if (!profiles.empty())
+  if (has("workloads")) {
+    cfg.workloads = list_of(req.at("workloads"), "--workloads");
+  } else if (!profiles.empty()) {
+    // Given only files, the user wants their workloads, not the suite's; each still repeats to
+    // the suite's min-time, as a suite's workloads do.
     cfg.workloads = profiles;
+  }
   if (has("models")) cfg.models = list_of(req.at("models"), "--models");
   if (has("workers")) {
     cfg.workers.clear();

@@ -402,18 +402,26 @@ class Profile final : public Workload {
   nlohmann::json metrics(const Params&, uint64_t tasks_run, uint64_t wall_ns,
                          const Observations&) const override {
     double cpu = 0, sleep = 0;
+    bool spin = false, sha = false;
     for (const PlanStep& s : plan_) {
       if (s.op == Op::cpu) cpu += s.us.mean();
       if (s.op == Op::sleep) sleep += s.us.mean();
+      spin = spin || (s.op == Op::cpu && !s.sha256);
+      sha = sha || (s.op == Op::cpu && s.sha256);
     }
     const double n = static_cast<double>(tasks_run);
     const double wall = static_cast<double>(wall_ns);
-    return {{"cpu_us_per_task", cpu},
-            {"io_wait_us_per_task", sleep},
-            {"tasks_per_s", wall > 0 ? n * 1e9 / wall : 0.0},
-            // Planned task time (CPU plus sleeps, as if alone) per wall time: how many tasks
-            // overlapped. Echo and file steps are left out: their time is not planned.
-            {"overlap", wall > 0 ? n * (cpu + sleep) * 1e3 / wall : 0.0}};
+    nlohmann::json m = {
+        {"cpu_us_per_task", cpu},
+        {"io_wait_us_per_task", sleep},
+        {"tasks_per_s", wall > 0 ? n * 1e9 / wall : 0.0},
+        // Planned task time (CPU plus sleeps, as if alone) per wall time: how many tasks
+        // overlapped. Echo and file steps are left out: their time is not planned.
+        {"overlap", wall > 0 ? n * (cpu + sleep) * 1e3 / wall : 0.0}};
+    // The calibrations that turned microseconds into units, so a report says what cpu.us meant.
+    if (spin) m["spin_units_per_us"] = spin_units_per_us();
+    if (sha) m["sha256_units_per_us"] = sha256_units_per_us();
+    return m;
   }
 
  protected:
