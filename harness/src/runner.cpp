@@ -76,8 +76,10 @@ std::vector<std::map<std::string, std::string>> sweep_points(const RunConfig& cf
                                                              const Workload* wl,
                                                              const ModelInfo* model) {
   std::vector<std::map<std::string, std::string>> points = {cfg.params};
+  // params() returns by value: the specs must outlive the pointers find_spec hands out.
+  const std::vector<ParamSpec> wl_specs = wl ? wl->params() : std::vector<ParamSpec>{};
   for (const auto& [key, value] : cfg.params) {
-    const ParamSpec* spec = wl ? find_spec(wl->params(), key) : nullptr;
+    const ParamSpec* spec = find_spec(wl_specs, key);
     if (!spec && model) spec = find_spec(model->params, key);
     const std::vector<std::string> values = swept_values(value, spec);
     if (values.empty()) continue;
