@@ -31,6 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return 0;
   }
+  // workload_files reads the files it names: fuzz_profile covers their contents, and a fuzzer
+  // must not read (or block on) whatever paths of this machine it happens to spell.
+  if (request.is_object()) request.erase("workload_files");
   try {
     const concbench::RunConfig cfg = concbench::config_from_request(request);
     // An accepted config must expand into a matrix without throwing anything but UsageError.

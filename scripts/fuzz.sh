@@ -5,6 +5,7 @@
 #   fuzz_report   report files, as compare and validate read them (then compare and format them)
 #   fuzz_params   run requests (config_from_request), --param and --pin
 #   fuzz_frames   the process pool's frames, every codec, request and response
+#   fuzz_profile  profile files (--workload-file), as parse_profile reads them
 # New coverage goes to a scratch corpus, not into the repository. A crash leaves its input as
 # build-fuzz/artifacts/<target>-crash-*; once fixed, copy it into fuzz/corpus/<target>/, where
 # ctest's fuzz_replay_<target> replays it in every build from then on.
@@ -15,10 +16,10 @@ cd "$(dirname "$0")/.."
 runs=${1:-1000000}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(report params frames)
+[ ${#targets[@]} -eq 0 ] && targets=(report params frames profile)
 case "$runs" in ''|*[!0-9]*) echo "fuzz.sh: RUNS must be a number, got '$runs'" >&2; exit 2 ;; esac
 for t in "${targets[@]}"; do
-  [ -d "fuzz/corpus/$t" ] || { echo "fuzz.sh: no target '$t' (report, params, frames)" >&2; exit 2; }
+  [ -d "fuzz/corpus/$t" ] || { echo "fuzz.sh: no target '$t' (report, params, frames, profile)" >&2; exit 2; }
 done
 build=${CONCBENCH_FUZZ_BUILD_DIR:-build-fuzz}
 cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \

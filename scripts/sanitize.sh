@@ -45,7 +45,7 @@ if [ "$what" != tsan ]; then
     echo "sanitize.sh: rerun: ${missed:-every failed test passed}${missed:+(timing assertions missed at ASan speed)}"
   fi
   runs=${FUZZ_RUNS:-20000}
-  for t in report params frames; do
+  for t in report params frames profile; do
     mkdir -p "build-asan/corpus-$t"
     build-asan/fuzz_$t -runs="$runs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="build-asan/$t-" "build-asan/corpus-$t" "fuzz/corpus/$t" \

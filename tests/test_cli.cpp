@@ -165,6 +165,49 @@ TEST(Cli, ListNamesEveryWorkloadAndModel) {
     EXPECT_NE(r.out.find(name), std::string::npos) << name;
 }
 
+// A profile (--workload-file): a bad one is one line naming the file and the key, exit 2; a good
+// one is listed, and run alone when --workloads is not given.
+TEST(Cli, WorkloadFilesAreCheckedListedAndRun) {
+  const auto write = [](const char* name, const std::string& text) {
+    const fs::path p = scratch_dir() / name;
+    std::ofstream(p) << text;
+    return p.string();
+  };
+  const std::string bad = write("bad-profile.json", R"({"name": "cli.bad",
+      "steps": [{"cpu": {"us": 1}}, {"sleep": {"us": 70000000}}]})");
+  for (const std::string& args : {"run --workload-file " + bad, "list --workload-file " + bad}) {
+    SCOPED_TRACE(args);
+    const Result r = run(args);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_EQ(r.err.rfind("bench_runner: " + bad + ": steps[1].sleep.us: must be at most", 0), 0u)
+        << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  const Result missing = run("run --workload-file " + (scratch_dir() / "nope.json").string());
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("nope.json: cannot read"), std::string::npos) << missing.err;
+
+  const std::string good = write("good-profile.json", R"({"name": "cli.good", "tasks": 4,
+      "steps": [{"cpu": {"us": 200}}, {"sleep": {"us": 200}}]})");
+  const Result listed = run("list --workload-file " + good);
+  EXPECT_EQ(listed.code, 0) << listed.err;
+  EXPECT_NE(listed.out.find("cli.good"), std::string::npos) << listed.out;
+  const fs::path report_path = scratch_dir() / "profile.json";
+  const Result r = run("run --workload-file " + good + " --workload-file " + good +
+                       " --models serial,thread_pool --workers 2 --repetitions 1 --min-time 0 "
+                       "--param tasks=3 --overwrite --out " +
+                       report_path.string());
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const json report = json::parse(slurp(report_path));
+  ASSERT_EQ(report["results"].size(), 2u);  // only the profile: no suite workloads
+  for (const json& cell : report["results"]) {
+    EXPECT_EQ(cell["workload"], "cli.good");
+    EXPECT_EQ(cell["workload_origin"], "profile");
+    EXPECT_EQ(cell["status"], "ok");
+  }
+}
+
 TEST(Cli, HelpExitsZero) {
   EXPECT_EQ(run("--help").code, 0);
   EXPECT_EQ(run("run --help").code, 0);

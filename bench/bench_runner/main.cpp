@@ -30,6 +30,7 @@
 #include "concbench/plugin.hpp"
 #include "concbench/process_settings.hpp"
 #include "concbench/process_worker.hpp"
+#include "concbench/profile.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
 #include "concbench/verdict.hpp"
@@ -122,7 +123,7 @@ int run_micro(int argc, char** argv) {
 struct RunFlags {
   std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, pin, workloads,
               models, workers, repetitions, min_time, timeout, seed, out;
-  std::vector<std::string> params, plugins;
+  std::vector<std::string> params, plugins, workload_files;
   bool overwrite = false, interleave = false;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
@@ -153,6 +154,7 @@ RunConfig build_config(const RunFlags& f) {
   }
   if (!f.params.empty()) req["params"] = f.params;
   if (!f.plugins.empty()) req["plugins"] = f.plugins;
+  if (!f.workload_files.empty()) req["workload_files"] = f.workload_files;
   if (f.interleave) req["interleave"] = true;
   return config_from_request(req);
 }
@@ -386,6 +388,13 @@ int main(int argc, char** argv) {
                   "seconds each repetition lasts at least (calibration; default: the suite's, "
                   "0 with --workloads)");
   run->add_option("--timeout", f.timeout, "seconds per cell before it is cancelled and recorded");
+  run->add_option("--workload-file", f.workload_files,
+                  "a profile (examples/profiles/*.json): its workload joins the registry and, "
+                  "without --workloads, is what runs (repeatable)")
+      ->allow_extra_args(false);
+  std::vector<std::string> list_files;
+  list->add_option("--workload-file", list_files, "list this profile's workload too (repeatable)")
+      ->allow_extra_args(false);
   run->add_option("--param", f.params, "key=value for workloads and models (repeatable)")
       ->allow_extra_args(false);
   run->add_option("--scaling", f.scaling,
@@ -418,6 +427,7 @@ int main(int argc, char** argv) {
     try {
       for (const auto& p : global_plugins) load_plugin(p);
       for (const auto& p : list_plugins) load_plugin(p);
+      for (const std::string& path : list_files) load_profile_file(path);
     } catch (const UsageError& e) {
       usage_exit(e.what());
     }

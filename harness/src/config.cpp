@@ -1,11 +1,13 @@
 #include "concbench/config.hpp"
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "concbench/params.hpp"
 #include "concbench/plugin.hpp"
+#include "concbench/profile.hpp"
 
 namespace concbench {
 namespace {
@@ -16,7 +18,7 @@ const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
       "suite",   "workloads",  "models",  "workers",    "repetitions",        "min_time",
       "timeout", "params",     "scaling", "checkpoint", "switch_interval_us", "pin",
-      "seed",    "interleave", "plugins"};
+      "seed",    "interleave", "plugins", "workload_files"};
   return k;
 }
 
@@ -71,17 +73,47 @@ RunConfig config_from_request(const json& req) {
   if (!req.is_object()) throw UsageError("config: expected an object of settings");
   for (const auto& [k, _] : req.items())
     if (!known_keys().count(k))
-      throw UsageError(
-          "config: unknown key '" + k +
-          "' (suite, workloads, models, workers, repetitions, min_time, timeout, "
-          "params, scaling, checkpoint, switch_interval_us, pin, seed, interleave, plugins)");
+      throw UsageError("config: unknown key '" + k +
+                       "' (suite, workloads, models, workers, repetitions, min_time, timeout, "
+                       "params, scaling, checkpoint, switch_interval_us, pin, seed, interleave, "
+                       "plugins, workload_files)");
   const auto has = [&](const char* k) { return req.contains(k) && !req.at(k).is_null(); };
   // First: a plugin's workloads must exist before names are checked.
   if (has("plugins"))
     for (const std::string& path : list_of(req.at("plugins"), "--plugin")) load_plugin(path);
 
+  // Profiles are registered before the suite is built or `workloads` resolved, so both may name
+  // them. A path is never split at commas: a file name may hold one.
+  std::vector<std::string> profiles;
+  if (has("workload_files")) {
+    const json& v = req.at("workload_files");
+    std::vector<std::string> paths;
+    if (v.is_string()) {
+      paths.push_back(v.get<std::string>());
+    } else if (v.is_array() && !v.empty()) {
+      for (const json& e : v) {
+        if (!e.is_string()) throw UsageError("--workload-file: expected a path (a string)");
+        paths.push_back(e.get<std::string>());
+      }
+    } else {
+      throw UsageError("--workload-file: expected a path or a list of paths");
+    }
+    for (const std::string& path : paths) {
+      if (path.empty()) throw UsageError("--workload-file: empty path");
+      std::string name(load_profile_file(path).name());
+      if (std::find(profiles.begin(), profiles.end(), name) == profiles.end())
+        profiles.push_back(std::move(name));
+    }
+  }
+
   RunConfig cfg = suite_config(has("suite") ? scalar_text(req.at("suite"), "--suite") : "quick");
-  if (has("workloads")) cfg.workloads = list_of(req.at("workloads"), "--workloads");
+  if (has("workloads")) {
+    cfg.workloads = list_of(req.at("workloads"), "--workloads");
+  } else if (!profiles.empty()) {
+    // Given only files, the user wants their workloads, not the suite's; each still repeats to
+    // the suite's min-time, as a suite's workloads do.
+    cfg.workloads = profiles;
+  }
   if (has("models")) cfg.models = list_of(req.at("models"), "--models");
   if (has("workers")) {
     cfg.workers.clear();

@@ -82,12 +82,16 @@ class Sha256 final : public Workload {
     s.arg = static_cast<uint64_t>(p.get_int("buffer_bytes"));
     // Predicting means hashing: done once here, outside any timed region.
     return one_step_tasks(p, seed, s, [&](const Task& t) {
-      return chain(step_seed(t.seed, 0), s.units, s.arg, [](auto&& f) { f(); });
+      return predict_sha256(step_seed(t.seed, 0), s.units, s.arg);
     });
   }
 };
 
 }  // namespace
+
+uint64_t predict_sha256(uint64_t seed, uint64_t units, uint64_t buffer_bytes) {
+  return chain(seed, units, buffer_bytes, [](auto&& f) { f(); });
+}
 
 uint64_t sha256_kernel(ExecContext& ctx, const KernelArgs& a) {
   const bool release = a.arg >= kGilMinSize;

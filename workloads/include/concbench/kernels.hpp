@@ -70,6 +70,9 @@ inline constexpr uint64_t lcg_step(uint64_t x) {
   return x * 6364136223846793005ULL + 1442695040888963407ULL;
 }
 uint64_t lcg_advance(uint64_t x, uint64_t steps);
+// What cpu.sha256's kernel returns for (seed, units, buffer_bytes), found by hashing the same
+// chain outside any model: its prediction, which costs as much CPU as the kernel.
+uint64_t predict_sha256(uint64_t seed, uint64_t units, uint64_t buffer_bytes);
 // What spin_until_stop returns when the units it did check out against spin_state_after.
 inline constexpr uint64_t kSpinOkToken = 0x5350494e2d4f4b21ULL;
 
