@@ -44,6 +44,9 @@ def _parser():
     r.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     r.add_argument("--interleave", action="store_true",
                    help="run repetition r of every cell before repetition r+1 of any")
+    r.add_argument("--workload-file", dest="workload_files", action="append", default=[],
+                   metavar="FILE.json", help="a workload described as data (repeatable); "
+                   "without --workloads the run is exactly these")
     b = sub.add_parser("bench", help="your Python function under every cpython.* model")
     b.add_argument("function", metavar="MODULE:FUNCTION",
                    help="the function to run, fn(x) for each input x")
@@ -91,6 +94,8 @@ def _request(args):
         req["params"] = args.param
     if args.interleave:
         req["interleave"] = True
+    if args.workload_files:
+        req["workload_files"] = args.workload_files
     if "models" not in req:
         req["models"] = _models.names()
     return req
