@@ -62,3 +62,20 @@ def test_a_missing_file_is_one_line_and_exit_2(tmp_path):
     r = _run("--results", results)
     assert r.returncode == 2 and "dispatch.json" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_stored_verdicts_are_what_verdict_says_of_their_reports():
+    # results/own/*.verdict.json are what README's "Your own workload" prints; they must be what
+    # the verdict says of their reports today (regenerate_results.sh own redoes both).
+    import concbench
+    own = os.path.join(ROOT, "results", "own")
+    names = sorted(f[:-len(".verdict.json")] for f in os.listdir(own)
+                   if f.endswith(".verdict.json"))
+    assert names, "no verdicts under results/own"
+    for name in names:
+        with open(os.path.join(own, name + ".json")) as f:
+            report = json.load(f)
+        with open(os.path.join(own, name + ".verdict.json")) as f:
+            stored = json.load(f)
+        now = concbench.verdict(report, format="json")
+        assert [w["line"] for w in now["workloads"]] == [w["line"] for w in stored["workloads"]], name
