@@ -22,6 +22,7 @@
 #   cpython      the CPython version matrix                       results/cpython/
 #   own          "Your own workload": a Python function, a profile file, a plugin, with their
 #                verdicts                                         results/own/
+#   ownverdict   only the verdicts of the above, from the reports already there
 #   plots        results/plots/ redrawn from the above
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ fi
 for s in "${steps[@]}"; do
   case "$s" in
     micro | quick | backtoback | compare | smoke | payload | mixed | asyncio | multiprocessing | gil | \
-      full | cpython | own | plots) ;;
+      full | cpython | own | ownverdict | plots) ;;
     *)
       echo "regenerate_results: unknown step '$s' (see the header of this script)" >&2
       exit 2
@@ -165,6 +166,7 @@ for s in "${steps[@]}"; do
         results/own/plugin.json
       verdict_own
       ;;
+    ownverdict) verdict_own ;;
     plots) bash scripts/plot_results.sh ;;
   esac
 done
