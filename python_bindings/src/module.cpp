@@ -118,6 +118,18 @@ std::string list_json() {
   return out.dump();
 }
 
+// A report's text, parsed and checked against the schema; ReportError names the problem.
+json checked_report(const std::string& text) {
+  json r;
+  try {
+    r = json::parse(text);
+  } catch (const json::exception& e) {
+    throw ReportError(std::string("not valid JSON: ") + e.what());
+  }
+  validate_report(r);
+  return r;
+}
+
 json parse_request(const std::string& text) {
   try {
     return json::parse(text);
@@ -276,28 +288,14 @@ PYBIND11_MODULE(_concbench, m) {
   m.def(
       "verdict",
       [](const std::string& text, const std::string& format) {
-        json r;
-        try {
-          r = json::parse(text);
-        } catch (const json::exception& e) {
-          throw ReportError(std::string("not valid JSON: ") + e.what());
-        }
-        validate_report(r);
+        const json r = checked_report(text);
         const VerdictFormat f = format == "md"     ? VerdictFormat::markdown
                                 : format == "text" ? VerdictFormat::text
                                                    : VerdictFormat::json;
         return format_verdict(verdict(r), f);
       },
       py::arg("report"), py::arg("format") = "json");
-  m.def("validate_report", [](const std::string& text) {
-    json r;
-    try {
-      r = json::parse(text);
-    } catch (const json::exception& e) {
-      throw ReportError(std::string("not valid JSON: ") + e.what());
-    }
-    validate_report(r);
-  });
+  m.def("validate_report", [](const std::string& text) { checked_report(text); });
   m.def("check_writable", &check_writable, py::arg("path"), py::arg("overwrite") = false);
   m.def("write_report", [](const std::string& path, const std::string& report) {
     write_report_atomic(path, json::parse(report));
