@@ -77,6 +77,8 @@ def _parser():
                    help="PCT: exit 1 on a significant slowdown beyond PCT or a newly failing cell")
     c.add_argument("--format", choices=("text", "md", "json"), default="text")
     c.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    c.add_argument("--min-effect", dest="min_effect", type=float,
+                   help="PCT: a conclusion's interval must lie beyond 1 + PCT/100 (default 10)")
     v = sub.add_parser("verdict", help="which model wins each workload, by how much, and why")
     v.add_argument("report", help="REPORT.json")
     v.add_argument("--format", choices=("text", "md", "json"), default="text")
@@ -216,12 +218,15 @@ def main(argv=None):
         if args.fail_on_regression is not None and args.fail_on_regression < 0:
             sys.stderr.write("concbench: --fail-on-regression: must be >= 0\n")
             return 2
+        if args.min_effect is not None and not 0 <= args.min_effect <= 1000:
+            sys.stderr.write("concbench: --min-effect: must be in [0, 1000]\n")
+            return 2
         if not 0 < args.alpha <= 0.5:
             sys.stderr.write("concbench: --alpha: must be in (0, 0.5]\n")
             return 2
         try:
             text, code = concbench._compare(args.reports, args.normalize, args.fail_on_regression,
-                                            args.alpha, args.format)
+                                            args.alpha, args.format, args.min_effect)
         except concbench.ReportError as e:
             sys.stderr.write("concbench: compare: %s\n" % str(e).replace("\n", " "))
             return 2

@@ -258,8 +258,10 @@ PYBIND11_MODULE(_concbench, m) {
   m.def(
       "compare",
       [](const std::vector<std::pair<std::string, std::string>>& reports, bool normalize,
-         std::optional<double> fail_on_regression, double alpha, const std::string& format) {
+         std::optional<double> fail_on_regression, double alpha, const std::string& format,
+         std::optional<double> min_effect) {
         CompareOptions opt;
+        if (min_effect) opt.min_effect_pct = *min_effect;
         opt.normalize = normalize;
         opt.fail_on_regression_pct = fail_on_regression;
         opt.alpha = alpha;
@@ -283,7 +285,7 @@ PYBIND11_MODULE(_concbench, m) {
         return std::make_pair(format_comparison(cmp, f), comparison_exit_code(cmp));
       },
       py::arg("reports"), py::arg("normalize") = false, py::arg("fail_on_regression") = py::none(),
-      py::arg("alpha") = 0.05, py::arg("format") = "json");
+      py::arg("alpha") = 0.05, py::arg("format") = "json", py::arg("min_effect") = py::none());
   // verdict(report JSON text, "text" | "md" | "json") -> text; ReportError for a bad report.
   m.def(
       "verdict",

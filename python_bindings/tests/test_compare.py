@@ -113,3 +113,10 @@ def test_conclusions_carry_an_interval_and_a_verdict(report):
             low, high = r["ci"]
             assert low <= r["ratio"] <= high
             assert r["relation"] in ("beats", "loses to", "within noise")
+
+
+def test_min_effect_reaches_the_conclusions(report):
+    assert concbench.compare(report, report)["options"]["min_effect_pct"] == 10
+    assert concbench.compare(report, report, min_effect=25)["options"]["min_effect_pct"] == 25
+    with pytest.raises(concbench.UsageError, match="min_effect"):
+        concbench.compare(report, report, min_effect=-1)
