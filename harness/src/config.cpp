@@ -16,8 +16,8 @@ using nlohmann::json;
 
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
-      "suite",   "workloads",  "models",  "workers",    "repetitions",        "min_time",
-      "timeout", "params",     "scaling", "checkpoint", "switch_interval_us", "pin",
+      "suite",   "workloads",  "models",  "workers",       "repetitions",        "min_time",
+      "timeout", "params",     "scaling", "checkpoint",    "switch_interval_us", "pin",
       "seed",    "interleave", "plugins", "workload_files"};
   return k;
 }

@@ -225,10 +225,9 @@ std::vector<CellSpec> expand_matrix(const RunConfig& cfg) {
           for (const auto& [k, v] : wpoint) same_workload_point &= point.at(k) == v;
           if (!same_workload_point) continue;
           const auto sweep = sweep_of(cfg, point);
-          const int fixed =
-              wl ? wl->required_workers(
-                       Params::resolve(wl->params(), given_params(cfg, w, info, point), w))
-                 : 0;
+          const int fixed = wl ? wl->required_workers(Params::resolve(
+                                     wl->params(), given_params(cfg, w, info, point), w))
+                               : 0;
           if (info && info->single_worker) {
             cells.push_back({w, m, 1, sweep});
           } else if (fixed > 0) {

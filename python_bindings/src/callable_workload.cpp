@@ -37,9 +37,8 @@ class CallableWorkload final : public Workload {
   nlohmann::json metrics(const Params&, uint64_t tasks_run, uint64_t wall_ns,
                          const Observations&) const override {
     return {{"inputs", inputs_},
-            {"calls_per_s", wall_ns ? static_cast<double>(tasks_run) * 1e9 /
-                                          static_cast<double>(wall_ns)
-                                    : 0.0}};
+            {"calls_per_s",
+             wall_ns ? static_cast<double>(tasks_run) * 1e9 / static_cast<double>(wall_ns) : 0.0}};
   }
 
  protected:

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "callable_workload.hpp"
 #include "concbench/checksum.hpp"
 #include "concbench/compare.hpp"
 #include "concbench/config.hpp"
@@ -29,7 +30,6 @@
 #include "concbench/runner.hpp"
 #include "concbench/verdict.hpp"
 #include "concbench/workload.hpp"
-#include "callable_workload.hpp"
 #include "py_model.hpp"
 
 namespace py = pybind11;

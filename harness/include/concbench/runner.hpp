@@ -88,7 +88,7 @@ struct CellResult {
   // only they are compared with one another (speedup, verdict).
   std::map<std::string, std::string> workload_params;
   std::string workload_origin = "builtin";  // Workload::origin()
-  std::string status = "ok";                  // ok | failed | timed_out | error
+  std::string status = "ok";                // ok | failed | timed_out | error
   std::string error;
   uint64_t setup_ns = 0;
   uint64_t teardown_ns = 0;

@@ -31,8 +31,9 @@
 //   {"file_read": {"bytes": B}}                   a read of B bytes of a scratch file
 //   {"use": "NAME", "times": K}                   fragment NAME's steps, K times (default 1)
 // Ranges: us in [0, 60e6] (fractions allowed); bytes in [1, 64 MiB], round_trips in [1, 1e6]
-// (integers); times in [1, 1e4] (a plain integer); a task expands to at most 1e5 steps. A fragment may use other
-// fragments but not itself, directly or through others; an unused fragment is still checked.
+// (integers); times in [1, 1e4] (a plain integer); a task expands to at most 1e5 steps. A fragment
+// may use other fragments but not itself, directly or through others; an unused fragment is still
+// checked.
 //
 // Every V, N, B may be a number or a distribution, drawn afresh for each task and each place it
 // occurs (a fragment used three times draws three times):
