@@ -714,6 +714,8 @@ BatchResult ProcessPool::run(const Batch& batch) {
   const uint64_t p_dec = scaled(dec_ns, dec_samples, decoded);
   const uint64_t lat_total = scaled(lat_sum, dec_samples, decoded);
   const uint64_t overhead = p_enc + p_dec + w_dec_ns + w_exec_ns + w_enc_ns;
+  for (const Worker& wk : workers_)
+    if (wk.pid > 0) result.worker_pids.push_back(static_cast<int>(wk.pid));
   result.model_metrics = {
       {"start", spawn_ ? "spawn" : "fork"},
       {"codec", codec_name(codec_)},

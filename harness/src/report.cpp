@@ -63,6 +63,7 @@ json repetition_to_json(const RepetitionResult& r) {
           {"counters", counters_to_json(r.counters)},
           {"metrics", r.metrics},
           {"model_metrics", r.model_metrics},
+          {"memory", r.memory},
           {"verified", r.verified},
           {"failed_tasks", r.failed_tasks},
           {"wrong_checksums", r.wrong_checksums},
@@ -157,6 +158,7 @@ json cell_to_json(const CellResult& c) {
           {"tasks_per_round", c.tasks_per_round},
           {"calibration_trials", c.calibration_trials},
           {"short_repetitions_retaken", c.short_repetitions_retaken},
+          {"memory", c.memory},
           {"repetitions", reps},
           {"summary", summary_json(c)}};
 }

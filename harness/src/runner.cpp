@@ -14,6 +14,7 @@
 
 #include "concbench/checksum.hpp"
 #include "concbench/clock.hpp"
+#include "concbench/memory.hpp"
 #include "concbench/model.hpp"
 #include "concbench/workload.hpp"
 
@@ -24,6 +25,7 @@ namespace {
 // 64 M items keep a batch's result slots under 600 MB.
 constexpr uint64_t kMaxItemsPerBatch = 64'000'000;
 constexpr size_t kFailureSamples = 5;
+constexpr int kThreadSampleMs = 50;
 
 // A workload's parameters for a cell: the suite's, then the model's own defaults for that
 // workload, then the user's --param (last wins).
@@ -251,6 +253,17 @@ struct CellState {
   std::condition_variable cv;
   bool finished = false;
   bool cancelled = false;
+  // OS threads of this process, sampled by the watchdog while the cell runs and by the cell
+  // thread after setup and after each repetition (persistent pools are seen even in a cell
+  // shorter than the watchdog's period).
+  int threads_max = 0, threads_min = 0, thread_samples = 0;
+  void sample_threads() {  // with mu held
+    if (const auto n = os_thread_count()) {
+      threads_max = thread_samples ? std::max(threads_max, *n) : *n;
+      threads_min = thread_samples ? std::min(threads_min, *n) : *n;
+      ++thread_samples;
+    }
+  }
   std::unique_ptr<Model> model;  // set under mu once created
   CellResult result;             // written by the cell thread under mu
 };
@@ -315,6 +328,34 @@ TaskFacts task_facts(const TaskSet& ts) {
     f.any_sleep = f.any_sleep || s > 0;
   }
   return f;
+}
+
+// The worker processes' memory, summed: what their address spaces cost (USS alone, PSS with
+// their share of what they share, peak RSS each, summed: an upper bound on the peak of the sum).
+nlohmann::json workers_memory(const std::vector<int>& pids) {
+  uint64_t uss = 0, pss = 0, peak = 0;
+  std::string unavailable;
+  bool all = true;
+  for (const int pid : pids) {
+    const ProcessMemory m = process_memory(pid);
+    if (!m.uss_bytes || !m.pss_bytes || !m.peak_rss_bytes) {
+      all = false;
+      if (unavailable.empty()) unavailable = m.unavailable;
+      continue;
+    }
+    uss += *m.uss_bytes;
+    pss += *m.pss_bytes;
+    peak += *m.peak_rss_bytes;
+  }
+  const auto or_null = [&](uint64_t v) {
+    return all ? nlohmann::json(v) : nlohmann::json(nullptr);
+  };
+  return {
+      {"workers", pids.size()},
+      {"uss_bytes", or_null(uss)},
+      {"pss_bytes", or_null(pss)},
+      {"peak_rss_bytes", or_null(peak)},
+      {"unavailable", unavailable.empty() ? nlohmann::json(nullptr) : nlohmann::json(unavailable)}};
 }
 
 RepetitionResult measure_repetition(Model& model, Batch& batch, const TaskSet& ts,
@@ -400,6 +441,7 @@ RepetitionResult measure_repetition(Model& model, Batch& batch, const TaskSet& t
         sample_cost_ns() * static_cast<double>(samples.size()) / static_cast<double>(r.tasks);
   r.latency = latency_summary(std::move(samples));
   r.counters = b.counters;
+  if (!b.worker_pids.empty()) r.memory = workers_memory(b.worker_pids);
   r.metrics = workload.metrics(wparams, r.tasks, r.wall_ns, b.observations);
   r.model_metrics = std::move(b.model_metrics);
   return r;
@@ -468,10 +510,16 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   auto measure = [&] {
     return measure_repetition(*m, batch, ts, facts, workload, wparams, info, spec.workers);
   };
+  // The cell's peak RSS starts here (the tasks and the model's setup are the cell's).
+  const bool peak_reset = reset_peak_rss();
   phase("setup");
   uint64_t t0 = monotonic_ns();
   m->setup(mc);
   const uint64_t setup_ns = monotonic_ns() - t0;
+  {
+    std::lock_guard lock(st->mu);
+    st->sample_threads();
+  }
 
   phase("warm-up");
   const RepetitionResult warm = measure();
@@ -531,6 +579,29 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
     st->result.rounds = batch.rounds;
     st->result.short_repetitions_retaken = retakes;
     st->result.repetitions.push_back(std::move(r));
+    st->sample_threads();
+  }
+  {
+    const ProcessMemory self = process_memory(0);
+    uint64_t workers_peak = 0;
+    bool have_workers = false;
+    for (const auto& rep : st->result.repetitions)
+      if (rep.memory.is_object() && rep.memory["peak_rss_bytes"].is_number()) {
+        workers_peak = std::max(workers_peak, rep.memory["peak_rss_bytes"].get<uint64_t>());
+        have_workers = true;
+      }
+    nlohmann::json mem = {
+        {"peak_rss_bytes", self.peak_rss_bytes ? nlohmann::json(*self.peak_rss_bytes + workers_peak)
+                                               : nlohmann::json(nullptr)},
+        {"process_peak_rss_bytes",
+         self.peak_rss_bytes ? nlohmann::json(*self.peak_rss_bytes) : nlohmann::json(nullptr)},
+        {"workers_peak_rss_bytes",
+         have_workers ? nlohmann::json(workers_peak) : nlohmann::json(nullptr)},
+        // Where the kernel refuses the reset, this process's peak is its lifetime's.
+        {"process_peak_since", peak_reset ? "cell start" : "process start"}};
+    if (!self.unavailable.empty()) mem["unavailable"] = self.unavailable;
+    std::lock_guard lock(st->mu);
+    st->result.memory = std::move(mem);
   }
   phase("teardown");
   t0 = monotonic_ns();
@@ -568,7 +639,21 @@ CellResult run_cell_impl(const CellSpec& spec, const RunConfig& cfg,
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(cfg.timeout_s));
-  if (!st->cv.wait_until(lock, deadline, [&] { return st->finished; })) {
+  // The watchdog wakes every kThreadSampleMs to count this process's threads (one read of
+  // /proc/self/status, a few microseconds): threads a model starts per batch are seen too.
+  constexpr auto kThreadSample = std::chrono::milliseconds(kThreadSampleMs);
+  while (!st->finished && std::chrono::steady_clock::now() < deadline) {
+    st->cv.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() + kThreadSample),
+                      [&] { return st->finished; });
+    if (!st->finished) st->sample_threads();
+  }
+  const auto record_threads = [&](CellResult& r) {
+    r.memory["os_threads"] = {{"max", st->threads_max},
+                              {"min", st->threads_min},
+                              {"samples", st->thread_samples},
+                              {"every_ms", kThreadSampleMs}};
+  };
+  if (!st->finished) {
     st->cancelled = true;
     if (st->model) st->model->cancel();
     // Cooperative cancellation reaches a running task at its next checkpoint or IO wait slice;
@@ -576,6 +661,7 @@ CellResult run_cell_impl(const CellSpec& spec, const RunConfig& cfg,
     const auto grace = std::chrono::duration<double>(std::clamp(cfg.timeout_s, 2.0, 10.0));
     const bool stopped = st->cv.wait_for(lock, grace, [&] { return st->finished; });
     CellResult r = st->result;
+    record_threads(r);
     r.status = "timed_out";
     r.error = "cell exceeded --timeout " + std::to_string(cfg.timeout_s) + " s" +
               (stopped ? "" : "; its workers did not stop and were abandoned");
@@ -588,6 +674,7 @@ CellResult run_cell_impl(const CellSpec& spec, const RunConfig& cfg,
     return r;
   }
   CellResult r = st->result;
+  record_threads(r);
   lock.unlock();
   worker.join();
   return r;

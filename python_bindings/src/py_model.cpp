@@ -119,6 +119,13 @@ class PyModel final : public Model {
       out.failures.push_back({f.first, f.second});
     const auto metrics = r[4].cast<std::string>();
     if (!metrics.empty()) out.model_metrics = nlohmann::json::parse(metrics);
+    // A process-based model names its workers: the runner reads their memory after the batch.
+    if (auto it = out.model_metrics.find("worker_pids"); it != out.model_metrics.end()) {
+      if (it->is_array())
+        for (const auto& pid : *it)
+          if (pid.is_number_integer()) out.worker_pids.push_back(pid.get<int>());
+      out.model_metrics.erase(it);
+    }
     out.observations.shared_counter = r[5].cast<uint64_t>();
     out.observations.rtt_ns = r[6].cast<std::vector<uint64_t>>();
     out.observations.companions_started = r[7].cast<uint64_t>();

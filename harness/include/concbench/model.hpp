@@ -87,6 +87,9 @@ struct BatchResult {
   // same region: getrusage(RUSAGE_SELF) never sees live children.
   uint64_t child_cpu_user_ns = 0, child_cpu_sys_ns = 0;
   bool has_child_cpu = false;
+  // The other processes that ran this batch's tasks, alive when run() returns: the runner reads
+  // their memory (USS, PSS, peak RSS) then, outside the timed region.
+  std::vector<int> worker_pids;
 
   // Opens and closes `span`; call begin() right before handing out the first item and end()
   // right after the last result is in hand (both read the clock and getrusage once).

@@ -72,6 +72,9 @@ struct RepetitionResult {
   CounterValues counters;
   nlohmann::json metrics = nlohmann::json::object();
   nlohmann::json model_metrics = nlohmann::json::object();
+  // The worker processes' memory at the end of the batch (process-based models): their number
+  // and the sums of their USS, PSS and peak RSS; null where the model runs in this process.
+  nlohmann::json memory = nullptr;
   bool verified = false;
   uint64_t failed_tasks = 0;                 // threw or crashed
   uint64_t wrong_checksums = 0;              // completed with a result that does not verify
@@ -97,6 +100,10 @@ struct CellResult {
   uint64_t tasks_per_round = 0;
   int calibration_trials = 0;         // batches run to find `rounds`, the warm-up not counted
   int short_repetitions_retaken = 0;  // came in under --min-time: rounds raised, measured again
+  // Peak RSS of this process over the cell (setup to the last repetition) plus the largest of
+  // the worker processes' summed peaks, and the OS threads this process had while the cell ran
+  // (sampled by the runner's watchdog), so an address space and a thread are numbers per cell.
+  nlohmann::json memory = nlohmann::json::object();
   std::vector<RepetitionResult> repetitions;
 };
 

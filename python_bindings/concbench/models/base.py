@@ -9,7 +9,9 @@ run() returns (checksums, done, latency_ns, failures, model_metrics_json, shared
 companions, span, spins): per-item checksums and done flags, latencies of the items sampled one in
 `stride`, (item, reason) pairs for failures, what the batch observed
 (workloads.BatchState.observations), and the model's own timed region (begin_work to end_work) as
-(wall_ns, cpu_user_ns, cpu_sys_ns), or None; spins holds (seed, units, state) per spinner. Checksums are verified by the runner against the
+(wall_ns, cpu_user_ns, cpu_sys_ns[, child_user_ns, child_sys_ns]), or None; spins holds (seed,
+units, state) per spinner. A process-based model lists its live workers' pids under
+model_metrics["worker_pids"]; the bridge takes them out, and the runner reads their memory. Checksums are verified by the runner against the
 workload's predictions, which the model never sees.
 """
 

@@ -174,7 +174,9 @@ class ProcessPool(PyModel):
             if res.sampled(k):
                 res.latency_ns.append(max(0, finished[k] - submitted[k]))
         metrics = {"start_method": self.method, "processes": self.workers,
-                   "pool_restarts": self.restarts}
+                   "pool_restarts": self.restarts,
+                   # Taken by the bridge: the runner reads these processes' USS and PSS.
+                   "worker_pids": sorted(getattr(self.pool, "_processes", None) or ())}
         return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
 
     def teardown(self):
