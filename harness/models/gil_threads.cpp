@@ -11,50 +11,14 @@
 
 #include "concbench/gil.hpp"
 #include "concbench/io_env.hpp"
-#include "concbench/stats.hpp"
+#include "gil_hooks.hpp"
 #include "worker_loop.hpp"
 
 namespace concbench {
 namespace {
 
-class GilHooks final : public ExecHooks {
- public:
-  explicit GilHooks(Gil& gil) : gil_(gil) {}
-  void on_break(ExecContext& ctx) override {
-    ctx.throw_if_cancelled();
-    gil_.yield_if_requested(thread_of(ctx));
-  }
-  void release(ExecContext& ctx) override { gil_.drop(thread_of(ctx)); }
-  void reacquire(ExecContext& ctx) override { gil_.take(thread_of(ctx)); }
-
- private:
-  static GilThread& thread_of(ExecContext& ctx) {
-    return *static_cast<GilThread*>(ctx.model_data());
-  }
-  Gil& gil_;
-};
-
-nlohmann::json gil_metrics(const std::vector<GilThread>& threads) {
-  uint64_t acq = 0, sw = 0, req = 0, forced = 0, hold = 0, wait_total = 0;
-  std::vector<uint64_t> waits;
-  for (const GilThread& t : threads) {
-    acq += t.acquisitions;
-    sw += t.switches;
-    req += t.drop_requests;
-    forced += t.forced_switches;
-    hold += t.hold_ns;
-    for (uint64_t w : t.wait_ns) wait_total += w;
-    waits.insert(waits.end(), t.wait_ns.begin(), t.wait_ns.end());
-  }
-  const LatencySummary ws = latency_summary(std::move(waits));
-  return {
-      {"gil_acquisitions", acq},
-      {"gil_switches", sw},
-      {"gil_drop_requests", req},
-      {"gil_forced_switches", forced},
-      {"gil_wait_ns", {{"total", wait_total}, {"p50", ws.p50}, {"p99", ws.p99}, {"max", ws.max}}},
-      {"gil_hold_ns", hold}};
-}
+using detail::gil_metrics;
+using detail::GilHooks;
 
 class GilThreads final : public Model {
  public:

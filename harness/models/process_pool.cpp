@@ -19,6 +19,8 @@
 //
 // Invariant: a worker answers its requests in order (it runs them one at a time), so the head of
 // `outstanding` is the task it is running and responses are matched to requests FIFO.
+#include "process_pool.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -143,12 +145,20 @@ struct Worker {
 
 class ProcessPool final : public Model {
  public:
+  // threaded: process_threads (each worker runs threads_per_process threads behind its own GIL).
+  explicit ProcessPool(bool threaded = false) : threaded_(threaded) {}
   void setup(const ModelConfig& cfg) override {
     Model::setup(cfg);
+    if (threaded_) {
+      threads_ = static_cast<int>(cfg.params.get_int("threads_per_process"));
+      switch_interval_us_ = static_cast<int>(cfg.params.get_int("switch_interval_us"));
+    }
     spawn_ = cfg.params.get("start") == "spawn";
     codec_ = parse_codec(cfg.params.get("codec"));
     shm_ = cfg.params.get("transport") == "shm";
     inflight_ = static_cast<size_t>(cfg.params.get_int("inflight"));
+    // A threaded worker needs a task per thread in hand to keep every thread busy.
+    inflight_ = std::max(inflight_, static_cast<size_t>(threads_));
     task_timeout_ns_ = static_cast<uint64_t>(cfg.params.get_int("task_timeout_ms")) * 1'000'000ULL;
     injection_ = parse_injection(cfg.params.get("inject"));
     workers_.resize(static_cast<size_t>(cfg.workers));
@@ -172,6 +182,7 @@ class ProcessPool final : public Model {
   void ensure_shm(Worker& wk, size_t bytes);
   struct Flush {
     bool ok = false;
+    nlohmann::json report;  // a threaded worker's (process_worker.hpp)
     CounterValues counters;
     CpuTimes cpu;
     bool has_cpu = false;
@@ -179,6 +190,9 @@ class ProcessPool final : public Model {
   Flush flush_worker(size_t w);
   ThreadCounters& parent_counters();
 
+  bool threaded_ = false;
+  int threads_ = 0;  // 0: process_pool's single-threaded worker
+  int switch_interval_us_ = 5000;
   bool spawn_ = false;
   Codec codec_ = Codec::raw;
   bool shm_ = false;
@@ -234,8 +248,14 @@ uint64_t ProcessPool::start_worker(size_t w) {
     posix_spawn_file_actions_addclosefrom_np(&fa, wk.shm_fd >= 0 ? kWorkerShmFd + 1 : kWorkerShmFd);
     const std::string exe = worker_executable();
     const std::string codec = codec_name(codec_);
-    char* argv[] = {const_cast<char*>(exe.c_str()), const_cast<char*>("__worker"),
-                    const_cast<char*>(codec.c_str()), nullptr};
+    const std::string threads = std::to_string(threads_);
+    const std::string interval = std::to_string(switch_interval_us_);
+    char* argv[] = {const_cast<char*>(exe.c_str()),
+                    const_cast<char*>("__worker"),
+                    const_cast<char*>(codec.c_str()),
+                    threads_ > 0 ? const_cast<char*>(threads.c_str()) : nullptr,
+                    const_cast<char*>(interval.c_str()),
+                    nullptr};
     const int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) pid = -1, errno = rc;
@@ -246,7 +266,8 @@ uint64_t ProcessPool::start_worker(size_t w) {
       if (dup2(sock_hi, kWorkerSocketFd) < 0) _exit(120);
       if (shm_hi >= 0 && dup2(shm_hi, kWorkerShmFd) < 0) _exit(121);
       syscall(SYS_close_range, shm_hi >= 0 ? kWorkerShmFd + 1 : kWorkerShmFd, ~0U, 0);
-      _exit(run_process_worker(kWorkerSocketFd, shm_hi >= 0 ? kWorkerShmFd : -1, codec_));
+      _exit(run_process_worker(kWorkerSocketFd, shm_hi >= 0 ? kWorkerShmFd : -1, codec_, threads_,
+                               switch_interval_us_));
     }
   }
   const int start_errno = errno;
@@ -394,6 +415,10 @@ ProcessPool::Flush ProcessPool::flush_worker(size_t w) {
         f.counters = resp.counters;
         f.has_cpu = resp.has_cpu;
         f.cpu = {resp.cpu_user_ns, resp.cpu_sys_ns};
+        if (threads_ > 0) {
+          f.report = nlohmann::json::parse(resp.error, nullptr, /*allow_exceptions=*/false);
+          if (f.report.is_discarded()) f.report = nullptr;
+        }
         return f;
       } catch (const WireError&) {
       }
@@ -676,9 +701,11 @@ BatchResult ProcessPool::run(const Batch& batch) {
   CounterValues total = parent.read().since(parent_before);
   // Cancelled: what is still outstanding is not done (the runner counts it as not run). The
   // workers keep running it; teardown ends them, and their counts and CPU time are lost.
+  nlohmann::json per_process = nlohmann::json::array();
   if (!cancelled_.load(std::memory_order_relaxed)) {
     for (size_t w = 0; w < workers_.size(); ++w) {
       const Flush f = flush_worker(w);
+      if (threads_ > 0) per_process.push_back(f.report);
       if (!f.ok) {
         worker_counts = CounterValues{};  // an undercount must not look like a total
         child_cpu_ok = false;
@@ -744,30 +771,69 @@ BatchResult ProcessPool::run(const Batch& batch) {
       {"worker_replacements", replacements},
       {"replacement_startup_ns", replace_ns},
   };
+  if (threads_ > 0) {
+    // Each process's threads since the previous batch (from the flush; null for a process that
+    // did not answer it). A worker replaced mid-batch reports only its replacement's threads.
+    uint64_t acq = 0, wait = 0, req = 0, forced = 0, sw = 0, hold = 0;
+    for (const auto& p : per_process) {
+      if (!p.is_object()) continue;
+      for (const auto& t : p["threads"]) {
+        acq += t.value("gil_acquisitions", uint64_t{0});
+        wait += t.value("gil_wait_ns", uint64_t{0});
+        req += t.value("gil_drop_requests", uint64_t{0});
+        forced += t.value("gil_forced_switches", uint64_t{0});
+        sw += t.value("gil_switches", uint64_t{0});
+        hold += t.value("gil_hold_ns", uint64_t{0});
+      }
+    }
+    result.model_metrics["threads_per_process"] = threads_;
+    result.model_metrics["threads"] = threads_ * static_cast<int>(workers_.size());
+    result.model_metrics["switch_interval_us"] = switch_interval_us_;
+    result.model_metrics["gil_acquisitions"] = acq;
+    result.model_metrics["gil_switches"] = sw;
+    result.model_metrics["gil_drop_requests"] = req;
+    result.model_metrics["gil_forced_switches"] = forced;
+    result.model_metrics["gil_wait_ns"] = {{"total", wait}};
+    result.model_metrics["gil_hold_ns"] = hold;
+    result.model_metrics["per_process"] = std::move(per_process);
+  }
   return result;
 }
 
 }  // namespace
 
+std::vector<ParamSpec> process_pool_params() {
+  return {
+      ParamSpec::choice("start", "fork, or spawn (a fresh exec of bench_runner)", "fork",
+                        {"fork", "spawn"}),
+      ParamSpec::choice("codec", "how tasks and results are encoded", "raw",
+                        {"json", "cbor", "msgpack", "raw"}),
+      ParamSpec::choice("transport", "pipe: payload through the socket; shm: shared memory", "pipe",
+                        {"pipe", "shm"}),
+      ParamSpec::integer("inflight", "tasks outstanding per worker (pipelining; 32 measured best)",
+                         32, 1, 4096),
+      ParamSpec::integer("task_timeout_ms", "a task running longer gets its worker killed", 60000,
+                         1, 86'400'000),
+      ParamSpec::text("inject", "none, or kill|segv|exit|hang|garble|truncate|corrupt:PROBABILITY",
+                      "none")};
+}
+
+std::unique_ptr<Model> make_process_pool(bool threaded) {
+  return std::make_unique<ProcessPool>(threaded);
+}
+
+void validate_process_pool(const Params& p) {
+  parse_injection(p.get("inject"));
+}
+
 ModelInfo process_pool_model_info() {
   ModelInfo info{
       "process_pool",
       "N worker processes; every task and result crosses the boundary, encoded and framed",
-      {ParamSpec::choice("start", "fork, or spawn (a fresh exec of bench_runner)", "fork",
-                         {"fork", "spawn"}),
-       ParamSpec::choice("codec", "how tasks and results are encoded", "raw",
-                         {"json", "cbor", "msgpack", "raw"}),
-       ParamSpec::choice("transport", "pipe: payload through the socket; shm: shared memory",
-                         "pipe", {"pipe", "shm"}),
-       ParamSpec::integer("inflight", "tasks outstanding per worker (pipelining; 32 measured best)",
-                          32, 1, 4096),
-       ParamSpec::integer("task_timeout_ms", "a task running longer gets its worker killed", 60000,
-                          1, 86'400'000),
-       ParamSpec::text("inject", "none, or kill|segv|exit|hang|garble|truncate|corrupt:PROBABILITY",
-                       "none")},
+      process_pool_params(),
       false,
-      [] { return std::make_unique<ProcessPool>(); },
-      [](const Params& p) { parse_injection(p.get("inject")); },
+      [] { return make_process_pool(false); },
+      validate_process_pool,
       /*separate_processes=*/true};
   info.latency_means =
       "round trip: from sending the task to its result back in the parent, encoding, the "

@@ -7,14 +7,20 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <utility>
@@ -26,6 +32,7 @@
 #include "concbench/kernels.hpp"
 #include "concbench/plugin.hpp"
 #include "concbench/process_settings.hpp"
+#include "gil_hooks.hpp"
 
 namespace concbench {
 namespace {
@@ -144,9 +151,263 @@ void misbehave(uint8_t fault, int fd, Codec codec) {
   _exit(3);  // kFaultExit, and anything unknown
 }
 
+// One request in a threaded worker, from its decoding to its response.
+struct Job {
+  TaskRequest req;
+  TaskResponse resp;
+  bool flush = false, done = false;
+};
+
+struct ThreadStats {
+  long tid = 0;
+  uint64_t tasks = 0;
+  GilThread gil;            // cleared of wait samples as they are summed
+  uint64_t wait_total = 0;  // summed wait_ns since the start
+};
+
+int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int interval_us) {
+  IoEnv io;
+  std::atomic<uint32_t> breaker{0};
+  Gil gil(breaker, std::chrono::microseconds(interval_us));
+  detail::GilHooks hooks(gil);
+  // Opened before the task threads start, so it counts them all.
+  InheritedCounters counters;
+  CounterValues last = counters.read();
+  CpuTimes last_cpu;
+  bool cpu_ok = read_cpu(last_cpu);
+  ShmView shm(shm_fd);
+  std::mutex mu;                    // guards everything below
+  std::condition_variable work_cv;  // a job to run, or stop
+  std::condition_variable done_cv;  // a job finished, or stop
+  std::deque<Job*> to_run;
+  std::deque<Job*> in_order;  // every request, in arrival order, until its response is written
+  std::vector<std::unique_ptr<Job>> pool;
+  std::vector<Job*> free_jobs;
+  bool stop = false;
+  std::vector<ThreadStats> stats(static_cast<size_t>(nthreads));
+  std::vector<ThreadStats> reported(static_cast<size_t>(nthreads));
+  {
+    std::vector<std::byte> out;
+    TaskResponse hello;
+    hello.item = kHelloItem;
+    hello.ok = true;
+    encode_response(codec, hello, out);
+    if (!write_all(fd, out.data(), out.size())) return 1;
+  }
+  io.begin_batch();
+  auto runner = [&](size_t i) {
+    ThreadStats& st = stats[i];
+    {
+      std::lock_guard l(mu);
+      st.tid = static_cast<long>(syscall(SYS_gettid));
+    }
+    ExecContext ctx(breaker, hooks, &io, static_cast<int>(i));
+    GilThread& gt = st.gil;
+    ctx.set_model_data(&gt);
+    for (;;) {
+      Job* j;
+      {
+        std::unique_lock l(mu);
+        work_cv.wait(l, [&] { return stop || !to_run.empty(); });
+        if (stop) return;
+        j = to_run.front();
+        to_run.pop_front();
+      }
+      if (j->req.fault != kFaultNone && j->req.fault != kFaultCorrupt &&
+          j->req.fault != kFaultGarble && j->req.fault != kFaultTruncate)
+        misbehave(j->req.fault, fd, codec);  // kill, segv, exit, hang: the whole process
+      const uint64_t t1 = monotonic_ns();
+      TaskResponse& resp = j->resp;
+      try {
+        std::span<const std::byte> payload;
+        if (j->req.payload.in_shm) {
+          payload = shm.at(j->req.payload.offset, j->req.payload.length);
+        } else {
+          payload = j->req.payload.bytes;
+        }
+        gil.take(gt);  // a Python thread runs the task with its process's GIL
+        resp.checksum =
+            execute_steps(j->req.seed, j->req.steps, payload, ctx, j->req.nonce).checksum;
+        gil.drop(gt, /*force_switch=*/false);
+        std::swap(resp.payload, j->req.payload);
+        if (j->req.fault == kFaultCorrupt) corrupt_echo(resp.payload, shm);
+        resp.ok = true;
+      } catch (const std::exception& e) {
+        if (gil.held_by(gt)) gil.drop(gt, false);
+        resp.ok = false;
+        resp.error = e.what();
+      }
+      resp.exec_ns = monotonic_ns() - t1;
+      {
+        std::lock_guard l(mu);
+        ++st.tasks;
+        for (uint64_t w : gt.wait_ns) st.wait_total += w;
+        gt.wait_ns.clear();
+        j->done = true;
+      }
+      done_cv.notify_all();
+    }
+  };
+  auto report = [&]() {
+    // Called with mu held: the threads' records since the previous report.
+    nlohmann::json threads = nlohmann::json::array();
+    for (size_t i = 0; i < stats.size(); ++i) {
+      const ThreadStats& a = stats[i];
+      ThreadStats& b = reported[i];
+      threads.push_back({{"tid", a.tid},
+                         {"tasks", a.tasks - b.tasks},
+                         {"gil_acquisitions", a.gil.acquisitions - b.gil.acquisitions},
+                         {"gil_switches", a.gil.switches - b.gil.switches},
+                         {"gil_drop_requests", a.gil.drop_requests - b.gil.drop_requests},
+                         {"gil_forced_switches", a.gil.forced_switches - b.gil.forced_switches},
+                         {"gil_hold_ns", a.gil.hold_ns - b.gil.hold_ns},
+                         {"gil_wait_ns", a.wait_total - b.wait_total}});
+      b.tid = a.tid;
+      b.tasks = a.tasks;
+      b.gil.acquisitions = a.gil.acquisitions;
+      b.gil.switches = a.gil.switches;
+      b.gil.drop_requests = a.gil.drop_requests;
+      b.gil.forced_switches = a.gil.forced_switches;
+      b.gil.hold_ns = a.gil.hold_ns;
+      b.wait_total = a.wait_total;
+    }
+    return nlohmann::json{{"pid", static_cast<long>(getpid())}, {"threads", std::move(threads)}}
+        .dump();
+  };
+  // The writer: each response in request order, once its task is done.
+  auto writer = [&]() {
+    std::vector<std::byte> out;
+    uint64_t last_read_ns = monotonic_ns();
+    uint64_t prev_encode_ns = 0;
+    for (;;) {
+      std::unique_lock l(mu);
+      done_cv.wait(l, [&] { return stop || (!in_order.empty() && in_order.front()->done); });
+      if (stop) return;
+      while (!in_order.empty() && in_order.front()->done) {
+        Job* j = in_order.front();
+        in_order.pop_front();
+        TaskResponse& resp = j->resp;
+        if (j->req.fault == kFaultGarble || j->req.fault == kFaultTruncate) {
+          if (!out.empty()) write_all(fd, out.data(), out.size());
+          out.clear();
+          misbehave(j->req.fault, fd, codec);  // garble returns; truncate exits
+          free_jobs.push_back(j);
+          continue;
+        }
+        const uint64_t t_end = monotonic_ns();
+        if (j->flush || t_end - last_read_ns >= kCounterPeriodNs) {
+          const CounterValues now = counters.read();
+          resp.counters = now.since(last);
+          last = now;
+          last_read_ns = t_end;
+          CpuTimes cpu;
+          const bool ok = read_cpu(cpu);
+          resp.has_cpu = ok && cpu_ok;
+          resp.cpu_user_ns = resp.has_cpu ? cpu.user_ns - last_cpu.user_ns : 0;
+          resp.cpu_sys_ns = resp.has_cpu ? cpu.sys_ns - last_cpu.sys_ns : 0;
+          if (ok) last_cpu = cpu;
+          cpu_ok = ok;
+        } else {
+          resp.counters = CounterValues::zero_all();
+          resp.has_cpu = true;
+          resp.cpu_user_ns = resp.cpu_sys_ns = 0;
+        }
+        if (j->flush) resp.error = report();
+        resp.encode_ns = prev_encode_ns;
+        const uint64_t t2 = monotonic_ns();
+        encode_response(codec, resp, out);
+        prev_encode_ns = monotonic_ns() - t2;
+        free_jobs.push_back(j);
+      }
+      l.unlock();
+      if (!out.empty()) {
+        if (!write_all(fd, out.data(), out.size())) _exit(1);
+        out.clear();
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < nthreads; ++i) threads.emplace_back(runner, static_cast<size_t>(i));
+  std::thread writer_thread(writer);
+  // This thread reads and decodes requests (outside the GIL: the connection's plumbing).
+  FrameReader in;
+  int rc = 0;
+  for (;;) {
+    std::span<std::byte> space = in.prepare(256 * 1024);
+    const ssize_t n = ::read(fd, space.data(), space.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // EOF: the parent closed us
+    in.commit(static_cast<size_t>(n));
+    std::span<const std::byte> body;
+    while (in.next(body)) {
+      Job* j;
+      {
+        std::lock_guard l(mu);
+        if (free_jobs.empty()) {
+          pool.push_back(std::make_unique<Job>());
+          free_jobs.push_back(pool.back().get());
+        }
+        j = free_jobs.back();
+        free_jobs.pop_back();
+      }
+      TaskResponse& resp = j->resp;
+      resp.item = 0;
+      resp.ok = false;
+      resp.checksum = 0;
+      resp.error.clear();
+      resp.payload.in_shm = false;
+      resp.payload.offset = resp.payload.length = 0;
+      resp.payload.bytes.clear();
+      resp.decode_ns = resp.exec_ns = 0;
+      j->done = j->flush = false;
+      const uint64_t t0 = monotonic_ns();
+      bool run = false;
+      try {
+        decode_request(codec, body, j->req);
+        resp.item = j->req.item;
+        j->flush = j->req.item == kFlushItem;
+        run = !j->flush;
+        if (j->flush) resp.ok = true;
+      } catch (const std::exception& e) {
+        resp.error = e.what();
+        j->req.fault = kFaultNone;
+      }
+      resp.decode_ns = monotonic_ns() - t0;
+      {
+        std::lock_guard l(mu);
+        in_order.push_back(j);
+        if (run) {
+          to_run.push_back(j);
+        } else {
+          j->done = true;
+        }
+      }
+      if (run) {
+        work_cv.notify_one();
+      } else {
+        done_cv.notify_all();
+      }
+    }
+  }
+  {
+    std::lock_guard l(mu);
+    stop = true;
+  }
+  breaker.fetch_or(kBreakCancel, std::memory_order_relaxed);
+  work_cv.notify_all();
+  done_cv.notify_all();
+  for (auto& t : threads) t.join();
+  writer_thread.join();
+  return rc;
+}
+
 }  // namespace
 
-int run_process_worker(int fd, int shm_fd, Codec codec) {
+int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_interval_us) {
+  if (threads > 0) {
+    apply_process_settings();
+    return run_threaded_worker(fd, shm_fd, codec, threads, switch_interval_us);
+  }
   // A forked worker inherits its parent's settings, but its parent may be any program (a test);
   // a spawned one has applied them in main already. Idempotent either way.
   apply_process_settings();
@@ -275,9 +536,15 @@ int process_worker_main(int argc, char** argv) {
     std::fprintf(stderr, "bench_runner __worker: %s\n", e.what());
     return 2;
   }
+  int threads = 0, interval_us = 5000;
+  if (argc >= 5) {
+    threads = std::atoi(argv[3]);
+    interval_us = std::atoi(argv[4]);
+    if (threads < 1 || interval_us < 1) return 2;
+  }
   struct stat st {};
   const int shm = fstat(kWorkerShmFd, &st) == 0 ? kWorkerShmFd : -1;
-  return run_process_worker(kWorkerSocketFd, shm, codec);
+  return run_process_worker(kWorkerSocketFd, shm, codec, threads, interval_us);
 }
 
 }  // namespace concbench

@@ -33,9 +33,18 @@ inline constexpr uint64_t kHelloItem = ~0ULL;
 // response; the parent flushes at the end of every batch, so the batch's totals are exact.
 inline constexpr uint64_t kFlushItem = ~0ULL - 1;
 inline constexpr uint64_t kCounterPeriodNs = 200'000;
-int run_process_worker(int fd, int shm_fd, Codec codec);
+//
+// `threads` > 0 (process_threads): the worker runs that many threads behind one emulated GIL of
+// its own (switch interval `switch_interval_us`), fed by a reader thread; responses still go out
+// in request order (a writer thread waits for each in turn), so the parent's FIFO matching holds.
+// Its flush response carries, in `error` (unused when ok), a JSON report of the threads since the
+// previous flush: {"pid", "threads": [{"tid", "tasks", "gil_acquisitions", "gil_wait_ns", ...}]}.
+// `threads` == 0 is process_pool's single-threaded loop.
+int run_process_worker(int fd, int shm_fd, Codec codec, int threads = 0,
+                       int switch_interval_us = 5000);
 
-// bench_runner's hidden worker mode: `argv[1] == "__worker"`, argv[2] the codec name.
+// bench_runner's hidden worker mode: `argv[1] == "__worker"`, argv[2] the codec name, and for a
+// threaded worker argv[3] the thread count and argv[4] the switch interval in microseconds.
 int process_worker_main(int argc, char** argv);
 
 }  // namespace concbench
