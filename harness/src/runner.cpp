@@ -146,6 +146,7 @@ RunConfig suite_config(const std::string& name) {
         {"cpu.stream", {{"tasks", "4"}, {"units", "2"}, {"buffer_bytes", "1048576"}}},
         {"cpu.false_sharing", {{"tasks", "4"}, {"units", "20000"}}},
         {"mixed.cpu_io", {{"tasks", "16"}, {"cpu_us", "50"}, {"io_us", "200"}}},
+        {"cpu.refcount", {{"tasks", "8"}, {"units", "20"}}},
     };
   } else if (name == "quick") {
     c.workers = {1, 2, 4};

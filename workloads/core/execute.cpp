@@ -20,6 +20,7 @@ uint64_t counter_race_kernel(ExecContext& ctx, const KernelArgs& a);
 uint64_t sha256_kernel(ExecContext& ctx, const KernelArgs& a);
 uint64_t stream_kernel(ExecContext& ctx, const KernelArgs& a);
 uint64_t false_sharing_kernel(ExecContext& ctx, const KernelArgs& a);
+uint64_t refcount_kernel(ExecContext& ctx, const KernelArgs& a);
 
 namespace {
 
@@ -38,6 +39,7 @@ constexpr KernelInfo kBuiltinKernels[] = {
     {"sha256", &sha256_kernel},
     {"stream", &stream_kernel},
     {"false_sharing", &false_sharing_kernel},
+    {"refcount", &refcount_kernel},
 };
 constexpr size_t kBuiltinCount = std::size(kBuiltinKernels);
 static_assert(kMaxKernels - 1 <= UINT16_MAX, "KernelId must index the whole table");

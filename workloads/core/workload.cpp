@@ -20,6 +20,7 @@ const Workload& latency_echo_under_load_workload();
 const Workload& cpu_stream_workload();
 const Workload& cpu_false_sharing_workload();
 const Workload& mixed_cpu_io_workload();
+const Workload& cpu_refcount_workload();
 
 nlohmann::json Workload::metrics(const Params&, uint64_t, uint64_t, const Observations&) const {
   return nlohmann::json::object();
@@ -84,7 +85,7 @@ struct Registry {
       &overhead_noop_workload(), &cpu_counter_race_workload(),
       &cpu_sha256_workload(),    &latency_echo_under_load_workload(),
       &cpu_stream_workload(),    &cpu_false_sharing_workload(),
-      &mixed_cpu_io_workload(),
+      &mixed_cpu_io_workload(),  &cpu_refcount_workload(),
   };
   // Owns what register_workload was given, replaced ones included (they may still be pointed at).
   std::vector<std::unique_ptr<Workload>> owned;
