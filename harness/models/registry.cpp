@@ -15,6 +15,7 @@ ModelInfo pinned_pool_model_info();
 ModelInfo process_pool_model_info();
 ModelInfo async_model_info();
 ModelInfo async_mt_model_info();
+ModelInfo fibers_model_info();
 
 namespace {
 
@@ -26,7 +27,7 @@ struct Registry {
   Registry() {
     for (auto f : {serial_model_info, free_threads_model_info, gil_threads_model_info,
                    thread_pool_model_info, pinned_pool_model_info, process_pool_model_info,
-                   async_model_info, async_mt_model_info})
+                   async_model_info, async_mt_model_info, fibers_model_info})
       models.push_back(f());
   }
 };
