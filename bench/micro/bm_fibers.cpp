@@ -64,8 +64,11 @@ struct Looper {
     void unhandled_exception() { std::terminate(); }
   };
   explicit Looper(std::coroutine_handle<promise_type> h) : h(h) {}
-  Looper(const Looper&) = delete;
-  ~Looper() { h.destroy(); }
+  Looper(Looper&& o) noexcept : h(std::exchange(o.h, {})) {}  // clang 14 wants it
+  Looper& operator=(Looper&&) = delete;
+  ~Looper() {
+    if (h) h.destroy();
+  }
   std::coroutine_handle<promise_type> h;
 };
 
