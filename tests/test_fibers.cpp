@@ -14,8 +14,39 @@
 #include "concbench/workload.hpp"
 #include "model_helpers.hpp"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CONCBENCH_FIBERS_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CONCBENCH_FIBERS_ASAN 1
+#endif
+#ifdef CONCBENCH_FIBERS_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace concbench {
 namespace {
+
+// Under ASan with detect_stack_use_after_return=1, locals live on ASan's per-thread fake stack,
+// which Boost.Context's default stack switch (fcontext: Debian's libboost-context is built
+// without the ucontext variant that BOOST_USE_ASAN annotates) does not know about: a fiber then
+// writes through a fake frame of another stack and crashes inside Boost, a false report about
+// the tool, not the model. With detect_stack_use_after_return=0 these tests run clean under
+// ASan+UBSan (scripts/sanitize.sh runs them so); with it on they are skipped.
+#ifdef CONCBENCH_FIBERS_ASAN
+#define SKIP_UNDER_ASAN_FAKE_STACKS()                                                       \
+  do {                                                                                      \
+    if (__asan_get_current_fake_stack() != nullptr)                                         \
+      GTEST_SKIP() << "ASan detect_stack_use_after_return=1: its fake stacks and "          \
+                      "Boost.Context's fcontext switch do not mix (see the comment above)"; \
+  } while (0)
+#else
+#define SKIP_UNDER_ASAN_FAKE_STACKS() \
+  do {                                \
+  } while (0)
+#endif
 
 using testing_helpers::expected_item;
 using testing_helpers::start;
@@ -44,6 +75,7 @@ std::map<std::string, std::string> small_params(const Workload& w) {
 class FibersWorkers : public ::testing::TestWithParam<int> {};
 
 TEST_P(FibersWorkers, EveryIoStepKindVerifies) {
+  SKIP_UNDER_ASAN_FAKE_STACKS();
   auto m = start("fibers", GetParam());
   for (const char* io : {"sleep", "pipe_echo", "tcp_echo", "file_read"}) {
     SCOPED_TRACE(io);
@@ -64,6 +96,7 @@ TEST_P(FibersWorkers, EveryIoStepKindVerifies) {
 }
 
 TEST_P(FibersWorkers, EveryWorkloadAsyncRunsVerifies) {
+  SKIP_UNDER_ASAN_FAKE_STACKS();
   const ModelInfo& async = *find_model("async");
   const ModelInfo& fibers = *find_model("fibers");
   auto m = start("fibers", GetParam());
@@ -89,6 +122,7 @@ TEST_P(FibersWorkers, EveryWorkloadAsyncRunsVerifies) {
 INSTANTIATE_TEST_SUITE_P(Workers, FibersWorkers, ::testing::Values(1, 2));
 
 TEST(Fibers, AFiberSwitchesOnlyAtIo) {
+  SKIP_UNDER_ASAN_FAKE_STACKS();
   auto m = start("fibers", 1);
   {
     // No IO: each task's fiber is resumed once to start and runs to its end.
@@ -113,6 +147,7 @@ TEST(Fibers, AFiberSwitchesOnlyAtIo) {
 }
 
 TEST(Fibers, SleepsOverlapOnOneWorker) {
+  SKIP_UNDER_ASAN_FAKE_STACKS();
   auto m = start("fibers", 1);
   // 32 sleeps of 20 ms: 640 ms one after another. Sleeping needs no CPU, so even a busy machine
   // finishes them together in a fraction of that.
@@ -129,6 +164,7 @@ TEST(Fibers, SleepsOverlapOnOneWorker) {
 }
 
 TEST(Fibers, MaxInflightBoundsTheFibersInFlight) {
+  SKIP_UNDER_ASAN_FAKE_STACKS();
   auto m = start("fibers", 2, {{"max_inflight", "4"}});
   // 24 sleeps of 10 ms, at most 4 at a time: at least 6 waves, so at least 60 ms (a lower bound
   // no machine noise can break). The pool was made in setup: 4 fibers, reused.
@@ -146,6 +182,7 @@ TEST(Fibers, MaxInflightBoundsTheFibersInFlight) {
 }
 
 TEST(Fibers, CancellingMidBatchIsPromptAndTheNextBatchRuns) {
+  SKIP_UNDER_ASAN_FAKE_STACKS();
   auto m = start("fibers", 1);
   {
     // Sleeps of an hour: every fiber is suspended on the loop when the cancel comes.
@@ -184,6 +221,7 @@ TEST(Fibers, CancellingMidBatchIsPromptAndTheNextBatchRuns) {
 }
 
 TEST(Fibers, ACancelBetweenBatchesStopsTheNextOneOnly) {
+  SKIP_UNDER_ASAN_FAKE_STACKS();
   auto m = start("fibers", 1);
   const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "4"}});
   m->cancel();
@@ -196,6 +234,7 @@ TEST(Fibers, ACancelBetweenBatchesStopsTheNextOneOnly) {
 }
 
 TEST(Fibers, BadParametersAreRefused) {
+  SKIP_UNDER_ASAN_FAKE_STACKS();
   const ModelInfo& info = *find_model("fibers");
   EXPECT_EQ(info.in_flight_per_worker, 0);
   EXPECT_FALSE(info.single_worker);
