@@ -8,7 +8,7 @@ packages=(
   build-essential cmake git pkg-config
   libbenchmark-dev libbenchmark-tools libgtest-dev libgmock-dev
   libhwloc-dev hwloc nlohmann-json3-dev libcli11-dev
-  pybind11-dev libasio-dev
+  pybind11-dev libasio-dev libboost-context-dev
   libssl-dev python3-dev python3-pytest python3-matplotlib python3-scipy
   python3-uvloop python3-numpy linux-perf libtbb-dev
   clang libclang-rt-14-dev

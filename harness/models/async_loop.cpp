@@ -24,7 +24,6 @@
 // found through a thread_local set while a thread runs the loop.
 #include "async_loop.hpp"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,6 +52,7 @@
 #include "concbench/kernels.hpp"
 #include "concbench/loop_task.hpp"
 #include "concbench/stats.hpp"
+#include "loop_io.hpp"
 #include "worker_loop.hpp"
 
 namespace concbench::detail {
@@ -151,26 +151,17 @@ class FileReadAwaiter {
 
 LoopTask<uint64_t> sleep_step(const Step& s, Lane& lane) {
   if (!lane.timer) lane.timer.emplace(lane.ex);
-  // One clock read to start (an absolute deadline) and one to check: on a VM each costs tens
-  // of nanoseconds, which 10,000 concurrent sleeps notice.
-  const auto due = std::chrono::steady_clock::now() + std::chrono::nanoseconds(s.duration_ns);
+  const auto due = sleep_deadline(s);
   lane.timer->expires_at(due);
   co_await lane.timer->async_wait(use_loop_task);
-  // As for threads: the step's value is the duration only if the wait really lasted that long.
-  co_return std::chrono::steady_clock::now() >= due ? s.duration_ns : 0;
+  co_return sleep_value(s, due);
 }
 
 // The lane's connection of the given kind: a duplicate of the IoEnv descriptor, so the Stream
 // may own (and close) it while IoEnv keeps its own.
 Stream& lane_stream(Lane& lane, bool tcp) {
   auto& slot = tcp ? lane.tcp : lane.pipe;
-  if (!slot) {
-    const int fd =
-        tcp ? lane.ctx.io().tcp_fd(lane.ctx.worker()) : lane.ctx.io().pipe_fd(lane.ctx.worker());
-    const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) throw std::system_error(errno, std::generic_category(), "dup(echo connection)");
-    slot.emplace(lane.ex, copy);
-  }
+  if (!slot) slot.emplace(lane.ex, dup_echo_connection(lane.ctx, tcp));
   return *slot;
 }
 
@@ -178,13 +169,11 @@ LoopTask<uint64_t> echo_step(const Step& s, uint64_t seed, Lane& lane, bool tcp)
   Stream& stream = lane_stream(lane, tcp);
   lane.out.resize(s.bytes);
   lane.in.resize(s.bytes);
-  // Chunked as the blocking version is, so both socket buffers never fill at once.
-  constexpr size_t kChunk = 64 * 1024;
   uint64_t h = 0;
   for (uint64_t r = 0; r < s.units; ++r) {
     fill_bytes(lane.out, echo_message_seed(seed, r));
-    for (size_t off = 0; off < lane.out.size(); off += kChunk) {
-      const size_t len = std::min(kChunk, lane.out.size() - off);
+    for (size_t off = 0; off < lane.out.size(); off += kEchoChunk) {
+      const size_t len = std::min(kEchoChunk, lane.out.size() - off);
       co_await asio::async_write(stream, asio::buffer(lane.out.data() + off, len), use_loop_task);
       co_await asio::async_read(stream, asio::buffer(lane.in.data() + off, len), use_loop_task);
     }
@@ -201,9 +190,7 @@ LoopTask<uint64_t> echo_step(const Step& s, uint64_t seed, Lane& lane, bool tcp)
 LoopTask<uint64_t> respond_step(const Step& s, uint64_t seed, Lane& lane) {
   IoEnv& io = lane.ctx.io();
   EchoClient client(seed, s.units, s.bytes);
-  const int copy = fcntl(client.responder_fd(), F_DUPFD_CLOEXEC, 0);
-  if (copy < 0) throw std::system_error(errno, std::generic_category(), "dup(responder)");
-  Stream stream(lane.ex, copy);
+  Stream stream(lane.ex, dup_descriptor(client.responder_fd(), "dup(responder)"));
   std::vector<std::byte> buf(s.bytes);
   uint64_t h = 0;
   for (uint64_t r = 0; r < s.units; ++r) {

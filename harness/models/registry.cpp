@@ -17,6 +17,7 @@ ModelInfo async_model_info();
 ModelInfo async_mt_model_info();
 ModelInfo interpreters_model_info();
 ModelInfo process_threads_model_info();
+ModelInfo fibers_model_info();
 
 namespace {
 
@@ -29,7 +30,7 @@ struct Registry {
     for (auto f : {serial_model_info, free_threads_model_info, gil_threads_model_info,
                    thread_pool_model_info, pinned_pool_model_info, process_pool_model_info,
                    async_model_info, async_mt_model_info, interpreters_model_info,
-                   process_threads_model_info})
+                   process_threads_model_info, fibers_model_info})
       models.push_back(f());
   }
 };
