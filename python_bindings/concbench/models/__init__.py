@@ -10,6 +10,7 @@ from .. import workloads as wl
 from .asyncio_model import AsyncioModel
 from .asyncio_to_thread import AsyncioToThread
 from . import gevent_model
+from . import interpreters
 from .process_pool import ProcessPool
 from .process_threads import ProcessThreads
 from .serial import Serial
@@ -18,7 +19,8 @@ from .threads import Threads
 
 # Models whose module this interpreter lacks are left out of MODELS (and of the runner's
 # registry): unavailable() says why, and python_context() records it.
-_OPTIONAL = ((gevent_model.GeventModel, gevent_model.UNAVAILABLE),)
+_OPTIONAL = ((gevent_model.GeventModel, gevent_model.UNAVAILABLE),
+             (interpreters.Interpreters, interpreters.UNAVAILABLE))
 
 MODELS = (Serial, Threads, ThreadPool, ProcessPool, AsyncioModel, AsyncioToThread,
           ProcessThreads) + tuple(

@@ -1,0 +1,328 @@
+"""cpython.interpreters: `workers` subinterpreters (PEP 684: each with its own GIL), one thread
+each, tasks sent and results returned through the interpreters' own queues (PEP 734).
+
+Found by feature, not version: concurrent.interpreters (3.14), else test.support.interpreters
+(3.13, the same API before it went public). Where neither is there the model is not registered
+and models.unavailable() gives the one-line reason.
+
+What runs inside an interpreter is WORKER_SOURCE below, a self-contained pure-Python copy of the
+steps it supports (cpu.spin, cpu.pidigits, io.sleep, overhead.noop) with the checksum helpers of
+workloads/include/concbench/checksum.hpp and execute.cpp ported line for line: the pybind11
+module _concbench need not import into an isolated interpreter, and the checksums must be
+bit-identical to workloads.execute's (tests/test_interpreters.py checks the ports against
+_concbench's functions). What crosses per task: marshal.dumps((item, task, nonce)) one way and
+marshal.dumps((item, ok, checksum or error, run ns, worker crossing ns)) back, both as bytes
+through the queues; model_metrics records their bytes and the time spent marshalling and
+queueing, and each interpreter's start-up (create, imports, the worker source), which happens in
+setup, outside the measured batches.
+
+Cancellation: the runner's flag is not visible inside an interpreter; on cancel the parent takes
+back the tasks not yet started, and the ones running finish (a task is short)."""
+
+import marshal
+import threading
+import time
+
+from .. import workloads as wl
+from .base import PyModel, Results
+
+UNAVAILABLE = None
+_interp_mod = None
+_queues_mod = None
+API = None
+
+try:
+    from concurrent import interpreters as _interp_mod  # 3.14+
+    from concurrent.interpreters import _queues as _queues_mod
+    API = "concurrent.interpreters"
+    QUEUE_IMPORT = "from concurrent.interpreters import _queues"
+except ImportError:
+    try:
+        from test.support import interpreters as _interp_mod  # 3.13
+        from test.support.interpreters import queues as _queues_mod
+        API = "test.support.interpreters"
+        QUEUE_IMPORT = "from test.support.interpreters import queues"
+    except ImportError:
+        import sys
+        v = "%d.%d" % sys.version_info[:2]
+        if sys.version_info >= (3, 12):
+            UNAVAILABLE = ("CPython %s has only the private _xxsubinterpreters and "
+                           "_xxinterpchannels, which this model does not drive; it needs the "
+                           "PEP 734 API (3.13's test.support.interpreters, 3.14's "
+                           "concurrent.interpreters)" % v)
+        else:
+            UNAVAILABLE = ("no subinterpreter module with its own GIL on CPython %s (needs "
+                           "3.13+: PEP 734)" % v)
+
+POLL_S = 0.0005  # the PEP 734 queues' blocking get() polls; this often
+
+# Runs in each interpreter's __main__: no import of concbench.
+WORKER_SOURCE = r'''
+import marshal
+import time
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9e3779b97f4a7c15
+LCG_MUL = 6364136223846793005
+LCG_INC = 1442695040888963407
+
+
+def mix64(x):
+    x &= MASK64
+    x ^= x >> 30
+    x = (x * 0xbf58476d1ce4e5b9) & MASK64
+    x ^= x >> 27
+    x = (x * 0x94d049bb133111eb) & MASK64
+    x ^= x >> 31
+    return x
+
+
+def fold(acc, v):
+    return mix64(acc ^ ((v + GOLDEN) & MASK64))
+
+
+def round_nonce(batch_nonce, rnd):
+    return mix64(batch_nonce ^ mix64(rnd + 0x6e6f6e6365))
+
+
+def seal(chain, nonce):
+    return fold(chain, mix64(nonce) ^ 0x5ea1ed5ea1ed5ea1)
+
+
+def hash_bytes(data, seed=0):
+    data = bytes(data)
+    size = len(data)
+    h = mix64(seed ^ ((size * GOLDEN) & MASK64))
+    end = size - size % 8
+    for i in range(0, end, 8):
+        h = ((h ^ mix64(int.from_bytes(data[i:i + 8], "little"))) * 0xff51afd7ed558ccd) & MASK64
+    tail = int.from_bytes(data[end:], "little") if end < size else 0
+    return mix64(h ^ tail)
+
+
+def step_seed(task_seed, index):
+    return mix64(task_seed + (index + 1) * GOLDEN)
+
+
+def spin(units, seed):
+    x = seed
+    for _ in range(units):
+        for _ in range(1000):
+            x = (x * LCG_MUL + LCG_INC) & MASK64
+    return x
+
+
+def pidigits(units):
+    base = 10000
+    c = 14 * units
+    f = [base // 5] * (c + 1)
+    h = 0
+    e = 0
+    while c > 0:
+        d = 0
+        g = c * 2
+        b = c
+        while True:
+            d += f[b] * base
+            g -= 1
+            f[b] = d % g
+            d //= g
+            g -= 1
+            b -= 1
+            if b == 0:
+                break
+            d *= b
+        h = fold(h, e + d // base)
+        e = d % base
+        c -= 14
+    return h
+
+
+def sleep_ns(duration_ns):
+    start = time.monotonic_ns()
+    deadline = start + duration_ns
+    now = start
+    while now < deadline:
+        time.sleep((deadline - now) / 1e9)
+        now = time.monotonic_ns()
+    return duration_ns if now - start >= duration_ns else 0
+
+
+def execute(task, nonce):
+    _, seed, payload, steps = task
+    h = hash_bytes(payload, seed)
+    for i, step in enumerate(steps):
+        s = step_seed(seed, i)
+        kind, native, kernel, nbytes, units, duration_ns, arg = step
+        if kind == "cpu" and native:
+            raise ValueError("no native kernel inside a subinterpreter")
+        if kind == "cpu" and kernel == "spin":
+            v = spin(units, s)
+        elif kind == "cpu" and kernel == "pidigits":
+            v = pidigits(units)
+        elif kind == "sleep":
+            v = sleep_ns(duration_ns)
+        else:
+            raise ValueError("no subinterpreter version of step %r/%r" % (kind, kernel))
+        h = fold(h, v)
+    return seal(h, nonce)
+
+
+def get(q):
+    while True:
+        try:
+            return q.get_nowait()
+        except Exception as e:  # QueueEmpty; its class differs between 3.13 and 3.14
+            if "Empty" not in type(e).__name__:
+                raise
+            time.sleep(POLL_S)
+
+
+def serve(tasks_q, results_q):
+    while True:
+        msg = get(tasks_q)
+        if not msg:
+            return
+        t0 = time.perf_counter_ns()
+        k, task, nonce = marshal.loads(msg)
+        t1 = time.perf_counter_ns()
+        try:
+            v = execute(task, nonce)
+            ok = True
+        except Exception as e:
+            v = "%s: %s" % (type(e).__name__, e)
+            ok = False
+        t2 = time.perf_counter_ns()
+        out = marshal.dumps((k, ok, v, t2 - t1, t1 - t0))  # crossing: the task's unmarshalling
+        results_q.put(out)
+'''
+
+
+def worker_namespace():
+    """WORKER_SOURCE run in a plain dict here: the tests compare its ports with _concbench."""
+    ns = {"POLL_S": POLL_S}
+    exec(compile(WORKER_SOURCE, "<concbench.interpreters worker>", "exec"), ns)
+    return ns
+
+
+def _create_queue():
+    try:
+        return _queues_mod.create(syncobj=True)  # 3.13: bytes are shareable, no pickling
+    except TypeError:
+        return _queues_mod.create()  # 3.14: shareable objects cross as they are
+
+
+def _put(q, obj):
+    q.put(obj)
+
+
+def _get_nowait(q):
+    try:
+        return q.get_nowait()
+    except _queues_mod.QueueEmpty:
+        return None
+
+
+class Interpreters(PyModel):
+    name = "cpython.interpreters"
+    description = ("subinterpreters with their own GIL (PEP 734), one thread each, tasks and "
+                   "results crossing through the interpreters' queues")
+    latency_means = "the task's run time inside its interpreter"
+    python_callables = False
+    workloads = ("cpu.spin", "cpu.pidigits", "io.sleep", "overhead.noop")
+
+    def setup(self, workers, params, seed, cancel, workload=None):
+        super().setup(workers, params, seed, cancel, workload)
+        self.tasks_q = _create_queue()
+        self.results_q = _create_queue()
+        self.interps = []
+        self.threads = []
+        self.errors = []
+        self.startup_ns = []
+        for _ in range(workers):
+            t0 = time.perf_counter_ns()
+            interp = _interp_mod.create()
+            interp.exec(QUEUE_IMPORT)
+            interp.prepare_main(tasks_q=self.tasks_q, results_q=self.results_q, POLL_S=POLL_S)
+            interp.exec(WORKER_SOURCE)
+            self.startup_ns.append(time.perf_counter_ns() - t0)
+            self.interps.append(interp)
+        for interp in self.interps:
+            t = threading.Thread(target=self._serve, args=(interp,), daemon=True,
+                                 name="cpython.interpreters")
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, interp):
+        try:
+            interp.exec("serve(tasks_q, results_q)")
+        except BaseException as e:  # noqa: BLE001 - reported by the next batch
+            self.errors.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+    def run(self, tasks, rounds, nonce, stride):
+        n = len(tasks)
+        items = n * rounds
+        res = Results(items, n, nonce, stride)
+        cross_ns = 0
+        bytes_in = bytes_out = 0
+        got = 0
+        res.begin_work()
+        for k in range(items):
+            t0 = time.perf_counter_ns()
+            msg = marshal.dumps((k, tasks[k % n], res.nonce(k)))
+            _put(self.tasks_q, msg)
+            cross_ns += time.perf_counter_ns() - t0
+            bytes_in += len(msg)
+        outstanding = items
+        cancelled = False
+        while outstanding:
+            t0 = time.perf_counter_ns()
+            msg = _get_nowait(self.results_q)
+            if msg is None:
+                if self.cancel.is_set() and not cancelled:
+                    cancelled = True
+                    while _get_nowait(self.tasks_q) is not None:  # take back what did not start
+                        outstanding -= 1
+                    continue
+                if self.errors or not any(t.is_alive() for t in self.threads):
+                    break
+                time.sleep(POLL_S)
+                continue
+            k, ok, v, run_ns, wcross = marshal.loads(msg)
+            cross_ns += time.perf_counter_ns() - t0 + wcross
+            bytes_out += len(msg)
+            outstanding -= 1
+            got += 1
+            if not ok:
+                res.failures.append((k, v))
+                continue
+            res.checksums[k] = v
+            res.done[k] = 1
+            if res.sampled(k):
+                res.latency_ns.append(run_ns)
+        res.end_work()
+        if self.errors:
+            done = set(k for k in range(items) if res.done[k])
+            res.failures.extend((k, "interpreter failed: " + self.errors[0])
+                                for k in range(items) if k not in done)
+        metrics = {
+            "api": API,
+            "interpreters": self.workers,
+            "startup_ns": list(self.startup_ns),
+            "crossing": {"items": got, "bytes_in": bytes_in, "bytes_out": bytes_out,
+                         "ns": cross_ns},
+        }
+        return res.as_tuple(metrics, (0, [], 0, []))
+
+    def teardown(self):
+        for _ in self.threads:
+            _put(self.tasks_q, b"")
+        for t in self.threads:
+            t.join(timeout=10)
+        for interp in self.interps:
+            try:
+                interp.close()
+            except Exception:  # noqa: BLE001 - one still running: left to the process's exit
+                pass
+        self.interps = []
+        super().teardown()
