@@ -1,8 +1,8 @@
-"""cpython.interpreters: subinterpreters with their own GIL, tasks through PEP 734 queues. The
-checksum ports are checked here under this interpreter; the model itself runs where the PEP 734
-API is (3.13's test.support.interpreters, 3.14's concurrent.interpreters): under this
-interpreter if it has it, else under pyenv's 3.13 with the module scripts/python_matrix.py
-builds (build/python-3.13), in a subprocess."""
+"""cpython.interpreters: subinterpreters with their own GIL, tasks through their queues or
+channels. The checksum ports are checked here under this interpreter; the model itself runs under
+pyenv's 3.13 (test.support.interpreters) and 3.12 (_xxsubinterpreters) with the modules
+scripts/python_matrix.py builds (build/python-3.13, build/python-3.12), in a subprocess, and is
+skipped with the reason where those are absent."""
 
 import glob
 import json
@@ -100,28 +100,29 @@ CHECK = textwrap.dedent('''
 ''')
 
 
-def _py313():
-    if interp_model.UNAVAILABLE is None:
-        return sys.executable, os.pathsep.join(p for p in sys.path if p)
+def _interpreter(version):
+    """(python, PYTHONPATH) of pyenv's CPython `version` and the module built for it."""
     build = os.environ.get("CONCBENCH_BUILD_DIR", "build")
-    path = os.path.join(build, "python-3.13")
+    path = os.path.join(build, "python-" + version.rsplit(".", 1)[0])
     if not glob.glob(os.path.join(path, "concbench", "_concbench*.so")):
-        pytest.skip("no module built for CPython 3.13 in %s (cmake "
-                    "-DCONCBENCH_PYTHON_EXECUTABLES=<pyenv 3.13 python3>, target "
-                    "concbench_python_matrix)" % path)
+        pytest.skip("no module built for CPython %s in %s (cmake "
+                    "-DCONCBENCH_PYTHON_EXECUTABLES=<pyenv's python3>, target "
+                    "concbench_python_matrix)" % (version, path))
     try:
         root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        pytest.skip("pyenv is not installed: no CPython 3.13 to run the model under")
-    exe = os.path.join(root, "versions", "3.13.0", "bin", "python3")
+        pytest.skip("pyenv is not installed: no CPython %s to run the model under" % version)
+    exe = os.path.join(root, "versions", version, "bin", "python3")
     if not os.path.exists(exe):
-        pytest.skip("pyenv has no CPython 3.13.0 (%s)" % exe)
+        pytest.skip("pyenv has no CPython %s (%s)" % (version, exe))
     return exe, os.path.abspath(path)
 
 
-def test_on_a_pep734_interpreter_every_workload_verifies_and_cpu_spin_scales():
-    exe, path = _py313()
+@pytest.mark.parametrize("version,api", [("3.13.0", "test.support.interpreters"),
+                                         ("3.12.1", "_xxsubinterpreters+_xxinterpchannels")])
+def test_every_workload_verifies_and_cpu_spin_scales(version, api):
+    exe, path = _interpreter(version)
     env = dict(os.environ, PYTHONPATH=path)
     p = subprocess.run([exe, "-c", CHECK], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -134,6 +135,7 @@ def test_on_a_pep734_interpreter_every_workload_verifies_and_cpu_spin_scales():
         assert status == "ok", (w, n, error)
         assert len(mm["startup_ns"]) == n and min(mm["startup_ns"]) > 0
         assert mm["crossing"]["bytes_in"] > 0 and mm["crossing"]["bytes_out"] > 0
+        assert mm["api"] == api
     if "speedup" not in out:
         pytest.skip("needs 2 idle CPUs for the speedup check; the machine gave %.2f"
                     % out["idle"])

@@ -1,9 +1,10 @@
 """cpython.interpreters: `workers` subinterpreters (PEP 684: each with its own GIL), one thread
-each, tasks sent and results returned through the interpreters' own queues (PEP 734).
+each, tasks sent and results returned through the interpreters' own queues or channels.
 
-Found by feature, not version: concurrent.interpreters (3.14), else test.support.interpreters
-(3.13, the same API before it went public). Where neither is there the model is not registered
-and models.unavailable() gives the one-line reason.
+Found by feature, not version: concurrent.interpreters (3.14, PEP 734), else
+test.support.interpreters (3.13, the same API before it went public) with its queues, else
+_xxsubinterpreters with _xxinterpchannels (3.12's private modules). Where none is there the model
+is not registered and models.unavailable() gives the one-line reason (3.11 and earlier).
 
 What runs inside an interpreter is WORKER_SOURCE below, a self-contained pure-Python copy of the
 steps it supports (cpu.spin, cpu.pidigits, io.sleep, overhead.noop) with the checksum helpers of
@@ -23,36 +24,129 @@ import marshal
 import threading
 import time
 
-from .. import workloads as wl
 from .base import PyModel, Results
 
-UNAVAILABLE = None
-_interp_mod = None
-_queues_mod = None
-API = None
 
-try:
-    from concurrent import interpreters as _interp_mod  # 3.14+
-    from concurrent.interpreters import _queues as _queues_mod
-    API = "concurrent.interpreters"
-    QUEUE_IMPORT = "from concurrent.interpreters import _queues"
-except ImportError:
+class _Pep734:
+    """concurrent.interpreters (3.14) or test.support.interpreters (3.13): Interpreter objects,
+    queues bound into __main__ with prepare_main()."""
+
+    def __init__(self, interp_mod, queues_mod, api, queue_import):
+        self.interp_mod, self.queues, self.api = interp_mod, queues_mod, api
+        self.worker_prelude = queue_import + """
+def q_get_nowait(q):
     try:
-        from test.support import interpreters as _interp_mod  # 3.13
-        from test.support.interpreters import queues as _queues_mod
-        API = "test.support.interpreters"
-        QUEUE_IMPORT = "from test.support.interpreters import queues"
+        return q.get_nowait()
+    except queues.QueueEmpty:
+        return None
+
+
+def q_put(q, m):
+    q.put(m)
+"""
+
+    def create_queue(self):
+        try:
+            return self.queues.create(syncobj=True)  # 3.13: bytes are shareable, no pickling
+        except TypeError:
+            return self.queues.create()  # 3.14: shareable objects cross as they are
+
+    def put(self, q, m):
+        q.put(m)
+
+    def get_nowait(self, q):
+        try:
+            return q.get_nowait()
+        except self.queues.QueueEmpty:
+            return None
+
+    def create(self, tasks_q, results_q):
+        interp = self.interp_mod.create()
+        interp.exec("POLL_S = %r\n" % POLL_S + self.worker_prelude)
+        interp.prepare_main(tasks_q=tasks_q, results_q=results_q)
+        return interp
+
+    def exec(self, interp, code):
+        interp.exec(code)
+
+    def close(self, interp):
+        interp.close()
+
+
+class _Xx312:
+    """3.12's private _xxsubinterpreters (an interpreter created isolated, with its own GIL) and
+    _xxinterpchannels: channel ids are shareable and passed to run_string()."""
+
+    api = "_xxsubinterpreters+_xxinterpchannels"
+    worker_prelude = """
+import _xxinterpchannels as _ch
+
+
+def q_get_nowait(q):
+    return _ch.recv(q, None)
+
+
+def q_put(q, m):
+    _ch.send(q, m)
+"""
+
+    def __init__(self, subs, chans):
+        self.subs, self.chans = subs, chans
+
+    def create_queue(self):
+        return self.chans.create()
+
+    def put(self, q, m):
+        self.chans.send(q, m)
+
+    def get_nowait(self, q):
+        return self.chans.recv(q, None)
+
+    def create(self, tasks_q, results_q):
+        interp = self.subs.create()
+        # A float is not shareable on 3.12: POLL_S goes in as source.
+        self.subs.run_string(interp, "POLL_S = %r\n" % POLL_S + self.worker_prelude, {})
+        self.shared = {"tasks_q": tasks_q, "results_q": results_q}
+        return interp
+
+    def exec(self, interp, code):
+        self.subs.run_string(interp, code, self.shared)
+
+    def close(self, interp):
+        self.subs.destroy(interp)
+
+
+def _find_backend():
+    """(backend, None) or (None, one line saying why not): by feature, not version."""
+    try:
+        from concurrent import interpreters as im  # 3.14+
+        from concurrent.interpreters import _queues as qm
+        return _Pep734(im, qm, "concurrent.interpreters",
+                       "from concurrent.interpreters import _queues as queues"), None
     except ImportError:
-        import sys
-        v = "%d.%d" % sys.version_info[:2]
-        if sys.version_info >= (3, 12):
-            UNAVAILABLE = ("CPython %s has only the private _xxsubinterpreters and "
-                           "_xxinterpchannels, which this model does not drive; it needs the "
-                           "PEP 734 API (3.13's test.support.interpreters, 3.14's "
-                           "concurrent.interpreters)" % v)
-        else:
-            UNAVAILABLE = ("no subinterpreter module with its own GIL on CPython %s (needs "
-                           "3.13+: PEP 734)" % v)
+        pass
+    try:
+        from test.support import interpreters as im  # 3.13
+        from test.support.interpreters import queues as qm
+        return _Pep734(im, qm, "test.support.interpreters",
+                       "from test.support.interpreters import queues"), None
+    except ImportError:
+        pass
+    import sys
+    v = "%d.%d" % sys.version_info[:2]
+    try:
+        import _xxinterpchannels
+        import _xxsubinterpreters
+    except ImportError:
+        return None, ("no subinterpreter module on CPython %s (needs 3.12+: _xxsubinterpreters "
+                      "and _xxinterpchannels, or PEP 734's interpreters)" % v)
+    if sys.version_info < (3, 12):  # 3.11's interpreters share one GIL: nothing to measure
+        return None, "no subinterpreter with its own GIL on CPython %s (needs 3.12+)" % v
+    return _Xx312(_xxsubinterpreters, _xxinterpchannels), None
+
+
+BACKEND, UNAVAILABLE = _find_backend()
+API = BACKEND.api if BACKEND is not None else None
 
 POLL_S = 0.0005  # the PEP 734 queues' blocking get() polls; this often
 
@@ -170,12 +264,10 @@ def execute(task, nonce):
 
 def get(q):
     while True:
-        try:
-            return q.get_nowait()
-        except Exception as e:  # QueueEmpty; its class differs between 3.13 and 3.14
-            if "Empty" not in type(e).__name__:
-                raise
-            time.sleep(POLL_S)
+        m = q_get_nowait(q)
+        if m is not None:
+            return m
+        time.sleep(POLL_S)
 
 
 def serve(tasks_q, results_q):
@@ -194,7 +286,7 @@ def serve(tasks_q, results_q):
             ok = False
         t2 = time.perf_counter_ns()
         out = marshal.dumps((k, ok, v, t2 - t1, t1 - t0))  # crossing: the task's unmarshalling
-        results_q.put(out)
+        q_put(results_q, out)
 '''
 
 
@@ -203,24 +295,6 @@ def worker_namespace():
     ns = {"POLL_S": POLL_S}
     exec(compile(WORKER_SOURCE, "<concbench.interpreters worker>", "exec"), ns)
     return ns
-
-
-def _create_queue():
-    try:
-        return _queues_mod.create(syncobj=True)  # 3.13: bytes are shareable, no pickling
-    except TypeError:
-        return _queues_mod.create()  # 3.14: shareable objects cross as they are
-
-
-def _put(q, obj):
-    q.put(obj)
-
-
-def _get_nowait(q):
-    try:
-        return q.get_nowait()
-    except _queues_mod.QueueEmpty:
-        return None
 
 
 class Interpreters(PyModel):
@@ -233,18 +307,17 @@ class Interpreters(PyModel):
 
     def setup(self, workers, params, seed, cancel, workload=None):
         super().setup(workers, params, seed, cancel, workload)
-        self.tasks_q = _create_queue()
-        self.results_q = _create_queue()
+        b = self.backend = BACKEND
+        self.tasks_q = b.create_queue()
+        self.results_q = b.create_queue()
         self.interps = []
         self.threads = []
         self.errors = []
         self.startup_ns = []
         for _ in range(workers):
             t0 = time.perf_counter_ns()
-            interp = _interp_mod.create()
-            interp.exec(QUEUE_IMPORT)
-            interp.prepare_main(tasks_q=self.tasks_q, results_q=self.results_q, POLL_S=POLL_S)
-            interp.exec(WORKER_SOURCE)
+            interp = b.create(self.tasks_q, self.results_q)
+            b.exec(interp, WORKER_SOURCE)
             self.startup_ns.append(time.perf_counter_ns() - t0)
             self.interps.append(interp)
         for interp in self.interps:
@@ -255,7 +328,7 @@ class Interpreters(PyModel):
 
     def _serve(self, interp):
         try:
-            interp.exec("serve(tasks_q, results_q)")
+            self.backend.exec(interp, "serve(tasks_q, results_q)")
         except BaseException as e:  # noqa: BLE001 - reported by the next batch
             self.errors.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
@@ -270,18 +343,18 @@ class Interpreters(PyModel):
         for k in range(items):
             t0 = time.perf_counter_ns()
             msg = marshal.dumps((k, tasks[k % n], res.nonce(k)))
-            _put(self.tasks_q, msg)
+            self.backend.put(self.tasks_q, msg)
             cross_ns += time.perf_counter_ns() - t0
             bytes_in += len(msg)
         outstanding = items
         cancelled = False
         while outstanding:
             t0 = time.perf_counter_ns()
-            msg = _get_nowait(self.results_q)
+            msg = self.backend.get_nowait(self.results_q)
             if msg is None:
                 if self.cancel.is_set() and not cancelled:
                     cancelled = True
-                    while _get_nowait(self.tasks_q) is not None:  # take back what did not start
+                    while self.backend.get_nowait(self.tasks_q) is not None:  # take back what did not start
                         outstanding -= 1
                     continue
                 if self.errors or not any(t.is_alive() for t in self.threads):
@@ -316,12 +389,12 @@ class Interpreters(PyModel):
 
     def teardown(self):
         for _ in self.threads:
-            _put(self.tasks_q, b"")
+            self.backend.put(self.tasks_q, b"")
         for t in self.threads:
             t.join(timeout=10)
         for interp in self.interps:
             try:
-                interp.close()
+                self.backend.close(interp)
             except Exception:  # noqa: BLE001 - one still running: left to the process's exit
                 pass
         self.interps = []
