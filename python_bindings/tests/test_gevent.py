@@ -76,3 +76,11 @@ def test_user_function_runs_in_greenlets():
     (c,) = r["results"]
     assert c["status"] == "ok", c["error"]
     assert "greenlet" in c["repetitions"][0]["model_metrics"]["runs"]
+
+
+def test_the_runners_timeout_stops_the_batch():
+    r = concbench.run({"suite": "smoke", "workloads": ["io.sleep"], "models": [MODEL],
+                       "workers": [1], "repetitions": 1, "timeout": 0.5,
+                       "params": {"tasks": "4", "sleep_us": "3000000"}})
+    (c,) = r["results"]
+    assert c["status"] == "timed_out" and "abandoned" not in c["error"], c["error"]

@@ -90,6 +90,10 @@ CHECK = textwrap.dedent('''
     out["cells"] = [(c["workload"], c["workers"], c["status"], c["error"],
                      c["repetitions"][0]["model_metrics"] if c["repetitions"] else None)
                     for c in cells]
+    # The runner's timeout reaches tasks running inside the interpreters (their control queue).
+    cells = run(["cpython.interpreters"], [2], workloads=["io.sleep"], timeout=0.5,
+                params={"tasks": "4", "sleep_us": "3000000"})
+    out["timeout"] = [(c["status"], c["error"]) for c in cells]
     out["idle"] = _c.parallel_capacity(2, 0.05)
     if out["idle"] >= 1.8:
         cells = run(["cpython.serial", "cpython.threading", "cpython.interpreters"], [2],
@@ -136,6 +140,8 @@ def test_every_workload_verifies_and_cpu_spin_scales(version, api):
         assert len(mm["startup_ns"]) == n and min(mm["startup_ns"]) > 0
         assert mm["crossing"]["bytes_in"] > 0 and mm["crossing"]["bytes_out"] > 0
         assert mm["api"] == api
+    ((status, error),) = out["timeout"]
+    assert status == "timed_out" and "abandoned" not in error, error
     if "speedup" not in out:
         pytest.skip("needs 2 idle CPUs for the speedup check; the machine gave %.2f"
                     % out["idle"])

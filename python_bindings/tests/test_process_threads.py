@@ -79,3 +79,11 @@ def test_an_unpicklable_function_fails_with_one_line():
     assert cells["cpython.serial"]["status"] == "ok"
     err = cells[MODEL]["error"]
     assert cells[MODEL]["status"] == "error" and "cannot be pickled" in err and "\n" not in err
+
+
+def test_the_runners_timeout_stops_the_batch():
+    r = concbench.run({"suite": "smoke", "workloads": ["io.sleep"], "models": [MODEL],
+                       "workers": [1], "repetitions": 1, "timeout": 0.5,
+                       "params": {"tasks": "4", "sleep_us": "3000000"}})
+    (c,) = r["results"]
+    assert c["status"] == "timed_out" and "abandoned" not in c["error"], c["error"]

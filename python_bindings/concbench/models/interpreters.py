@@ -17,8 +17,10 @@ through the queues; model_metrics records their bytes and the time spent marshal
 queueing, and each interpreter's start-up (create, imports, the worker source), which happens in
 setup, outside the measured batches.
 
-Cancellation: the runner's flag is not visible inside an interpreter; on cancel the parent takes
-back the tasks not yet started, and the ones running finish (a task is short)."""
+Cancellation: the runner's flag is not visible inside an interpreter. On cancel the parent takes
+back the tasks not yet started and puts the batch number on each interpreter's control queue;
+a running task checks that queue every 8 spin units, every pidigits round and every 50 ms of a
+sleep, and stops; results of a cancelled batch that arrive later are ignored."""
 
 import marshal
 import threading
@@ -60,10 +62,10 @@ def q_put(q, m):
         except self.queues.QueueEmpty:
             return None
 
-    def create(self, tasks_q, results_q):
+    def create(self, tasks_q, results_q, ctl_q):
         interp = self.interp_mod.create()
         interp.exec("POLL_S = %r\n" % POLL_S + self.worker_prelude)
-        interp.prepare_main(tasks_q=tasks_q, results_q=results_q)
+        interp.prepare_main(tasks_q=tasks_q, results_q=results_q, ctl_q=ctl_q)
         return interp
 
     def exec(self, interp, code):
@@ -92,6 +94,7 @@ def q_put(q, m):
 
     def __init__(self, subs, chans):
         self.subs, self.chans = subs, chans
+        self.shared = {}
 
     def create_queue(self):
         return self.chans.create()
@@ -102,15 +105,15 @@ def q_put(q, m):
     def get_nowait(self, q):
         return self.chans.recv(q, None)
 
-    def create(self, tasks_q, results_q):
+    def create(self, tasks_q, results_q, ctl_q):
         interp = self.subs.create()
         # A float is not shareable on 3.12: POLL_S goes in as source.
         self.subs.run_string(interp, "POLL_S = %r\n" % POLL_S + self.worker_prelude, {})
-        self.shared = {"tasks_q": tasks_q, "results_q": results_q}
+        self.shared[interp] = {"tasks_q": tasks_q, "results_q": results_q, "ctl_q": ctl_q}
         return interp
 
     def exec(self, interp, code):
-        self.subs.run_string(interp, code, self.shared)
+        self.subs.run_string(interp, code, self.shared.get(interp, {}))
 
     def close(self, interp):
         self.subs.destroy(interp)
@@ -149,6 +152,7 @@ BACKEND, UNAVAILABLE = _find_backend()
 API = BACKEND.api if BACKEND is not None else None
 
 POLL_S = 0.0005  # the PEP 734 queues' blocking get() polls; this often
+CANCEL_GRACE_S = 1.0  # after a cancel, how long running tasks get to notice it
 
 # Runs in each interpreter's __main__: no import of concbench.
 WORKER_SOURCE = r'''
@@ -198,11 +202,31 @@ def step_seed(task_seed, index):
     return mix64(task_seed + (index + 1) * GOLDEN)
 
 
+class Cancelled(Exception):
+    pass
+
+
+_batch = 0  # the batch of the task running now
+_cancelled_batch = -1  # the latest batch the parent cancelled (its ctl_q says so)
+
+
+def check_cancel():
+    global _cancelled_batch
+    m = q_get_nowait(ctl_q)
+    while m is not None:
+        _cancelled_batch = max(_cancelled_batch, int(m))
+        m = q_get_nowait(ctl_q)
+    if _cancelled_batch >= _batch:
+        raise Cancelled()
+
+
 def spin(units, seed):
     x = seed
-    for _ in range(units):
+    for u in range(units):
         for _ in range(1000):
             x = (x * LCG_MUL + LCG_INC) & MASK64
+        if u & 7 == 7:
+            check_cancel()
     return x
 
 
@@ -229,6 +253,7 @@ def pidigits(units):
         h = fold(h, e + d // base)
         e = d % base
         c -= 14
+        check_cancel()
     return h
 
 
@@ -237,7 +262,8 @@ def sleep_ns(duration_ns):
     deadline = start + duration_ns
     now = start
     while now < deadline:
-        time.sleep((deadline - now) / 1e9)
+        time.sleep(min(0.05, (deadline - now) / 1e9))
+        check_cancel()
         now = time.monotonic_ns()
     return duration_ns if now - start >= duration_ns else 0
 
@@ -271,28 +297,32 @@ def get(q):
 
 
 def serve(tasks_q, results_q):
+    global _batch
     while True:
         msg = get(tasks_q)
         if not msg:
             return
         t0 = time.perf_counter_ns()
-        k, task, nonce = marshal.loads(msg)
+        _batch, k, task, nonce = marshal.loads(msg)
         t1 = time.perf_counter_ns()
         try:
+            check_cancel()
             v = execute(task, nonce)
             ok = True
+        except Cancelled:
+            v, ok = 0, None  # not done
         except Exception as e:
             v = "%s: %s" % (type(e).__name__, e)
             ok = False
         t2 = time.perf_counter_ns()
-        out = marshal.dumps((k, ok, v, t2 - t1, t1 - t0))  # crossing: the task's unmarshalling
+        out = marshal.dumps((_batch, k, ok, v, t2 - t1, t1 - t0))  # crossing: the task's unmarshalling
         q_put(results_q, out)
 '''
 
 
 def worker_namespace():
     """WORKER_SOURCE run in a plain dict here: the tests compare its ports with _concbench."""
-    ns = {"POLL_S": POLL_S}
+    ns = {"POLL_S": POLL_S, "ctl_q": None, "q_get_nowait": lambda q: None}
     exec(compile(WORKER_SOURCE, "<concbench.interpreters worker>", "exec"), ns)
     return ns
 
@@ -314,9 +344,13 @@ class Interpreters(PyModel):
         self.threads = []
         self.errors = []
         self.startup_ns = []
+        self.ctl_qs = []
+        self.batch = 0
         for _ in range(workers):
             t0 = time.perf_counter_ns()
-            interp = b.create(self.tasks_q, self.results_q)
+            ctl = b.create_queue()
+            interp = b.create(self.tasks_q, self.results_q, ctl)
+            self.ctl_qs.append(ctl)
             b.exec(interp, WORKER_SOURCE)
             self.startup_ns.append(time.perf_counter_ns() - t0)
             self.interps.append(interp)
@@ -342,30 +376,41 @@ class Interpreters(PyModel):
         res.begin_work()
         for k in range(items):
             t0 = time.perf_counter_ns()
-            msg = marshal.dumps((k, tasks[k % n], res.nonce(k)))
+            msg = marshal.dumps((self.batch, k, tasks[k % n], res.nonce(k)))
             self.backend.put(self.tasks_q, msg)
             cross_ns += time.perf_counter_ns() - t0
             bytes_in += len(msg)
         outstanding = items
-        cancelled = False
+        cancel_at = None
+        b = self.backend
         while outstanding:
+            if cancel_at is None and self.cancel.is_set():
+                # Tell every interpreter (its running task stops at its next check), and take
+                # back the tasks not started.
+                cancel_at = time.monotonic()
+                for ctl in self.ctl_qs:
+                    b.put(ctl, b"%d" % self.batch)
+                while b.get_nowait(self.tasks_q) is not None:
+                    outstanding -= 1
+                continue
+            if cancel_at is not None and time.monotonic() - cancel_at > CANCEL_GRACE_S:
+                break
             t0 = time.perf_counter_ns()
-            msg = self.backend.get_nowait(self.results_q)
+            msg = b.get_nowait(self.results_q)
             if msg is None:
-                if self.cancel.is_set() and not cancelled:
-                    cancelled = True
-                    while self.backend.get_nowait(self.tasks_q) is not None:  # take back what did not start
-                        outstanding -= 1
-                    continue
                 if self.errors or not any(t.is_alive() for t in self.threads):
                     break
                 time.sleep(POLL_S)
                 continue
-            k, ok, v, run_ns, wcross = marshal.loads(msg)
+            batch, k, ok, v, run_ns, wcross = marshal.loads(msg)
+            if batch != self.batch:
+                continue  # a late result of a cancelled batch
             cross_ns += time.perf_counter_ns() - t0 + wcross
             bytes_out += len(msg)
             outstanding -= 1
             got += 1
+            if ok is None:
+                continue  # cancelled: not done
             if not ok:
                 res.failures.append((k, v))
                 continue
@@ -373,6 +418,7 @@ class Interpreters(PyModel):
             res.done[k] = 1
             if res.sampled(k):
                 res.latency_ns.append(run_ns)
+        self.batch += 1
         res.end_work()
         if self.errors:
             done = set(k for k in range(items) if res.done[k])
