@@ -315,7 +315,8 @@ def serve(tasks_q, results_q):
             v = "%s: %s" % (type(e).__name__, e)
             ok = False
         t2 = time.perf_counter_ns()
-        out = marshal.dumps((_batch, k, ok, v, t2 - t1, t1 - t0))  # crossing: the task's unmarshalling
+        # This side's crossing time: the task's unmarshalling.
+        out = marshal.dumps((_batch, k, ok, v, t2 - t1, t1 - t0))
         q_put(results_q, out)
 '''
 
