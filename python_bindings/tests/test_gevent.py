@@ -84,3 +84,45 @@ def test_the_runners_timeout_stops_the_batch():
                        "params": {"tasks": "4", "sleep_us": "3000000"}})
     (c,) = r["results"]
     assert c["status"] == "timed_out" and "abandoned" not in c["error"], c["error"]
+
+
+def test_patch_child_runs_the_blocking_code_monkey_patched():
+    # A child process calls gevent.monkey.patch_all(), then runs workloads.execute unchanged.
+    r = _run(WORKLOADS + ["latency.echo_under_load", "cpu.counter_race"], patch="child")
+    for c in r["results"]:
+        assert c["status"] == "ok", (c["workload"], c["error"])
+        rep = c["repetitions"][0]
+        assert rep["model_metrics"]["monkey_patched"] is True
+        assert rep["cpu_covers_children"] is True  # the child's CPU is in the span
+    r = _run(["io.sleep"], tasks=32, sleep_us=20000, patch="child")
+    (c,) = r["results"]
+    assert c["status"] == "ok", c["error"]
+    assert c["repetitions"][0]["wall_ns"] < 0.5 * 32 * 20e6  # the patched time.sleep yields
+
+
+def test_patch_child_is_stopped_by_the_runners_timeout():
+    r = concbench.run({"suite": "smoke", "workloads": ["io.sleep"], "models": [MODEL],
+                       "workers": [1], "repetitions": 1, "timeout": 0.5,
+                       "params": {"tasks": "4", "sleep_us": "3000000", "patch": "child"}})
+    (c,) = r["results"]
+    assert c["status"] == "timed_out" and "abandoned" not in c["error"], c["error"]
+
+
+def _user_run(fn, inputs, **params):
+    # bench() has no params=: register the function as bench() does, then run with them.
+    from concbench import user_workload as uw
+    work = uw.UserWorkload("gevent_test:%s" % fn.__name__, fn, list(inputs))
+    work.run_reference()
+    work.measure_pickling()
+    uw.register(work)
+    return concbench.run({"workloads": [work.name], "models": [MODEL], "workers": [1],
+                          "repetitions": 1, "min_time": 0, "params": params})
+
+
+def test_patch_child_runs_user_functions_pickled():
+    (c,) = _user_run(arith, [100, 200, 300], patch="child")["results"]
+    assert c["status"] == "ok", c["error"]
+    assert c["repetitions"][0]["model_metrics"]["pickled_input_bytes"] > 0
+    (c,) = _user_run(lambda x: x, [1, 2], patch="child")["results"]
+    assert c["status"] == "error" and "cannot be pickled" in c["error"], c["error"]
+    assert "\n" not in c["error"]

@@ -11,17 +11,30 @@ patched blocking code ends up calling. The hub lives on the cell's thread and is
 teardown. A user function (concbench.bench) runs in a greenlet; a plain fn that does not call
 gevent's APIs blocks the hub for its whole call (the hub lag shows it).
 
+patch=child is the other way, the one gevent's documentation recommends: a child process (a fresh
+`python -c`, not multiprocessing, so that no __main__ is re-imported), started in setup, calls gevent.monkey.patch_all() before anything else runs there and then
+executes each batch with the suite's blocking code (workloads.execute) unchanged, one greenlet
+lane per max_inflight, time.sleep and the sockets being gevent's now. What crosses: the batch's
+task list (or a user function's pickled calls) once per batch, and its results back; the child's
+CPU is the span's child CPU (its own getrusage); the runner's cancel terminates the child, and the
+next batch starts a fresh one.
+
 A monitor greenlet sleeps 1 ms at a time and records how late it wakes: hub_lag in the report's
 model_metrics, as cpython.asyncio's loop_lag."""
 
 import os
+import resource
+import socket
+import subprocess
+import sys
 import time
+from multiprocessing.connection import Connection
 
 from .. import _concbench as _c
 from .. import user_workload as uw
 from .. import workloads as wl
 from .asyncio_model import _percentile
-from .base import PyModel, Results, param_integer
+from .base import PyModel, Results, param_choice, param_integer
 
 try:
     import gevent
@@ -126,6 +139,66 @@ def execute_gevent(task, lane, state, socks, nonce):
     return _c.seal(h, nonce)
 
 
+class _NeverCancelled:
+    @staticmethod
+    def is_set():
+        return False
+
+
+def _lag_stats(lags):
+    lags.sort()
+    return {"samples": len(lags), "p50_ns": _percentile(lags, 50),
+            "p99_ns": _percentile(lags, 99), "max_ns": lags[-1] if lags else 0}
+
+
+def _child_main(conn):
+    """The patch=child process: patch first, then serve batches until told to stop."""
+    from gevent import monkey
+    monkey.patch_all()
+    import gevent as g
+    st = wl.BatchState(_NeverCancelled(), _c.IoEnv())
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        tasks, calls, rounds, nonce, stride, limit = msg
+        n = len(tasks) if calls is None else len(calls)
+        items = n * rounds
+        res = Results(items, n, nonce, stride)
+        st.begin()
+        lanes = min(limit or n, items)
+        nxt = [0]
+        lags = []
+        stop = [False]
+
+        def lane(i):
+            while nxt[0] < items:
+                k = nxt[0]
+                nxt[0] = k + 1
+                if calls is None:
+                    task = tasks[k % n]
+                    res.record(k, lambda nonce: wl.execute(task, i, st, nonce))
+                else:
+                    res.record_call(k, calls[k % n])
+
+        def monitor():
+            while not stop[0]:
+                t0 = time.perf_counter_ns()
+                g.sleep(LAG_INTERVAL_S)
+                lags.append(max(0, time.perf_counter_ns() - t0 - int(LAG_INTERVAL_S * 1e9)))
+
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        mon = g.spawn(monitor)
+        g.joinall([g.spawn(lane, i) for i in range(lanes)])
+        stop[0] = True
+        mon.join()
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (int((ru1.ru_utime - ru0.ru_utime) * 1e9), int((ru1.ru_stime - ru0.ru_stime) * 1e9))
+        conn.send((res.checksums, bytes(res.done), res.latency_ns, res.failures, lanes,
+                   _lag_stats(lags), st.observations(), cpu))
+
+
 class GeventModel(PyModel):
     name = "cpython.gevent"
     description = "greenlets on one gevent hub, gevent's cooperative sleep and sockets"
@@ -133,14 +206,91 @@ class GeventModel(PyModel):
                      "the hub included")
     single_worker = True
     params = (param_integer("max_inflight", "greenlets in flight at once (0: every task of the "
-                            "batch)", 0, 0, 100_000_000),)
+                            "batch)", 0, 0, 100_000_000),
+              param_choice("patch", "no: gevent's APIs called in this process; child: "
+                           "monkey.patch_all() in a child process running the blocking code",
+                           "no", ("no", "child")))
 
     def setup(self, workers, params, seed, cancel, workload=None):
         super().setup(workers, params, seed, cancel, workload)
+        self.patch = params["patch"]
+        self.hub = None
+        self.child = None
+        self.restarts = -1
+        if self.patch == "child":
+            if self.user is not None and self.user.pickle_error:
+                from .process_pool import NotPicklable
+                raise NotPicklable(self.user.pickle_error)
+            self._start_child()
+            return
         self.hub = gevent.get_hub()  # this thread's hub, created on first use
         self.socks = _LaneSockets(self.state)
 
+    def _start_child(self):
+        ours, theirs = socket.socketpair()
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in sys.path if p])
+        code = ("import sys; from multiprocessing.connection import Connection; "
+                "from concbench.models.gevent_model import _child_main; "
+                "_child_main(Connection(int(sys.argv[1])))")
+        self.child = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())],
+                                      pass_fds=(theirs.fileno(),), env=env)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        if not self.conn.poll(60) or self.conn.recv() != "ready":
+            self._stop_child(terminate=True)
+            raise RuntimeError("the gevent child did not start")
+        self.restarts += 1
+
+    def _stop_child(self, terminate=False):
+        if self.child is None:
+            return
+        try:
+            if not terminate:
+                self.conn.send(None)
+                self.child.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        if self.child.poll() is None:
+            self.child.kill()
+            self.child.wait(5)
+        self.conn.close()
+        self.child = None
+
+    def _run_child(self, tasks, rounds, nonce, stride):
+        if self.child is None or self.child.poll() is not None:
+            self._stop_child(terminate=True)
+            self._start_child()
+        n = len(tasks)
+        items = n * rounds
+        res = Results(items, n, nonce, stride)
+        calls = self.user_calls(tasks)
+        limit = int(self.params["max_inflight"])
+        res.begin_work()
+        self.conn.send((tasks if calls is None else None, calls, rounds, nonce, stride, limit))
+        reply = None
+        while reply is None:
+            if self.conn.poll(wl.WAIT_SLICE_S):
+                reply = self.conn.recv()
+            elif self.cancel.is_set() or self.child.poll() is not None:
+                break
+        res.end_work()
+        metrics = {"patch": "child", "monkey_patched": True, "gevent": gevent.__version__,
+                   "child_restarts": self.restarts}
+        if reply is None:
+            self._stop_child(terminate=True)  # cancelled or died: items stay not done
+            return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
+        checksums, done, lat, failures, lanes, lag, observations, cpu = reply
+        res.checksums, res.done, res.latency_ns, res.failures = checksums, bytearray(done), lat, \
+            failures
+        res.span = res.span + cpu
+        metrics.update({"max_inflight": lanes, "hub_lag": lag})
+        return res.as_tuple(self.finish(res, tasks, metrics), observations)
+
     def run(self, tasks, rounds, nonce, stride):
+        if self.patch == "child":
+            return self._run_child(tasks, rounds, nonce, stride)
         n = len(tasks)
         items = n * rounds
         res = Results(items, n, nonce, stride)
@@ -200,6 +350,7 @@ class GeventModel(PyModel):
         metrics = {
             "max_inflight": lanes,
             "gevent": gevent.__version__,
+            "patch": "no",
             "monkey_patched": False,
             "hub_lag": {"samples": len(lags), "p50_ns": _percentile(lags, 50),
                         "p99_ns": _percentile(lags, 99), "max_ns": lags[-1] if lags else 0},
@@ -209,6 +360,10 @@ class GeventModel(PyModel):
         return res.as_tuple(self.finish(res, tasks, metrics), st.observations())
 
     def teardown(self):
+        if self.patch == "child":
+            self._stop_child()
+            super().teardown()
+            return
         self.socks.close()
         super().teardown()
         hub, self.hub = self.hub, None
