@@ -3,21 +3,23 @@ gevent's cooperative sockets and sleep, CPU steps inline: they block the hub, as
 asyncio loop. Lanes, each with its own connection to the echo server, pull tasks from the batch;
 max_inflight bounds them (0: every task of the batch at once).
 
-No monkey-patching. gevent.monkey.patch_all() replaces socket, time.sleep, threading and more
-for the whole process: the C++ runner's threads, the echo server's Python-facing peers and every
-other model of the same run would then run on gevent's primitives. Instead the task's steps call
-gevent's APIs explicitly (gevent.sleep, gevent.socket over the IoEnv's descriptors), which is what
-patched blocking code ends up calling. The hub lives on the cell's thread and is destroyed at
-teardown. A user function (concbench.bench) runs in a greenlet; a plain fn that does not call
-gevent's APIs blocks the hub for its whole call (the hub lag shows it).
+patch=no (the default): no monkey-patching. gevent.monkey.patch_all() replaces socket,
+time.sleep, threading and more for the whole process: the C++ runner's threads, the echo
+server's Python-facing peers and every other model of the same run would then run on gevent's
+primitives. Instead the task's steps call gevent's APIs explicitly (gevent.sleep, gevent.socket
+over the IoEnv's descriptors), which is what patched blocking code ends up calling. The hub lives
+on the cell's thread and is destroyed at teardown. A user function (concbench.bench) runs in a
+greenlet; a plain fn that does not call gevent's APIs blocks the hub for its whole call (the hub
+lag shows it).
 
-patch=child is the other way, the one gevent's documentation recommends: a child process (a fresh
-`python -c`, not multiprocessing, so that no __main__ is re-imported), started in setup, calls gevent.monkey.patch_all() before anything else runs there and then
-executes each batch with the suite's blocking code (workloads.execute) unchanged, one greenlet
-lane per max_inflight, time.sleep and the sockets being gevent's now. What crosses: the batch's
-task list (or a user function's pickled calls) once per batch, and its results back; the child's
-CPU is the span's child CPU (its own getrusage); the runner's cancel terminates the child, and the
-next batch starts a fresh one.
+patch=child: gevent as programs normally use it, patched first, then plain blocking code. A
+child process (a fresh `python -c`, not multiprocessing, so that no __main__ is re-imported),
+started in setup, calls gevent.monkey.patch_all() before anything else runs there and executes
+each batch with the suite's blocking code (workloads.execute) unchanged, on max_inflight greenlet
+lanes, time.sleep and the sockets being gevent's now. What crosses: the batch's task list (or a
+user function's pickled calls) once per batch, and its results back; the child's CPU is the
+span's child CPU (its own getrusage); the runner's cancel kills the child, and the next batch
+starts a fresh one.
 
 A monitor greenlet sleeps 1 ms at a time and records how late it wakes: hub_lag in the report's
 model_metrics, as cpython.asyncio's loop_lag."""
