@@ -10,7 +10,7 @@ packages=(
   libhwloc-dev hwloc nlohmann-json3-dev libcli11-dev
   pybind11-dev libasio-dev libboost-context-dev
   libssl-dev python3-dev python3-pytest python3-matplotlib python3-scipy
-  python3-uvloop python3-numpy linux-perf libtbb-dev
+  python3-uvloop python3-numpy python3-gevent python3-greenlet linux-perf libtbb-dev
   clang libclang-rt-14-dev
 )
 

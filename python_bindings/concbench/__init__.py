@@ -57,6 +57,7 @@ def python_context():
         "switch_interval_s": sys.getswitchinterval(),
         "uvloop": uvloop_version,
         "models": _models.names(),
+        "models_unavailable": _models.unavailable(),
     }
 
 

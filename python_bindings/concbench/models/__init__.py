@@ -9,12 +9,27 @@ from .. import _concbench as _c
 from .. import workloads as wl
 from .asyncio_model import AsyncioModel
 from .asyncio_to_thread import AsyncioToThread
+from . import gevent_model
+from . import interpreters
 from .process_pool import ProcessPool
+from .process_threads import ProcessThreads
 from .serial import Serial
 from .thread_pool import ThreadPool
 from .threads import Threads
 
-MODELS = (Serial, Threads, ThreadPool, ProcessPool, AsyncioModel, AsyncioToThread)
+# Models whose module this interpreter lacks are left out of MODELS (and of the runner's
+# registry): unavailable() says why, and python_context() records it.
+_OPTIONAL = ((gevent_model.GeventModel, gevent_model.UNAVAILABLE),
+             (interpreters.Interpreters, interpreters.UNAVAILABLE))
+
+MODELS = (Serial, Threads, ThreadPool, ProcessPool, AsyncioModel, AsyncioToThread,
+          ProcessThreads) + tuple(
+    m for m, why in _OPTIONAL if why is None)
+
+
+def unavailable():
+    """{model name: one line saying why it cannot run on this interpreter}."""
+    return {m.name: why for m, why in _OPTIONAL if why is not None}
 
 
 def python_spin_units_per_ms():
@@ -66,4 +81,4 @@ def names():
     return [m.name for m in MODELS]
 
 
-__all__ = ["MODELS", "register_all", "names"]
+__all__ = ["MODELS", "register_all", "names", "unavailable"]

@@ -1,0 +1,448 @@
+"""cpython.interpreters: `workers` subinterpreters (PEP 684: each with its own GIL), one thread
+each, tasks sent and results returned through the interpreters' own queues or channels.
+
+Found by feature, not version: concurrent.interpreters (3.14, PEP 734), else
+test.support.interpreters (3.13, the same API before it went public) with its queues, else
+_xxsubinterpreters with _xxinterpchannels (3.12's private modules). Where none is there the model
+is not registered and models.unavailable() gives the one-line reason (3.11 and earlier).
+
+What runs inside an interpreter is WORKER_SOURCE below, a self-contained pure-Python copy of the
+steps it supports (cpu.spin, cpu.pidigits, io.sleep, overhead.noop) with the checksum helpers of
+workloads/include/concbench/checksum.hpp and execute.cpp ported line for line: the pybind11
+module _concbench need not import into an isolated interpreter, and the checksums must be
+bit-identical to workloads.execute's (tests/test_interpreters.py checks the ports against
+_concbench's functions). What crosses per task: marshal.dumps((item, task, nonce)) one way and
+marshal.dumps((item, ok, checksum or error, run ns, worker crossing ns)) back, both as bytes
+through the queues; model_metrics records their bytes and the time spent marshalling and
+queueing, and each interpreter's start-up (create, imports, the worker source), which happens in
+setup, outside the measured batches.
+
+Cancellation: the runner's flag is not visible inside an interpreter. On cancel the parent takes
+back the tasks not yet started and puts the batch number on each interpreter's control queue;
+a running task checks that queue every 8 spin units, every pidigits round and every 50 ms of a
+sleep, and stops; results of a cancelled batch that arrive later are ignored."""
+
+import marshal
+import threading
+import time
+
+from .base import PyModel, Results
+
+
+class _Pep734:
+    """concurrent.interpreters (3.14) or test.support.interpreters (3.13): Interpreter objects,
+    queues bound into __main__ with prepare_main()."""
+
+    def __init__(self, interp_mod, queues_mod, api, queue_import):
+        self.interp_mod, self.queues, self.api = interp_mod, queues_mod, api
+        self.worker_prelude = queue_import + """
+def q_get_nowait(q):
+    try:
+        return q.get_nowait()
+    except queues.QueueEmpty:
+        return None
+
+
+def q_put(q, m):
+    q.put(m)
+"""
+
+    def create_queue(self):
+        try:
+            return self.queues.create(syncobj=True)  # 3.13: bytes are shareable, no pickling
+        except TypeError:
+            return self.queues.create()  # 3.14: shareable objects cross as they are
+
+    def put(self, q, m):
+        q.put(m)
+
+    def get_nowait(self, q):
+        try:
+            return q.get_nowait()
+        except self.queues.QueueEmpty:
+            return None
+
+    def create(self, tasks_q, results_q, ctl_q):
+        interp = self.interp_mod.create()
+        interp.exec("POLL_S = %r\n" % POLL_S + self.worker_prelude)
+        interp.prepare_main(tasks_q=tasks_q, results_q=results_q, ctl_q=ctl_q)
+        return interp
+
+    def exec(self, interp, code):
+        interp.exec(code)
+
+    def close(self, interp):
+        interp.close()
+
+
+class _Xx312:
+    """3.12's private _xxsubinterpreters (an interpreter created isolated, with its own GIL) and
+    _xxinterpchannels: channel ids are shareable and passed to run_string()."""
+
+    api = "_xxsubinterpreters+_xxinterpchannels"
+    worker_prelude = """
+import _xxinterpchannels as _ch
+
+
+def q_get_nowait(q):
+    return _ch.recv(q, None)
+
+
+def q_put(q, m):
+    _ch.send(q, m)
+"""
+
+    def __init__(self, subs, chans):
+        self.subs, self.chans = subs, chans
+        self.shared = {}
+
+    def create_queue(self):
+        return self.chans.create()
+
+    def put(self, q, m):
+        self.chans.send(q, m)
+
+    def get_nowait(self, q):
+        return self.chans.recv(q, None)
+
+    def create(self, tasks_q, results_q, ctl_q):
+        interp = self.subs.create()
+        # A float is not shareable on 3.12: POLL_S goes in as source.
+        self.subs.run_string(interp, "POLL_S = %r\n" % POLL_S + self.worker_prelude, {})
+        self.shared[interp] = {"tasks_q": tasks_q, "results_q": results_q, "ctl_q": ctl_q}
+        return interp
+
+    def exec(self, interp, code):
+        self.subs.run_string(interp, code, self.shared.get(interp, {}))
+
+    def close(self, interp):
+        self.subs.destroy(interp)
+
+
+def _find_backend():
+    """(backend, None) or (None, one line saying why not): by feature, not version."""
+    try:
+        from concurrent import interpreters as im  # 3.14+
+        from concurrent.interpreters import _queues as qm
+        return _Pep734(im, qm, "concurrent.interpreters",
+                       "from concurrent.interpreters import _queues as queues"), None
+    except ImportError:
+        pass
+    try:
+        from test.support import interpreters as im  # 3.13
+        from test.support.interpreters import queues as qm
+        return _Pep734(im, qm, "test.support.interpreters",
+                       "from test.support.interpreters import queues"), None
+    except ImportError:
+        pass
+    import sys
+    v = "%d.%d" % sys.version_info[:2]
+    try:
+        import _xxinterpchannels
+        import _xxsubinterpreters
+    except ImportError:
+        return None, ("no subinterpreter module on CPython %s (needs 3.12+: _xxsubinterpreters "
+                      "and _xxinterpchannels, or PEP 734's interpreters)" % v)
+    if sys.version_info < (3, 12):  # 3.11's interpreters share one GIL: nothing to measure
+        return None, "no subinterpreter with its own GIL on CPython %s (needs 3.12+)" % v
+    return _Xx312(_xxsubinterpreters, _xxinterpchannels), None
+
+
+BACKEND, UNAVAILABLE = _find_backend()
+API = BACKEND.api if BACKEND is not None else None
+
+POLL_S = 0.0005  # the PEP 734 queues' blocking get() polls; this often
+CANCEL_GRACE_S = 1.0  # after a cancel, how long running tasks get to notice it
+
+# Runs in each interpreter's __main__: no import of concbench.
+WORKER_SOURCE = r'''
+import marshal
+import time
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9e3779b97f4a7c15
+LCG_MUL = 6364136223846793005
+LCG_INC = 1442695040888963407
+
+
+def mix64(x):
+    x &= MASK64
+    x ^= x >> 30
+    x = (x * 0xbf58476d1ce4e5b9) & MASK64
+    x ^= x >> 27
+    x = (x * 0x94d049bb133111eb) & MASK64
+    x ^= x >> 31
+    return x
+
+
+def fold(acc, v):
+    return mix64(acc ^ ((v + GOLDEN) & MASK64))
+
+
+def round_nonce(batch_nonce, rnd):
+    return mix64(batch_nonce ^ mix64(rnd + 0x6e6f6e6365))
+
+
+def seal(chain, nonce):
+    return fold(chain, mix64(nonce) ^ 0x5ea1ed5ea1ed5ea1)
+
+
+def hash_bytes(data, seed=0):
+    data = bytes(data)
+    size = len(data)
+    h = mix64(seed ^ ((size * GOLDEN) & MASK64))
+    end = size - size % 8
+    for i in range(0, end, 8):
+        h = ((h ^ mix64(int.from_bytes(data[i:i + 8], "little"))) * 0xff51afd7ed558ccd) & MASK64
+    tail = int.from_bytes(data[end:], "little") if end < size else 0
+    return mix64(h ^ tail)
+
+
+def step_seed(task_seed, index):
+    return mix64(task_seed + (index + 1) * GOLDEN)
+
+
+class Cancelled(Exception):
+    pass
+
+
+_batch = 0  # the batch of the task running now
+_cancelled_batch = -1  # the latest batch the parent cancelled (its ctl_q says so)
+
+
+def check_cancel():
+    global _cancelled_batch
+    m = q_get_nowait(ctl_q)
+    while m is not None:
+        _cancelled_batch = max(_cancelled_batch, int(m))
+        m = q_get_nowait(ctl_q)
+    if _cancelled_batch >= _batch:
+        raise Cancelled()
+
+
+def spin(units, seed):
+    x = seed
+    for u in range(units):
+        for _ in range(1000):
+            x = (x * LCG_MUL + LCG_INC) & MASK64
+        if u & 7 == 7:
+            check_cancel()
+    return x
+
+
+def pidigits(units):
+    base = 10000
+    c = 14 * units
+    f = [base // 5] * (c + 1)
+    h = 0
+    e = 0
+    while c > 0:
+        d = 0
+        g = c * 2
+        b = c
+        while True:
+            d += f[b] * base
+            g -= 1
+            f[b] = d % g
+            d //= g
+            g -= 1
+            b -= 1
+            if b == 0:
+                break
+            d *= b
+        h = fold(h, e + d // base)
+        e = d % base
+        c -= 14
+        check_cancel()
+    return h
+
+
+def sleep_ns(duration_ns):
+    start = time.monotonic_ns()
+    deadline = start + duration_ns
+    now = start
+    while now < deadline:
+        time.sleep(min(0.05, (deadline - now) / 1e9))
+        check_cancel()
+        now = time.monotonic_ns()
+    return duration_ns if now - start >= duration_ns else 0
+
+
+def execute(task, nonce):
+    _, seed, payload, steps = task
+    h = hash_bytes(payload, seed)
+    for i, step in enumerate(steps):
+        s = step_seed(seed, i)
+        kind, native, kernel, nbytes, units, duration_ns, arg = step
+        if kind == "cpu" and native:
+            raise ValueError("no native kernel inside a subinterpreter")
+        if kind == "cpu" and kernel == "spin":
+            v = spin(units, s)
+        elif kind == "cpu" and kernel == "pidigits":
+            v = pidigits(units)
+        elif kind == "sleep":
+            v = sleep_ns(duration_ns)
+        else:
+            raise ValueError("no subinterpreter version of step %r/%r" % (kind, kernel))
+        h = fold(h, v)
+    return seal(h, nonce)
+
+
+def get(q):
+    while True:
+        m = q_get_nowait(q)
+        if m is not None:
+            return m
+        time.sleep(POLL_S)
+
+
+def serve(tasks_q, results_q):
+    global _batch
+    while True:
+        msg = get(tasks_q)
+        if not msg:
+            return
+        t0 = time.perf_counter_ns()
+        _batch, k, task, nonce = marshal.loads(msg)
+        t1 = time.perf_counter_ns()
+        try:
+            check_cancel()
+            v = execute(task, nonce)
+            ok = True
+        except Cancelled:
+            v, ok = 0, None  # not done
+        except Exception as e:
+            v = "%s: %s" % (type(e).__name__, e)
+            ok = False
+        t2 = time.perf_counter_ns()
+        # This side's crossing time: the task's unmarshalling.
+        out = marshal.dumps((_batch, k, ok, v, t2 - t1, t1 - t0))
+        q_put(results_q, out)
+'''
+
+
+def worker_namespace():
+    """WORKER_SOURCE run in a plain dict here: the tests compare its ports with _concbench."""
+    ns = {"POLL_S": POLL_S, "ctl_q": None, "q_get_nowait": lambda q: None}
+    exec(compile(WORKER_SOURCE, "<concbench.interpreters worker>", "exec"), ns)
+    return ns
+
+
+class Interpreters(PyModel):
+    name = "cpython.interpreters"
+    description = ("subinterpreters with their own GIL (PEP 734), one thread each, tasks and "
+                   "results crossing through the interpreters' queues")
+    latency_means = "the task's run time inside its interpreter"
+    python_callables = False
+    workloads = ("cpu.spin", "cpu.pidigits", "io.sleep", "overhead.noop")
+
+    def setup(self, workers, params, seed, cancel, workload=None):
+        super().setup(workers, params, seed, cancel, workload)
+        b = self.backend = BACKEND
+        self.tasks_q = b.create_queue()
+        self.results_q = b.create_queue()
+        self.interps = []
+        self.threads = []
+        self.errors = []
+        self.startup_ns = []
+        self.ctl_qs = []
+        self.batch = 0
+        for _ in range(workers):
+            t0 = time.perf_counter_ns()
+            ctl = b.create_queue()
+            interp = b.create(self.tasks_q, self.results_q, ctl)
+            self.ctl_qs.append(ctl)
+            b.exec(interp, WORKER_SOURCE)
+            self.startup_ns.append(time.perf_counter_ns() - t0)
+            self.interps.append(interp)
+        for interp in self.interps:
+            t = threading.Thread(target=self._serve, args=(interp,), daemon=True,
+                                 name="cpython.interpreters")
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, interp):
+        try:
+            self.backend.exec(interp, "serve(tasks_q, results_q)")
+        except BaseException as e:  # noqa: BLE001 - reported by the next batch
+            self.errors.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+    def run(self, tasks, rounds, nonce, stride):
+        n = len(tasks)
+        items = n * rounds
+        res = Results(items, n, nonce, stride)
+        cross_ns = 0
+        bytes_in = bytes_out = 0
+        got = 0
+        res.begin_work()
+        for k in range(items):
+            t0 = time.perf_counter_ns()
+            msg = marshal.dumps((self.batch, k, tasks[k % n], res.nonce(k)))
+            self.backend.put(self.tasks_q, msg)
+            cross_ns += time.perf_counter_ns() - t0
+            bytes_in += len(msg)
+        outstanding = items
+        cancel_at = None
+        b = self.backend
+        while outstanding:
+            if cancel_at is None and self.cancel.is_set():
+                # Tell every interpreter (its running task stops at its next check), and take
+                # back the tasks not started.
+                cancel_at = time.monotonic()
+                for ctl in self.ctl_qs:
+                    b.put(ctl, b"%d" % self.batch)
+                while b.get_nowait(self.tasks_q) is not None:
+                    outstanding -= 1
+                continue
+            if cancel_at is not None and time.monotonic() - cancel_at > CANCEL_GRACE_S:
+                break
+            t0 = time.perf_counter_ns()
+            msg = b.get_nowait(self.results_q)
+            if msg is None:
+                if self.errors or not any(t.is_alive() for t in self.threads):
+                    break
+                time.sleep(POLL_S)
+                continue
+            batch, k, ok, v, run_ns, wcross = marshal.loads(msg)
+            if batch != self.batch:
+                continue  # a late result of a cancelled batch
+            cross_ns += time.perf_counter_ns() - t0 + wcross
+            bytes_out += len(msg)
+            outstanding -= 1
+            got += 1
+            if ok is None:
+                continue  # cancelled: not done
+            if not ok:
+                res.failures.append((k, v))
+                continue
+            res.checksums[k] = v
+            res.done[k] = 1
+            if res.sampled(k):
+                res.latency_ns.append(run_ns)
+        self.batch += 1
+        res.end_work()
+        if self.errors:
+            done = set(k for k in range(items) if res.done[k])
+            res.failures.extend((k, "interpreter failed: " + self.errors[0])
+                                for k in range(items) if k not in done)
+        metrics = {
+            "api": API,
+            "interpreters": self.workers,
+            "startup_ns": list(self.startup_ns),
+            "crossing": {"items": got, "bytes_in": bytes_in, "bytes_out": bytes_out,
+                         "ns": cross_ns},
+        }
+        return res.as_tuple(metrics, (0, [], 0, []))
+
+    def teardown(self):
+        for _ in self.threads:
+            self.backend.put(self.tasks_q, b"")
+        for t in self.threads:
+            t.join(timeout=10)
+        for interp in self.interps:
+            try:
+                self.backend.close(interp)
+            except Exception:  # noqa: BLE001 - one still running: left to the process's exit
+                pass
+        self.interps = []
+        super().teardown()

@@ -1,0 +1,187 @@
+"""cpython.process_threads: a ProcessPoolExecutor of `workers` processes, each hosting a
+ThreadPoolExecutor of threads_per_process threads (the GIL per process, threads inside it).
+
+Dispatch: the parent cuts the batch into chunks of consecutive items and submits one chunk per
+submit(); the process that takes a chunk runs its items on its own thread pool and returns their
+results together. What crosses per chunk: the chunk's (item, task, nonce) tuples (or, for a user
+function, its functools.partial calls) one way, and per item (item, ok, checksum or error, run
+time ns, pid, thread ident) back. A chunk holds at least threads_per_process items (so a
+process's threads all get work) and at most the batch's share of one process, and there are about
+four chunks per process where the batch is large enough, so a process that finishes early takes
+another chunk. Latency is the task's run time on its worker thread.
+
+Each worker process builds its own IO peers and batch state, as cpython.process_pool does;
+cpu.counter_race has no shared counter across processes and is left out. Child CPU is read from
+/proc (process_pool._children_cpu) just outside the timed region."""
+
+import concurrent.futures
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+import warnings
+
+from .. import _concbench as _c
+from .. import user_workload as uw
+from .. import workloads as wl
+from .base import PyModel, Results, param_choice, param_integer, shutdown
+from .process_pool import START_METHODS, NotPicklable, _children_cpu, _NeverCancelled
+
+CHUNKS_PER_PROCESS = 4
+
+_w = None  # worker-process state, built by the initializer
+
+
+class _Worker:
+    def __init__(self, threads):
+        self.state = wl.BatchState(_NeverCancelled(), _c.IoEnv())
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads)
+        self.local = threading.local()
+        self.index_lock = threading.Lock()
+        self.next_index = 0
+        barrier = threading.Barrier(threads)
+        # Start every thread now (and give each its index: its own echo connection).
+        list(self.pool.map(lambda _: (self.index(), barrier.wait()), range(threads)))
+
+    def index(self):
+        w = getattr(self.local, "w", None)
+        if w is None:
+            with self.index_lock:
+                w = self.local.w = self.next_index
+                self.next_index += 1
+        return w
+
+
+def _init_worker(threads):
+    global _w
+    _w = _Worker(threads)
+
+
+def _ping(_):
+    time.sleep(0.01)  # so that every process of the pool takes some
+    return os.getpid()
+
+
+def _one(entry):
+    k, what, nonce = entry
+    t0 = time.perf_counter_ns()
+    try:
+        if nonce is None:
+            result = what()  # a user function's call
+            pickle.dumps(result)  # an unpicklable result fails its item, not the chunk
+        else:
+            result = wl.execute(what, _w.index(), _w.state, nonce)
+    except BaseException as e:  # noqa: BLE001 - a task's failure is a result
+        return (k, False, uw.one_line(e), 0, os.getpid(), threading.get_ident())
+    return (k, True, result, time.perf_counter_ns() - t0, os.getpid(), threading.get_ident())
+
+
+def _run_chunk(entries):
+    _w.state.begin()
+    return list(_w.pool.map(_one, entries))
+
+
+def chunk_size(items, processes, threads):
+    share = -(-items // processes)
+    return max(1, min(share, max(threads, -(-items // (processes * CHUNKS_PER_PROCESS)))))
+
+
+class ProcessThreads(PyModel):
+    name = "cpython.process_threads"
+    description = ("ProcessPoolExecutor of `workers` processes, each running chunks of tasks on "
+                   "a ThreadPoolExecutor of threads_per_process threads")
+    separate_processes = True
+    latency_means = "the task's run time on its thread in its worker process"
+    workloads = tuple(w for w in wl.SUPPORTED if w != "cpu.counter_race")
+    params = (param_integer("threads_per_process", "threads in each worker process", 2, 1, 256),
+              param_choice("start_method", "multiprocessing start method", "default",
+                           START_METHODS))
+
+    def setup(self, workers, params, seed, cancel, workload=None):
+        super().setup(workers, params, seed, cancel, workload)
+        if self.user is not None and self.user.pickle_error:
+            raise NotPicklable(self.user.pickle_error)
+        self.threads = int(params["threads_per_process"])
+        method = params["start_method"]
+        self.method = multiprocessing.get_start_method() if method == "default" else method
+        if self.method == "forkserver":
+            from multiprocessing import forkserver
+            server = getattr(forkserver, "_forkserver", None)
+            if server is not None and hasattr(server, "_stop"):
+                server._stop()
+        self.pool = None
+        self.restarts = -1
+        self._start_pool()
+
+    def _start_pool(self):
+        ctx = multiprocessing.get_context(self.method)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # see process_pool.py
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                initargs=(self.threads,))
+            self.pids = set(self.pool.map(_ping, range(self.workers * 4)))
+        self.restarts += 1
+
+    def run(self, tasks, rounds, nonce, stride):
+        n = len(tasks)
+        items = n * rounds
+        res = Results(items, n, nonce, stride)
+        if self.pool is None or getattr(self.pool, "_broken", False):
+            self._start_pool()
+        calls = self.user_calls(tasks)
+        size = chunk_size(items, self.workers, self.threads)
+        futures = []
+        cpu0 = _children_cpu(self.pool)
+        res.begin_work()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for start in range(0, items, size):
+                if self.cancel.is_set():
+                    break
+                ks = range(start, min(items, start + size))
+                if calls is not None:
+                    entries = [(k, calls[k % n], None) for k in ks]
+                else:
+                    entries = [(k, tasks[k % n], res.nonce(k)) for k in ks]
+                futures.append(self.pool.submit(_run_chunk, entries))
+        pending = futures
+        while pending:
+            _, pending = concurrent.futures.wait(pending, timeout=wl.WAIT_SLICE_S)
+            if self.cancel.is_set():
+                shutdown(self.pool, wait=False)
+                break
+        res.end_work()
+        cpu1 = _children_cpu(self.pool)
+        if cpu0 is not None and cpu1 is not None and cpu0[2] == cpu1[2]:
+            res.span = res.span + (max(0, cpu1[0] - cpu0[0]), max(0, cpu1[1] - cpu0[1]))
+        used = set()
+        for i, f in enumerate(futures):
+            if not f.done() or f.cancelled():
+                continue
+            err = f.exception()
+            if err is not None:
+                for k in range(i * size, min(items, (i + 1) * size)):
+                    res.failures.append((k, uw.one_line(err)))
+                continue
+            for k, ok, value, run_ns, pid, tid in f.result():
+                used.add((pid, tid))
+                if not ok:
+                    res.failures.append((k, value))
+                    continue
+                res.checksums[k] = value
+                res.done[k] = 1
+                if res.sampled(k):
+                    res.latency_ns.append(run_ns)
+        metrics = {"start_method": self.method, "processes": self.workers,
+                   "threads_per_process": self.threads, "chunk_items": size,
+                   "chunks": len(futures), "pool_restarts": self.restarts,
+                   "processes_used": len({p for p, _ in used}), "threads_used": len(used)}
+        return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
+
+    def teardown(self):
+        if self.pool is not None:
+            shutdown(self.pool)
+            self.pool = None
+        super().teardown()
