@@ -287,7 +287,8 @@ class GeventModel(PyModel):
         res.checksums, res.done, res.latency_ns, res.failures = checksums, bytearray(done), lat, \
             failures
         res.span = res.span + cpu
-        metrics.update({"max_inflight": lanes, "hub_lag": lag})
+        metrics.update({"max_inflight": lanes, "hub_lag": lag,
+                        "worker_pids": [self.child.pid]})  # the runner reads its USS and PSS
         return res.as_tuple(self.finish(res, tasks, metrics), observations)
 
     def run(self, tasks, rounds, nonce, stride):

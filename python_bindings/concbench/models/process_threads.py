@@ -177,7 +177,9 @@ class ProcessThreads(PyModel):
         metrics = {"start_method": self.method, "processes": self.workers,
                    "threads_per_process": self.threads, "chunk_items": size,
                    "chunks": len(futures), "pool_restarts": self.restarts,
-                   "processes_used": len({p for p, _ in used}), "threads_used": len(used)}
+                   "processes_used": len({p for p, _ in used}), "threads_used": len(used),
+                   # Taken by the bridge: the runner reads these processes' USS and PSS.
+                   "worker_pids": sorted(getattr(self.pool, "_processes", None) or ())}
         return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
 
     def teardown(self):
