@@ -579,6 +579,105 @@ def section_sample(res, out):
     out.append("")
 
 
+def _by_params(report, workload, model, workers, **params):
+    """The verified repetitions of the cell of a sweep whose params include `params`."""
+    for c in report["results"]:
+        if (c["workload"], c["model"], c["workers"]) != (workload, model, workers):
+            continue
+        if c["status"] != "ok" or any(c["params"].get(k) != v for k, v in params.items()):
+            continue
+        return c
+    return None
+
+
+def _per_task(c):
+    return c["summary"]["wall_ns_per_task"]["median"] if c else None
+
+
+def _mem(suite, wl, model, w, key):
+    return median([r["memory"][key] for r in suite.reps(wl, model, w)
+                   if isinstance(r.get("memory"), dict) and r["memory"].get(key) is not None])
+
+
+def section_models(res, out):
+    """Issue 17's models: subinterpreters, processes of threads, fibers, gevent, reference
+    counts, the price of an address space, the cost of a switch."""
+    out.append("**The rest of Python's concurrency world** (`results/models/`, "
+               "`bash scripts/regenerate_results.sh models`).")
+    out.append("")
+    it = res.report("models/interpreters-3.13.json")
+    s = Suite(it)
+    py = it["context"].get("python", {}).get("version", "?")
+    out.append(f"- *Subinterpreters, each with its own GIL* (CPython {py}, {machine(it)}): on "
+               f"cpu.spin at 2 workers `cpython.interpreters` runs "
+               f"{x(s.vs_serial('cpu.spin', 'cpython.interpreters', 2))} the throughput of "
+               f"`cpython.serial` where `cpython.threading` runs "
+               f"{x(s.vs_serial('cpu.spin', 'cpython.threading', 2))}. The C++ prediction, in "
+               f"the same run: `interpreters` {x(s.vs_serial('cpu.spin', 'interpreters', 2))} "
+               f"against `serial`, `gil_threads` {x(s.vs_serial('cpu.spin', 'gil_threads', 2))}.")
+    cpp = res.report("models/cpp.json")
+    c = Suite(cpp)
+    out.append(f"- *Fibers and coroutines* ({machine(cpp)}): io.sleep at 1 worker, against "
+               f"`serial`: `fibers` {x(c.vs_serial('io.sleep', 'fibers', 1))} (stackful, "
+               f"switching only at IO), `async` {x(c.vs_serial('io.sleep', 'async', 1))} "
+               f"(stackless); on cpu.spin neither gains, `fibers` "
+               f"{x(c.vs_serial('cpu.spin', 'fibers', 2))} at 2 workers.")
+    sw = res.json("micro/switch.json")
+    per = {}
+    for b in sw.get("benchmarks", []):
+        if b.get("aggregate_name") == "median" and "per_switch" in b:
+            per[b["run_name"].split("/")[0]] = b["per_switch"] * 1e9
+    out.append(f"- *One switch* (`bench_runner micro --benchmark_filter=Switch`, "
+               f"`results/micro/switch.json`): a Boost.Context fiber {t(per.get('BM_Switch_Fiber'))},"
+               f" a C++20 coroutine {t(per.get('BM_Switch_Coroutine'))}, two OS threads on one "
+               f"CPU {t(per.get('BM_Switch_OsThreads'))}.")
+    mix = res.report("models/process_threads-mixed.json")
+    rows = []
+    for cpu in ("50", "200", "800"):
+        times = {m: _per_task(_by_params(mix, "mixed.cpu_io", m, 2, cpu_us=cpu))
+                 for m in ("gil_threads", "process_pool", "process_threads")}
+        best = min((v, m) for m, v in times.items() if v is not None)[1]
+        rows.append(f"cpu_us={cpu}: " + ", ".join(f"{m} {t(v)}" for m, v in times.items())
+                    + f" (fastest: {best})")
+    out.append("- *Processes of threads* (2 processes of 2 threads against 2 GIL threads and 2 "
+               "processes, mixed.cpu_io with io_us=800, time per task): " + "; ".join(rows) + ".")
+    out.append(f"- *The price of an address space* (cpu.spin at 2 workers, summed over the "
+               f"workers at the end of a batch): `process_pool` USS "
+               f"{size(_mem(c, 'cpu.spin', 'process_pool', 2, 'uss_bytes') or 0)}, PSS "
+               f"{size(_mem(c, 'cpu.spin', 'process_pool', 2, 'pss_bytes') or 0)}; "
+               f"`process_threads` USS "
+               f"{size(_mem(c, 'cpu.spin', 'process_threads', 2, 'uss_bytes') or 0)}, PSS "
+               f"{size(_mem(c, 'cpu.spin', 'process_threads', 2, 'pss_bytes') or 0)}.")
+    py11 = res.report("models/python-3.11.json")
+    p = Suite(py11)
+    out.append(f"- *gevent and asyncio* (CPython "
+               f"{py11['context'].get('python', {}).get('version', '?')}): io.sleep against "
+               f"`cpython.serial`, `cpython.gevent` "
+               f"{x(p.vs_serial('io.sleep', 'cpython.gevent', 1))}, `cpython.asyncio` "
+               f"{x(p.vs_serial('io.sleep', 'cpython.asyncio', 1))}; the process-based Python "
+               f"models' workers at 2: `cpython.process_pool` PSS "
+               f"{size(_mem(p, 'cpu.spin', 'cpython.process_pool', 2, 'pss_bytes') or 0)}, "
+               f"`cpython.process_threads` PSS "
+               f"{size(_mem(p, 'cpu.spin', 'cpython.process_threads', 2, 'pss_bytes') or 0)}.")
+    rc = res.report("models/refcount.json")
+
+    def ns_ref(mode, sharing, model, w):
+        cell = _by_params(rc, "cpu.refcount", model, w, mode=mode, sharing=sharing)
+        if not cell:
+            return None
+        return median([r["metrics"]["ns_per_ref"] for r in cell["repetitions"] if r["verified"]])
+    plain, atomic, biased = (ns_ref(m, "private", "serial", 1) for m in ("plain", "atomic", "biased"))
+    out.append(f"- *What free threading costs a reference count* (cpu.refcount, one thread, a "
+               f"private object, per incref or decref): plain {num(plain, '.2f')} ns, atomic "
+               f"{num(atomic, '.2f')} ns, biased {num(biased, '.2f')} ns; on one object shared by "
+               f"2 free threads: atomic {num(ns_ref('atomic', 'shared', 'free_threads', 2), '.2f')}"
+               f" ns, biased {num(ns_ref('biased', 'shared', 'free_threads', 2), '.2f')} ns (the "
+               f"wall time of 2 threads over their references). A reference-count operation is a "
+               f"small part of what an interpreter does, which is why PEP 703's whole-interpreter "
+               f"figure is 5 to 8 percent, not this ratio.")
+    out.append("")
+
+
 def render(root, allow_dirty=False):
     res = Results(root, allow_dirty)
     body = []
@@ -593,6 +692,7 @@ def render(root, allow_dirty=False):
     section_dispatch(res, body)
     section_calibration(res, body)
     section_compare(res, body)
+    section_models(res, body)
     ref = res.report("reference/full.json")
     head = [BEGIN,
             "<!-- Generated by scripts/findings.py from results/; edit that script, not this "

@@ -23,6 +23,8 @@
 #   own          "Your own workload": a Python function, a profile file, a plugin, with their
 #                verdicts                                         results/own/
 #   ownverdict   only the verdicts of the above, from the reports already there
+#   models       subinterpreters (CPython 3.13 and the C++ emulation), processes of threads,
+#                fibers, gevent, cpu.refcount, switch costs          results/models/
 #   plots        results/plots/ redrawn from the above
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,12 +37,12 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(all)
 if [ "${steps[0]}" = all ]; then
   steps=(micro quick backtoback smoke payload mixed asyncio multiprocessing gil full cpython own
-    plots)
+    models plots)
 fi
 for s in "${steps[@]}"; do
   case "$s" in
     micro | quick | backtoback | compare | smoke | payload | mixed | asyncio | multiprocessing | gil | \
-      full | cpython | own | ownverdict | plots) ;;
+      full | cpython | own | ownverdict | models | plots) ;;
     *)
       echo "regenerate_results: unknown step '$s' (see the header of this script)" >&2
       exit 2
@@ -167,6 +169,10 @@ for s in "${steps[@]}"; do
       verdict_own
       ;;
     ownverdict) verdict_own ;;
+    models)
+      note "$py" scripts/models_matrix.py
+      compact results/models/*.json
+      ;;
     plots) bash scripts/plot_results.sh ;;
   esac
 done
