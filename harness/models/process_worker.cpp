@@ -96,6 +96,40 @@ bool read_cpu(CpuTimes& out) {
   return true;
 }
 
+// What a response carries of the worker's counters and CPU time: the deltas since the last
+// response that carried them, read at most every kCounterPeriodNs (and on a flush), so a short
+// task does not pay two reads. One failed CPU read leaves this delta and the next unavailable
+// (has_cpu = false) rather than folding the gap into a later one.
+template <class Counters>
+struct UsageSampler {
+  Counters& counters;
+  CounterValues last;
+  CpuTimes last_cpu;
+  bool cpu_ok;
+  uint64_t last_read_ns;
+  explicit UsageSampler(Counters& c)
+      : counters(c), last(c.read()), cpu_ok(read_cpu(last_cpu)), last_read_ns(monotonic_ns()) {}
+  void fill(TaskResponse& resp, bool flush, uint64_t t_end) {
+    if (!flush && t_end - last_read_ns < kCounterPeriodNs) {
+      resp.counters = CounterValues::zero_all();  // counted in a later response's delta
+      resp.has_cpu = true;                        // likewise: nothing to add here
+      resp.cpu_user_ns = resp.cpu_sys_ns = 0;
+      return;
+    }
+    const CounterValues now = counters.read();
+    resp.counters = now.since(last);
+    last = now;
+    last_read_ns = t_end;
+    CpuTimes cpu;
+    const bool ok = read_cpu(cpu);
+    resp.has_cpu = ok && cpu_ok;
+    resp.cpu_user_ns = resp.has_cpu ? cpu.user_ns - last_cpu.user_ns : 0;
+    resp.cpu_sys_ns = resp.has_cpu ? cpu.sys_ns - last_cpu.sys_ns : 0;
+    if (ok) last_cpu = cpu;
+    cpu_ok = ok;
+  }
+};
+
 // kFaultCorrupt: the answer the parent must catch by comparing what came back with what it sent.
 void corrupt_echo(PayloadRef& p, ShmView& shm) {
   if (p.in_shm) {
@@ -172,9 +206,7 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
   detail::GilHooks hooks(gil);
   // Opened before the task threads start, so it counts them all.
   InheritedCounters counters;
-  CounterValues last = counters.read();
-  CpuTimes last_cpu;
-  bool cpu_ok = read_cpu(last_cpu);
+  UsageSampler usage(counters);
   ShmView shm(shm_fd);
   std::mutex mu;                    // guards everything below
   std::condition_variable work_cv;  // a job to run, or stop
@@ -277,7 +309,6 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
   // The writer: each response in request order, once its task is done.
   auto writer = [&]() {
     std::vector<std::byte> out;
-    uint64_t last_read_ns = monotonic_ns();
     uint64_t prev_encode_ns = 0;
     for (;;) {
       std::unique_lock l(mu);
@@ -294,24 +325,7 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
           free_jobs.push_back(j);
           continue;
         }
-        const uint64_t t_end = monotonic_ns();
-        if (j->flush || t_end - last_read_ns >= kCounterPeriodNs) {
-          const CounterValues now = counters.read();
-          resp.counters = now.since(last);
-          last = now;
-          last_read_ns = t_end;
-          CpuTimes cpu;
-          const bool ok = read_cpu(cpu);
-          resp.has_cpu = ok && cpu_ok;
-          resp.cpu_user_ns = resp.has_cpu ? cpu.user_ns - last_cpu.user_ns : 0;
-          resp.cpu_sys_ns = resp.has_cpu ? cpu.sys_ns - last_cpu.sys_ns : 0;
-          if (ok) last_cpu = cpu;
-          cpu_ok = ok;
-        } else {
-          resp.counters = CounterValues::zero_all();
-          resp.has_cpu = true;
-          resp.cpu_user_ns = resp.cpu_sys_ns = 0;
-        }
+        usage.fill(resp, j->flush, monotonic_ns());
         if (j->flush) resp.error = report();
         resp.encode_ns = prev_encode_ns;
         const uint64_t t2 = monotonic_ns();
@@ -415,9 +429,7 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
   std::atomic<uint32_t> breaker{0};
   ExecContext ctx(breaker, no_lock_hooks(), &io, 0);
   ThreadCounters counters;
-  CounterValues last = counters.read();
-  CpuTimes last_cpu;
-  bool cpu_ok = read_cpu(last_cpu);
+  UsageSampler usage(counters);
   ShmView shm(shm_fd);
   // Every buffer lives as long as the worker, so in steady state a task allocates nothing and
   // touches no fresh page: the receive buffer, the decoded request, the response (whose payload
@@ -426,9 +438,7 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
   std::vector<std::byte> out;
   TaskRequest req;
   TaskResponse resp;
-  uint64_t prev_encode_ns = 0;
-  uint64_t last_read_ns =
-      monotonic_ns();  // a response cannot carry its own encoding time: the next one does
+  uint64_t prev_encode_ns = 0;  // a response cannot carry its own encoding time: the next one does
 
   {
     TaskResponse hello;
@@ -489,26 +499,7 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
         resp.ok = false;
         resp.error = e.what();
       }
-      const uint64_t t_end = monotonic_ns();
-      if (flush || t_end - last_read_ns >= kCounterPeriodNs) {
-        const CounterValues now = counters.read();
-        resp.counters = now.since(last);
-        last = now;
-        last_read_ns = t_end;
-        // The CPU time over the same interval. One failed read leaves this delta and the next
-        // unavailable (has_cpu = false) rather than folding the gap into a later one.
-        CpuTimes cpu;
-        const bool ok = read_cpu(cpu);
-        resp.has_cpu = ok && cpu_ok;
-        resp.cpu_user_ns = resp.has_cpu ? cpu.user_ns - last_cpu.user_ns : 0;
-        resp.cpu_sys_ns = resp.has_cpu ? cpu.sys_ns - last_cpu.sys_ns : 0;
-        if (ok) last_cpu = cpu;
-        cpu_ok = ok;
-      } else {
-        resp.counters = CounterValues::zero_all();  // counted in a later response's delta
-        resp.has_cpu = true;                        // likewise: nothing to add here
-        resp.cpu_user_ns = resp.cpu_sys_ns = 0;
-      }
+      usage.fill(resp, flush, monotonic_ns());
       resp.encode_ns = prev_encode_ns;
       const uint64_t t2 = monotonic_ns();
       encode_response(codec, resp, out);
