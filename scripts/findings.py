@@ -659,6 +659,18 @@ def section_models(res, out):
                f"{size(_mem(p, 'cpu.spin', 'cpython.process_pool', 2, 'pss_bytes') or 0)}, "
                f"`cpython.process_threads` PSS "
                f"{size(_mem(p, 'cpu.spin', 'cpython.process_threads', 2, 'pss_bytes') or 0)}.")
+    uv = res.report("models/uvloop-threads.json")
+
+    def threads(workload, loop, **params):
+        cell = _by_params(uv, workload, "cpython.asyncio", 1, loop=loop, **params)
+        return cell["memory"]["os_threads"]["max"] if cell else None
+    out.append(f"- *Is uvloop multithreaded?* The most OS threads this process had while a "
+               f"`cpython.asyncio` cell ran (the runner's own two included): io.pipe_echo "
+               f"asyncio {threads('io.pipe_echo', 'asyncio')}, uvloop "
+               f"{threads('io.pipe_echo', 'uvloop')}; a file read (mixed.cpu_io io=file_read, "
+               f"which the loop hands to an executor) asyncio "
+               f"{threads('mixed.cpu_io', 'asyncio', io='file_read')}, uvloop "
+               f"{threads('mixed.cpu_io', 'uvloop', io='file_read')}.")
     rc = res.report("models/refcount.json")
 
     def ns_ref(mode, sharing, model, w):

@@ -119,6 +119,16 @@ def main():
     if python_run("/usr/bin/python3", os.path.join(build, "python"), cfg,
                   os.path.join(OUT, "python-3.11.json")):
         failed.append("python-3.11")
+    # Is uvloop multithreaded? The OS threads of the process while each cell ran, for asyncio's
+    # loop and uvloop's, on socket IO and on a file read (which asyncio hands to its executor).
+    # No sleeps: libuv's millisecond timers end short sleeps early, which fails verification
+    # (test_models.py's test_a_sleep_cut_short_fails_verification).
+    cfg = {"workloads": ["io.pipe_echo", "mixed.cpu_io"], "workers": [1], "repetitions": reps,
+           "min_time": 0.2, "models": ["cpython.asyncio"],
+           "params": {"loop": "asyncio,uvloop", "io": "pipe_echo,file_read"}}
+    if python_run("/usr/bin/python3", os.path.join(build, "python"), cfg,
+                  os.path.join(OUT, "uvloop-threads.json")):
+        failed.append("uvloop-threads")
     # The cost of a switch: a stackful fiber, a stackless coroutine, an OS thread.
     os.makedirs(os.path.join(ROOT, "results", "micro"), exist_ok=True)
     if subprocess.run([os.path.join(build, "bench_runner"), "micro",

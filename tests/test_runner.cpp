@@ -364,3 +364,31 @@ TEST(Config, BadRequestsNameTheProblem) {
 
 }  // namespace
 }  // namespace concbench
+
+namespace concbench {
+namespace {
+
+// A sweep multiplies only the cells of the workloads and models that declare its key: units
+// (cpu.spin's) times switch_interval_us (gil_threads') for cpu.spin under gil_threads, one of
+// them elsewhere, neither for io.sleep under serial.
+TEST(Runner, SweepsMultiplyOnlyTheCellsThatDeclareTheirKeys) {
+  RunConfig c = suite_config("smoke");
+  c.workloads = {"cpu.spin", "io.sleep"};
+  c.models = {"serial", "gil_threads"};
+  c.workers = {1};
+  c.params = {{"units", "10,20"}, {"switch_interval_us", "1000,2000"}};
+  validate(c);
+  const std::vector<CellSpec> cells = expand_matrix(c);
+  std::map<std::string, int> count;
+  for (const CellSpec& s : cells) ++count[s.workload + "/" + s.model];
+  EXPECT_EQ(count["cpu.spin/serial"], 2);
+  EXPECT_EQ(count["cpu.spin/gil_threads"], 4);
+  EXPECT_EQ(count["io.sleep/serial"], 1);
+  EXPECT_EQ(count["io.sleep/gil_threads"], 2);
+  EXPECT_EQ(cells.size(), 9u);
+  for (const CellSpec& s : cells)
+    if (s.model == "serial") EXPECT_EQ(s.sweep.count("switch_interval_us"), 0u);
+}
+
+}  // namespace
+}  // namespace concbench

@@ -225,7 +225,7 @@ std::vector<CellSpec> expand_matrix(const RunConfig& cfg) {
         if (info && wl && info->separate_processes && wl->needs_shared_memory()) continue;
         for (const auto& point : sweep_points(cfg, wl, info)) {
           bool same_workload_point = true;
-          for (const auto& [k, v] : wpoint) same_workload_point &= point.at(k) == v;
+          for (const auto& [k, v] : sweep_of(cfg, wpoint)) same_workload_point &= point.at(k) == v;
           if (!same_workload_point) continue;
           const auto sweep = sweep_of(cfg, point);
           const int fixed = wl ? wl->required_workers(Params::resolve(
