@@ -11,3 +11,5 @@ plot=(/usr/bin/python3 scripts/plot.py --out-dir "$out")
 "${plot[@]}" results/payload/payload-*.json --figures payload
 "${plot[@]}" results/reference/quick-2cpu.json results/reference/quick-1cpu.json \
   --figures cross_machine
+# Issue 17's models: subinterpreters on CPython 3.13 beside their C++ prediction, and the C++ ones.
+"${plot[@]}" results/models/cpp.json results/models/interpreters-3.13.json --figures speedup

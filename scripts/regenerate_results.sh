@@ -172,6 +172,8 @@ for s in "${steps[@]}"; do
     models)
       note "$py" scripts/models_matrix.py
       compact results/models/*.json
+      note "$py" scripts/plot.py --out-dir results/plots results/models/cpp.json \
+        results/models/interpreters-3.13.json --figures speedup
       ;;
     plots) bash scripts/plot_results.sh ;;
   esac
