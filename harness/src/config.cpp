@@ -16,10 +16,12 @@ namespace {
 using nlohmann::json;
 
 const std::set<std::string>& known_keys() {
+  // clang-format off
   static const std::set<std::string> k = {
       "suite",   "workloads",  "models",  "workers",        "repetitions",        "min_time",
       "timeout", "params",     "scaling", "checkpoint",     "switch_interval_us", "pin",
       "seed",    "interleave", "plugins", "workload_files", "pythons"};
+  // clang-format on
   return k;
 }
 
