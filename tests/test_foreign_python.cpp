@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <iostream>
 #include <string>
 #include <thread>
 
@@ -99,6 +100,8 @@ TEST(ForeignPython, JythonVerifiesAndScales) {
   const double t1 = static_cast<double>(time_of(1));
   const double t2 = static_cast<double>(time_of(2));
   CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  RecordProperty("speedup_2_workers", std::to_string(t1 / t2));
+  std::cout << "jython cpu.spin: 2 workers " << t1 / t2 << "x of 1\n";
   EXPECT_GE(t1 / t2, 1.5) << "1 worker " << t1 / 1e6 << " ms, 2 workers " << t2 / 1e6 << " ms";
 }
 
@@ -154,6 +157,7 @@ TEST(ForeignPython, CancelOfAHungDriverReturnsPromptly) {
   const BatchResult r = m->run(b);
   canceller.join();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  EXPECT_TRUE(r.failures.empty());  // cancelled: not done, not failed
   for (uint64_t k = 0; k < b.items(); ++k) EXPECT_FALSE(r.done[k]);
   m->teardown();
 }

@@ -344,7 +344,8 @@ class ForeignPython final : public Model {
                          {"round_trip_ns", t1 - t0}};
     } catch (const std::exception& e) {
       std::fill(r.done.begin(), r.done.end(), 0);
-      r.failures.push_back({0, cancelled_ ? std::string("cancelled") : std::string(e.what())});
+      // A cancelled batch is items not done, as for every model; anything else fails it.
+      if (!cancelled_) r.failures.push_back({0, e.what()});
       sent_tasks_ = nullptr;
     }
     return r;
