@@ -50,10 +50,11 @@ void verifies(const std::string& model, const char* workload,
 }
 
 void verifies_all(const std::string& label) {
-  for (const char* kind : {"serial", "threading"})
+  for (const char* kind : {"serial", "threading", "asyncio"})
     for (int w : {1, 2}) {
-      if (std::string(kind) == "serial" && w > 1) continue;
       const std::string model = "py:" + label + "." + kind;
+      if (find_model(model) == nullptr) continue;  // asyncio: Python 3.7 and later
+      if (find_model(model)->single_worker && w > 1) continue;
       verifies(model, "cpu.spin", {{"tasks", "6"}, {"units", "5"}}, w);
       verifies(model, "io.sleep", {{"tasks", "4"}, {"sleep_us", "2000"}}, w);
       verifies(model, "overhead.noop", {{"tasks", "20"}, {"payload_bytes", "37"}}, w);
@@ -68,6 +69,8 @@ TEST(ForeignPython, CPython311Verifies) {
   EXPECT_EQ(label.rfind("cpython-3.", 0), 0u) << label;
   ASSERT_NE(find_model("py:" + label + ".threading"), nullptr);
   EXPECT_TRUE(find_model("py:" + label + ".serial")->single_worker);
+  ASSERT_NE(find_model("py:" + label + ".asyncio"), nullptr);
+  EXPECT_EQ(find_model("py:" + label + ".asyncio")->in_flight_per_worker, 0);
   verifies_all(label);
 }
 

@@ -9,9 +9,10 @@
 # 64-bit values (seeds, nonces, checksums) travel as decimal strings: a JSON number loses
 # precision beyond 2^53.
 #   driver -> {"op": "hello", "protocol": 1, "label", "implementation", "version", "pid",
-#              "models": ["serial", "threading"], "gil_disabled", "gil_enabled", "python_gil_env",
-#              "cpu_source"}
-#   runner -> {"op": "setup", "model": "threading", "workers": N}     driver -> {"op": "ok"}
+#              "models": ["asyncio", "serial", "threading"] (asyncio on 3.7 and later),
+#              "gil_disabled", "gil_enabled", "python_gil_env", "cpu_source"}
+#   runner -> {"op": "setup", "model": "threading", "workers": N}  (asyncio: one loop, a lane
+#              per task of the list; serial: the main thread)      driver -> {"op": "ok"}
 #   runner -> {"op": "tasks", "key": K, "tasks": [[id, seed, payload_hex,
 #              [[kind, native, kernel, bytes, units, duration_ns, arg], ...]], ...]}
 #                                                                      driver -> {"op": "ok"}
@@ -271,6 +272,81 @@ class Threading(object):
 
 
 MODELS = {"serial": Serial, "threading": Threading}
+
+# asyncio (Python 3.7 and later): one event loop, one lane per task of the list, each awaiting
+# its items' sleeps; CPU steps run inline and block the loop. Compiled from a string so that the
+# file still parses on Python 2.7.
+ASYNCIO_SOURCE = """
+import asyncio
+
+
+async def sleep_ns_async(duration_ns):
+    start = now_ns()
+    deadline = start + duration_ns
+    now = start
+    while now < deadline:
+        await asyncio.sleep(min(WAIT_SLICE_S, (deadline - now) / 1e9))
+        now = now_ns()
+    return duration_ns if now - start >= duration_ns else 0
+
+
+async def execute_async(task, nonce):
+    _, seed, payload, steps = task
+    h = hash_bytes(payload, seed)
+    for i, step in enumerate(steps):
+        s = step_seed(seed, i)
+        kind, native, kernel, _nbytes, units, duration_ns, _arg = step
+        if kind == "cpu" and kernel == "spin":
+            v = spin(units, s)
+        elif kind == "sleep":
+            v = await sleep_ns_async(duration_ns)
+        else:
+            raise ValueError("the driver has no version of step %s/%s" % (kind, kernel))
+        h = fold(h, v)
+    return seal(h, nonce)
+
+
+class Asyncio(object):
+    def __init__(self, workers):
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, batch):
+        self.loop.run_until_complete(self._batch(batch))
+
+    async def _batch(self, b):
+        n = len(b.tasks)
+
+        async def lane():
+            while True:
+                k = b.claim()
+                if k < 0:
+                    return
+                sampled = k % b.stride == 0
+                t0 = now_ns() if sampled else 0
+                try:
+                    v = await execute_async(b.tasks[k % n], round_nonce(b.nonce, k // n))
+                except Exception as e:
+                    b.failures.append([k, "%s: %s" % (type(e).__name__, e)])
+                    continue
+                b.checksums[k] = v
+                b.done[k] = 1
+                if sampled:
+                    b.latency[k // b.stride] = now_ns() - t0
+
+        await asyncio.gather(*[lane() for _ in range(min(n, b.items))])
+
+    def close(self):
+        self.loop.close()
+
+
+MODELS["asyncio"] = Asyncio
+"""
+
+if sys.version_info >= (3, 7):
+    try:
+        exec(compile(ASYNCIO_SOURCE, "<concbench_driver asyncio>", "exec"), globals())
+    except ImportError:
+        pass
 
 
 def gil_info():

@@ -432,16 +432,22 @@ std::string register_foreign_python(const std::string& interpreter) {
     const std::string model = m.get<std::string>();
     ModelInfo info;
     info.name = prefix + model;
-    info.description = (model == "serial" ? "one thread of " : "Python threads in ") +
+    info.description = (model == "serial"    ? "one thread of "
+                        : model == "asyncio" ? "one asyncio event loop of "
+                                             : "Python threads in ") +
                        std::string("the interpreter at ") + interpreter + " (" +
                        hello.value("version", "") + "), driven over a socket";
-    info.single_worker = model == "serial";
+    info.single_worker = model == "serial" || model == "asyncio";
+    if (model == "asyncio") info.in_flight_per_worker = 0;
     info.separate_processes = true;
     info.workloads = {"cpu.spin", "io.sleep", "overhead.noop"};
     info.workload_params = {{"cpu.spin", {{"units", "50"}}}};
     info.serial_baseline = prefix + "serial";
     info.latency_means =
-        "the task's run time on a thread of the driver, measured inside the interpreter";
+        model == "asyncio"
+            ? "from a lane of the driver's event loop taking the task to its result, awaits and "
+              "loop waits included, measured inside the interpreter"
+            : "the task's run time on a thread of the driver, measured inside the interpreter";
     info.create = [interp, model] { return std::make_unique<ForeignPython>(interp, model); };
     register_model(std::move(info));
   }
