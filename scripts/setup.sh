@@ -12,6 +12,7 @@ packages=(
   libssl-dev python3-dev python3-pytest python3-matplotlib python3-scipy
   python3-uvloop python3-numpy python3-gevent python3-greenlet linux-perf libtbb-dev
   clang libclang-rt-14-dev
+  jython pypy3
 )
 
 missing=()

@@ -87,7 +87,9 @@ INSTANTIATE_TEST_SUITE_P(
         "verdict --format xml a.json", "verdict --alpha 0 a.json", "verdict --bogus a.json",
         "run --plugin /nonexistent.so", "list --plugin /nonexistent.so",
         "--plugin /nonexistent.so run", "run --plugin ''", "run --plugin /etc/hostname",
-        "run --plugin",
+        "run --plugin", "run --python /nonexistent", "list --python /nonexistent",
+        "run --python /bin/false", "run --python ''", "run --python",
+        "run --models py:cpython-3.11.threading",
         // Every flag: empty, negative, zero, huge, non-numeric and unknown values.
         "run --workers ''", "run --workers 1e9", "run --workers 18446744073709551616",
         "run --repetitions 100000000", "run --repetitions 99999999999999999999",
@@ -163,6 +165,23 @@ TEST(Cli, ListNamesEveryWorkloadAndModel) {
   for (const char* name : {"cpu.spin", "cpu.pidigits", "io.sleep", "io.pipe_echo", "overhead.noop",
                            "serial", "free_threads", "payload_bytes", "smoke"})
     EXPECT_NE(r.out.find(name), std::string::npos) << name;
+}
+
+// --python: the interpreter's py:<label>.* models are listed and run, and their cells verify.
+TEST(Cli, AnotherInterpreterIsListedAndRun) {
+  const Result l = run("list --python /usr/bin/python3");
+  EXPECT_EQ(l.code, 0) << l.err;
+  EXPECT_NE(l.out.find("py:cpython-3."), std::string::npos) << l.out;
+  const fs::path out = scratch_dir() / "py.json";
+  const Result r =
+      run("run --python /usr/bin/python3 --workloads cpu.spin,overhead.noop "
+          "--models py:cpython-3.11.threading,py:cpython-3.11.serial --workers 1,2 "
+          "--repetitions 1 --param tasks=8 --param units=5 --overwrite --out " +
+          out.string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json rep = json::parse(slurp(out));
+  ASSERT_EQ(rep.at("results").size(), 6u);
+  for (const json& c : rep.at("results")) EXPECT_EQ(c.at("status"), "ok") << c.dump();
 }
 
 // A profile (--workload-file): a bad one is one line naming the file and the key, exit 2; a good

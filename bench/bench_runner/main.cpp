@@ -25,6 +25,7 @@
 
 #include "concbench/compare.hpp"
 #include "concbench/config.hpp"
+#include "concbench/foreign_python.hpp"
 #include "concbench/machine.hpp"
 #include "concbench/model.hpp"
 #include "concbench/plugin.hpp"
@@ -123,7 +124,7 @@ int run_micro(int argc, char** argv) {
 struct RunFlags {
   std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, pin, workloads,
               models, workers, repetitions, min_time, timeout, seed, out;
-  std::vector<std::string> params, plugins, workload_files;
+  std::vector<std::string> params, plugins, workload_files, pythons;
   bool overwrite = false, interleave = false;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
@@ -155,6 +156,7 @@ RunConfig build_config(const RunFlags& f) {
   if (!f.params.empty()) req["params"] = f.params;
   if (!f.plugins.empty()) req["plugins"] = f.plugins;
   if (!f.workload_files.empty()) req["workload_files"] = f.workload_files;
+  if (!f.pythons.empty()) req["pythons"] = f.pythons;
   if (f.interleave) req["interleave"] = true;
   return config_from_request(req);
 }
@@ -395,6 +397,12 @@ int main(int argc, char** argv) {
   std::vector<std::string> list_files;
   list->add_option("--workload-file", list_files, "list this profile's workload too (repeatable)")
       ->allow_extra_args(false);
+  const char* python_help =
+      "another Python interpreter (jython, pypy3, a CPython): its py:<label>.threading and "
+      "py:<label>.serial models join the registry (repeatable)";
+  run->add_option("--python", f.pythons, python_help)->allow_extra_args(false);
+  std::vector<std::string> list_pythons;
+  list->add_option("--python", list_pythons, python_help)->allow_extra_args(false);
   run->add_option("--param", f.params, "key=value for workloads and models (repeatable)")
       ->allow_extra_args(false);
   run->add_option("--scaling", f.scaling,
@@ -428,6 +436,7 @@ int main(int argc, char** argv) {
       for (const auto& p : global_plugins) load_plugin(p);
       for (const auto& p : list_plugins) load_plugin(p);
       for (const std::string& path : list_files) load_profile_file(path);
+      for (const std::string& path : list_pythons) register_foreign_python(path);
     } catch (const UsageError& e) {
       usage_exit(e.what());
     }

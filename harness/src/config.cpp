@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "concbench/foreign_python.hpp"
 #include "concbench/params.hpp"
 #include "concbench/plugin.hpp"
 #include "concbench/profile.hpp"
@@ -15,10 +16,12 @@ namespace {
 using nlohmann::json;
 
 const std::set<std::string>& known_keys() {
+  // clang-format off
   static const std::set<std::string> k = {
-      "suite",   "workloads",  "models",  "workers",       "repetitions",        "min_time",
-      "timeout", "params",     "scaling", "checkpoint",    "switch_interval_us", "pin",
-      "seed",    "interleave", "plugins", "workload_files"};
+      "suite",   "workloads",  "models",  "workers",        "repetitions",        "min_time",
+      "timeout", "params",     "scaling", "checkpoint",     "switch_interval_us", "pin",
+      "seed",    "interleave", "plugins", "workload_files", "pythons"};
+  // clang-format on
   return k;
 }
 
@@ -76,11 +79,31 @@ RunConfig config_from_request(const json& req) {
       throw UsageError("config: unknown key '" + k +
                        "' (suite, workloads, models, workers, repetitions, min_time, timeout, "
                        "params, scaling, checkpoint, switch_interval_us, pin, seed, interleave, "
-                       "plugins, workload_files)");
+                       "plugins, workload_files, pythons)");
   const auto has = [&](const char* k) { return req.contains(k) && !req.at(k).is_null(); };
   // First: a plugin's workloads must exist before names are checked.
   if (has("plugins"))
     for (const std::string& path : list_of(req.at("plugins"), "--plugin")) load_plugin(path);
+  // Each interpreter's py:<label>.* models must exist before model names are checked. A path is
+  // never split at commas.
+  if (has("pythons")) {
+    const json& v = req.at("pythons");
+    std::vector<std::string> paths;
+    if (v.is_string()) {
+      paths.push_back(v.get<std::string>());
+    } else if (v.is_array() && !v.empty()) {
+      for (const json& e : v) {
+        if (!e.is_string()) throw UsageError("--python: expected a path (a string)");
+        paths.push_back(e.get<std::string>());
+      }
+    } else {
+      throw UsageError("--python: expected a path or a list of paths");
+    }
+    for (const std::string& path : paths) {
+      if (path.empty()) throw UsageError("--python: empty path");
+      register_foreign_python(path);
+    }
+  }
 
   // Profiles are registered before the suite is built or `workloads` resolved, so both may name
   // them. A path is never split at commas: a file name may hold one.

@@ -1,0 +1,482 @@
+# concbench's driver for other Python interpreters (bench_runner run --python PATH).
+#
+# Pure Python, standard library only; runs unchanged on Python 2.7 (Jython), PyPy and CPython
+# 3.6 and later, free-threaded or not. It never imports concbench: the C++ model
+# (harness/models/foreign_python.cpp) starts it as `PATH concbench_driver.py` and speaks to it
+# over its stdin and stdout.
+#
+# Protocol: newline-delimited JSON, one ASCII object per line, each side answering in turn.
+# 64-bit values (seeds, nonces, checksums) travel as decimal strings: a JSON number loses
+# precision beyond 2^53.
+#   driver -> {"op": "hello", "protocol": 1, "label", "implementation", "version", "pid",
+#              "models": ["asyncio", "serial", "threading"] (asyncio on 3.7 and later),
+#              "gil_disabled", "gil_enabled", "python_gil_env", "cpu_source"}
+#   runner -> {"op": "setup", "model": "threading", "workers": N}  (asyncio: one loop, a lane
+#              per task of the list; serial: the main thread)      driver -> {"op": "ok"}
+#   runner -> {"op": "tasks", "key": K, "tasks": [[id, seed, payload_hex,
+#              [[kind, native, kernel, bytes, units, duration_ns, arg], ...]], ...]}
+#                                                                      driver -> {"op": "ok"}
+#   runner -> {"op": "run", "key": K, "rounds": R, "nonce": "N", "stride": S}
+#   driver -> {"op": "result", "checksums": ["..."], "done": "0101..", "latency_ns": [...],
+#              "failures": [[k, reason]], "wall_ns", "cpu": [user_ns, sys_ns] or null}
+#             wall_ns is measured here, from handing out the first item to the last result.
+#   runner -> {"op": "quit"}                                           (the driver exits 0)
+# Any message the driver cannot serve is answered {"op": "error", "reason": "..."}.
+# The steps mirror python_bindings/concbench/workloads.py (cpu.spin, io.sleep, overhead.noop);
+# checksums are bit-identical to the C++ predictions.
+import binascii
+import json
+import os
+import struct
+import sys
+import threading
+import time
+
+PROTOCOL = 1
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9e3779b97f4a7c15
+LCG_MUL = 6364136223846793005
+LCG_INC = 1442695040888963407
+ITERATIONS_PER_UNIT = 1000
+WAIT_SLICE_S = 0.05
+
+
+def _clock():
+    f = getattr(time, "perf_counter_ns", None)
+    if f is not None:
+        return f
+    if sys.platform.startswith("java"):
+        try:
+            from java.lang import System  # Jython
+
+            return System.nanoTime
+        except ImportError:
+            pass
+    f = getattr(time, "perf_counter", None) or getattr(time, "monotonic", None) or time.time
+    return lambda: int(f() * 1e9)
+
+
+now_ns = _clock()
+
+
+def _cpu_reader():
+    try:
+        import resource
+
+        def cpu():
+            r = resource.getrusage(resource.RUSAGE_SELF)
+            return [int(r.ru_utime * 1e9), int(r.ru_stime * 1e9)]
+
+        cpu()
+        return cpu, "getrusage"
+    except Exception:
+        pass
+    return None, "none"
+
+
+cpu_times, CPU_SOURCE = _cpu_reader()
+
+# --- checksums (harness checksum.hpp; the same algorithm as concbench.models.interpreters) ---
+
+
+def mix64(x):
+    x &= MASK64
+    x ^= x >> 30
+    x = (x * 0xbf58476d1ce4e5b9) & MASK64
+    x ^= x >> 27
+    x = (x * 0x94d049bb133111eb) & MASK64
+    x ^= x >> 31
+    return x
+
+
+def fold(acc, v):
+    return mix64(acc ^ ((v + GOLDEN) & MASK64))
+
+
+def round_nonce(batch_nonce, rnd):
+    return mix64(batch_nonce ^ mix64(rnd + 0x6e6f6e6365))
+
+
+def seal(chain, nonce):
+    return fold(chain, mix64(nonce) ^ 0x5ea1ed5ea1ed5ea1)
+
+
+def hash_bytes(data, seed=0):
+    size = len(data)
+    h = mix64(seed ^ ((size * GOLDEN) & MASK64))
+    end = size - size % 8
+    for i in range(0, end, 8):
+        word = struct.unpack_from("<Q", data, i)[0]
+        h = ((h ^ mix64(word)) * 0xff51afd7ed558ccd) & MASK64
+    tail = 0
+    if end < size:
+        for j, b in enumerate(bytearray(data[end:])):
+            tail |= b << (8 * j)
+    return mix64(h ^ tail)
+
+
+def step_seed(task_seed, index):
+    return mix64(task_seed + (index + 1) * GOLDEN)
+
+
+# --- steps ---
+
+
+class Cancelled(Exception):
+    pass
+
+
+class State(object):
+    cancelled = False
+
+
+STATE = State()
+
+
+def spin(units, seed):
+    x = seed
+    for _ in range(units):
+        for _ in range(ITERATIONS_PER_UNIT):
+            x = (x * LCG_MUL + LCG_INC) & MASK64
+        if STATE.cancelled:
+            raise Cancelled("cancelled")
+    return x
+
+
+def sleep_ns(duration_ns):
+    start = now_ns()
+    deadline = start + duration_ns
+    now = start
+    while now < deadline:
+        if STATE.cancelled:
+            raise Cancelled("cancelled")
+        time.sleep(min(WAIT_SLICE_S, (deadline - now) / 1e9))
+        now = now_ns()
+    return duration_ns if now - start >= duration_ns else 0
+
+
+def execute(task, nonce):
+    _, seed, payload, steps = task
+    h = hash_bytes(payload, seed)
+    for i, step in enumerate(steps):
+        s = step_seed(seed, i)
+        kind, native, kernel, _nbytes, units, duration_ns, _arg = step
+        if kind == "cpu" and kernel == "spin":
+            v = spin(units, s)
+        elif kind == "sleep":
+            v = sleep_ns(duration_ns)
+        else:
+            raise ValueError("the driver has no version of step %s/%s" % (kind, kernel))
+        h = fold(h, v)
+    return seal(h, nonce)
+
+
+# --- batches ---
+
+
+class Batch(object):
+    def __init__(self, tasks, rounds, nonce, stride):
+        self.tasks = tasks
+        self.items = len(tasks) * rounds
+        self.nonce = nonce
+        self.stride = stride
+        self.next = 0
+        self.lock = threading.Lock()
+        self.checksums = [0] * self.items
+        self.done = [0] * self.items
+        self.latency = [-1] * ((self.items + stride - 1) // stride)
+        self.failures = []
+
+    def claim(self):
+        with self.lock:
+            k = self.next
+            if k >= self.items:
+                return -1
+            self.next = k + 1
+            return k
+
+    def run_item(self, k):
+        n = len(self.tasks)
+        sampled = k % self.stride == 0
+        t0 = now_ns() if sampled else 0
+        try:
+            v = execute(self.tasks[k % n], round_nonce(self.nonce, k // n))
+        except Cancelled:
+            return
+        except Exception as e:
+            with self.lock:
+                self.failures.append([k, "%s: %s" % (type(e).__name__, e)])
+            return
+        self.checksums[k] = v
+        self.done[k] = 1
+        if sampled:
+            self.latency[k // self.stride] = now_ns() - t0
+
+    def drain(self):
+        while True:
+            k = self.claim()
+            if k < 0:
+                return
+            self.run_item(k)
+
+
+class Serial(object):
+    def __init__(self, workers):
+        pass
+
+    def run(self, batch):
+        batch.drain()
+
+    def close(self):
+        pass
+
+
+class Threading(object):
+    """`workers` threads started once; each batch wakes them all and waits for all."""
+
+    def __init__(self, workers):
+        self.batch = None
+        self.go = [threading.Semaphore(0) for _ in range(workers)]
+        self.finished = threading.Semaphore(0)
+        self.threads = []
+        for i in range(workers):
+            t = threading.Thread(target=self.loop, args=(i,))
+            t.daemon = True
+            t.start()
+            self.threads.append(t)
+
+    def loop(self, i):
+        while True:
+            self.go[i].acquire()
+            b = self.batch
+            if b is None:
+                return
+            try:
+                b.drain()
+            finally:
+                self.finished.release()
+
+    def run(self, batch):
+        self.batch = batch
+        for g in self.go:
+            g.release()
+        for _ in self.go:
+            self.finished.acquire()
+
+    def close(self):
+        self.batch = None
+        for g in self.go:
+            g.release()
+        for t in self.threads:
+            t.join()
+
+
+MODELS = {"serial": Serial, "threading": Threading}
+
+# asyncio (Python 3.7 and later): one event loop, one lane per task of the list, each awaiting
+# its items' sleeps; CPU steps run inline and block the loop. Compiled from a string so that the
+# file still parses on Python 2.7.
+ASYNCIO_SOURCE = """
+import asyncio
+
+
+async def sleep_ns_async(duration_ns):
+    start = now_ns()
+    deadline = start + duration_ns
+    now = start
+    while now < deadline:
+        await asyncio.sleep(min(WAIT_SLICE_S, (deadline - now) / 1e9))
+        now = now_ns()
+    return duration_ns if now - start >= duration_ns else 0
+
+
+async def execute_async(task, nonce):
+    _, seed, payload, steps = task
+    h = hash_bytes(payload, seed)
+    for i, step in enumerate(steps):
+        s = step_seed(seed, i)
+        kind, native, kernel, _nbytes, units, duration_ns, _arg = step
+        if kind == "cpu" and kernel == "spin":
+            v = spin(units, s)
+        elif kind == "sleep":
+            v = await sleep_ns_async(duration_ns)
+        else:
+            raise ValueError("the driver has no version of step %s/%s" % (kind, kernel))
+        h = fold(h, v)
+    return seal(h, nonce)
+
+
+class Asyncio(object):
+    def __init__(self, workers):
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, batch):
+        self.loop.run_until_complete(self._batch(batch))
+
+    async def _batch(self, b):
+        n = len(b.tasks)
+
+        async def lane():
+            while True:
+                k = b.claim()
+                if k < 0:
+                    return
+                sampled = k % b.stride == 0
+                t0 = now_ns() if sampled else 0
+                try:
+                    v = await execute_async(b.tasks[k % n], round_nonce(b.nonce, k // n))
+                except Exception as e:
+                    b.failures.append([k, "%s: %s" % (type(e).__name__, e)])
+                    continue
+                b.checksums[k] = v
+                b.done[k] = 1
+                if sampled:
+                    b.latency[k // b.stride] = now_ns() - t0
+
+        await asyncio.gather(*[lane() for _ in range(min(n, b.items))])
+
+    def close(self):
+        self.loop.close()
+
+
+MODELS["asyncio"] = Asyncio
+"""
+
+if sys.version_info >= (3, 7):
+    try:
+        exec(compile(ASYNCIO_SOURCE, "<concbench_driver asyncio>", "exec"), globals())
+    except ImportError:
+        pass
+
+
+def gil_info():
+    disabled = None
+    try:
+        import sysconfig
+
+        v = sysconfig.get_config_var("Py_GIL_DISABLED")
+        disabled = bool(v) if v is not None else False
+    except Exception:
+        pass
+    enabled = None
+    f = getattr(sys, "_is_gil_enabled", None)
+    if f is not None:
+        enabled = bool(f())
+    elif sys.platform.startswith("java"):
+        enabled = False  # the JVM has no interpreter lock
+    elif disabled is not None:
+        enabled = not disabled
+    return disabled, enabled
+
+
+def hello():
+    impl = getattr(sys, "implementation", None)
+    name = impl.name if impl is not None else None
+    if not name:
+        import platform
+
+        name = platform.python_implementation().lower()
+    if sys.platform.startswith("java"):
+        name = "jython"
+    disabled, enabled = gil_info()
+    label = "%s-%d.%d%s" % (name, sys.version_info[0], sys.version_info[1], "t" if disabled else "")
+    return {
+        "op": "hello",
+        "protocol": PROTOCOL,
+        "label": label,
+        "implementation": name,
+        "version": sys.version.split()[0],
+        "version_full": " ".join(sys.version.split()),
+        "pid": os.getpid(),
+        "models": sorted(MODELS),
+        "gil_disabled": disabled,
+        "gil_enabled": enabled,
+        "python_gil_env": os.environ.get("PYTHON_GIL"),
+        "cpu_source": CPU_SOURCE,
+    }
+
+
+def decode_tasks(raw):
+    out = []
+    for t in raw:
+        tid, seed, payload, steps = t
+        steps = [tuple(s) for s in steps]
+        out.append((int(tid), int(seed), binascii.unhexlify(payload.encode("ascii")), steps))
+    return out
+
+
+def main():
+    out = sys.stdout
+    inp = sys.stdin
+
+    def send(obj):
+        out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        out.flush()
+
+    fault = os.environ.get("CONCBENCH_DRIVER_FAULT", "")
+    send(hello())
+    model = None
+    tasks = {}
+    while True:
+        line = inp.readline()
+        if not line:
+            break
+        try:
+            msg = json.loads(line)
+        except ValueError as e:
+            send({"op": "error", "reason": "bad message: %s" % e})
+            continue
+        op = msg.get("op")
+        try:
+            if op == "quit":
+                break
+            elif op == "setup":
+                if model is not None:
+                    model.close()
+                    model = None
+                cls = MODELS.get(msg["model"])
+                if cls is None:
+                    send({"op": "error", "reason": "no model %s here" % msg["model"]})
+                    continue
+                model = cls(int(msg["workers"]))
+                tasks = {}
+                send({"op": "ok"})
+            elif op == "tasks":
+                tasks = {msg["key"]: decode_tasks(msg["tasks"])}
+                send({"op": "ok"})
+            elif op == "run":
+                if fault == "exit_in_run":
+                    sys.stderr.write("injected fault: exiting in run\n")
+                    sys.stderr.flush()
+                    os._exit(3)
+                if fault == "hang_in_run":
+                    while True:
+                        time.sleep(1)
+                b = Batch(tasks[msg["key"]], int(msg["rounds"]), int(msg["nonce"]),
+                          int(msg["stride"]))
+                c0 = cpu_times() if cpu_times else None
+                t0 = now_ns()
+                model.run(b)
+                wall = now_ns() - t0
+                c1 = cpu_times() if cpu_times else None
+                cpu = [c1[0] - c0[0], c1[1] - c0[1]] if c0 else None
+                send({
+                    "op": "result",
+                    "checksums": [str(v) for v in b.checksums],
+                    "done": "".join("1" if d else "0" for d in b.done),
+                    "latency_ns": b.latency,
+                    "failures": b.failures,
+                    "wall_ns": wall,
+                    "cpu": cpu,
+                })
+            else:
+                send({"op": "error", "reason": "unknown op %r" % (op,)})
+        except Exception as e:
+            send({"op": "error", "reason": "%s: %s" % (type(e).__name__, e)})
+    if model is not None:
+        model.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+// py:<label>.* models: other interpreters driven over a socket by harness/driver. CPython 3.11
+// (/usr/bin/python3) is always checked; jython and pypy3 are when installed.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "concbench/foreign_python.hpp"
+#include "concbench/params.hpp"
+#include "model_helpers.hpp"
+
+using namespace concbench;
+using namespace concbench::testing_helpers;
+
+namespace {
+
+bool executable(const char* p) {
+  return access(p, X_OK) == 0;
+}
+
+std::string label_of(const char* path) {
+  return register_foreign_python(path);
+}
+
+// Runs two batches of `workload` and checks every checksum against the workload's prediction.
+void verifies(const std::string& model, const char* workload,
+              const std::map<std::string, std::string>& params, int workers) {
+  SCOPED_TRACE(model + " " + workload + " workers=" + std::to_string(workers));
+  const TaskSet ts = tasks_of(workload, params);
+  auto m = start(model.c_str(), workers);
+  for (uint64_t nonce : {uint64_t{7}, uint64_t{0xfedcba9876543210ULL}}) {
+    Batch b{&ts.tasks, 2, nonce, 4};
+    const BatchResult r = m->run(b);
+    ASSERT_TRUE(r.failures.empty()) << r.failures[0].reason;
+    for (uint64_t k = 0; k < b.items(); ++k) {
+      ASSERT_TRUE(r.done[k]) << k;
+      ASSERT_EQ(r.checksums[k], expected_item(ts, b, k)) << k;
+    }
+    EXPECT_TRUE(r.span.set);
+    EXPECT_GT(r.span.wall_ns, 0u);
+    EXPECT_TRUE(r.has_child_cpu);
+    ASSERT_EQ(r.worker_pids.size(), 1u);
+    EXPECT_NE(r.latency_ns[0], BatchResult::kNoSample);
+  }
+  m->teardown();
+}
+
+void verifies_all(const std::string& label) {
+  for (const char* kind : {"serial", "threading", "asyncio"})
+    for (int w : {1, 2}) {
+      const std::string model = "py:" + label + "." + kind;
+      if (find_model(model) == nullptr) continue;  // asyncio: Python 3.7 and later
+      if (find_model(model)->single_worker && w > 1) continue;
+      verifies(model, "cpu.spin", {{"tasks", "6"}, {"units", "5"}}, w);
+      verifies(model, "io.sleep", {{"tasks", "4"}, {"sleep_us", "2000"}}, w);
+      verifies(model, "overhead.noop", {{"tasks", "20"}, {"payload_bytes", "37"}}, w);
+    }
+}
+
+}  // namespace
+
+TEST(ForeignPython, CPython311Verifies) {
+  ASSERT_TRUE(executable("/usr/bin/python3"));
+  const std::string label = label_of("/usr/bin/python3");
+  EXPECT_EQ(label.rfind("cpython-3.", 0), 0u) << label;
+  ASSERT_NE(find_model("py:" + label + ".threading"), nullptr);
+  EXPECT_TRUE(find_model("py:" + label + ".serial")->single_worker);
+  ASSERT_NE(find_model("py:" + label + ".asyncio"), nullptr);
+  EXPECT_EQ(find_model("py:" + label + ".asyncio")->in_flight_per_worker, 0);
+  verifies_all(label);
+}
+
+TEST(ForeignPython, SameInterpreterTwiceRegistersOnce) {
+  EXPECT_EQ(label_of("/usr/bin/python3"), label_of("/usr/bin/python3"));
+}
+
+TEST(ForeignPython, JythonVerifiesAndScales) {
+  if (!executable("/usr/bin/jython")) GTEST_SKIP() << "jython is not installed (/usr/bin/jython)";
+  const std::string label = label_of("/usr/bin/jython");
+  EXPECT_EQ(label, "jython-2.7");
+  verifies_all(label);
+  // The JVM has no interpreter lock: two threads of pure-Python spin run twice as fast.
+  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "8"}, {"units", "400"}});
+  auto time_of = [&](int workers) {
+    auto m = start(("py:" + label + ".threading").c_str(), workers);
+    Batch warm{&ts.tasks, 1, 1, 1};
+    m->run(warm);  // the JIT compiles the spin loop
+    uint64_t best = ~0ULL;
+    for (int i = 0; i < 3; ++i) {
+      Batch b{&ts.tasks, 1, uint64_t(i + 2), 1};
+      const BatchResult r = m->run(b);
+      EXPECT_TRUE(r.failures.empty());
+      best = std::min(best, r.span.wall_ns);
+    }
+    m->teardown();
+    return best;
+  };
+  const double t1 = static_cast<double>(time_of(1));
+  const double t2 = static_cast<double>(time_of(2));
+  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  RecordProperty("speedup_2_workers", std::to_string(t1 / t2));
+  std::cout << "jython cpu.spin: 2 workers " << t1 / t2 << "x of 1\n";
+  EXPECT_GE(t1 / t2, 1.5) << "1 worker " << t1 / 1e6 << " ms, 2 workers " << t2 / 1e6 << " ms";
+}
+
+TEST(ForeignPython, PyPyVerifies) {
+  if (!executable("/usr/bin/pypy3")) GTEST_SKIP() << "pypy3 is not installed (/usr/bin/pypy3)";
+  const std::string label = label_of("/usr/bin/pypy3");
+  EXPECT_EQ(label.rfind("pypy-3.", 0), 0u) << label;
+  verifies_all(label);
+}
+
+TEST(ForeignPython, NoInterpreterIsAUsageError) {
+  EXPECT_THROW(register_foreign_python("/nonexistent/python"), UsageError);
+  try {
+    register_foreign_python("/bin/false");
+    FAIL() << "no hello from /bin/false";
+  } catch (const UsageError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("exited with status 1"), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+}
+
+TEST(ForeignPython, CrashingDriverFailsTheBatchWithItsLastWords) {
+  const std::string label = label_of("/usr/bin/python3");
+  const TaskSet ts = tasks_of("overhead.noop", {{"tasks", "5"}});
+  setenv("CONCBENCH_DRIVER_FAULT", "exit_in_run", 1);
+  auto m = start(("py:" + label + ".threading").c_str(), 2);
+  Batch b{&ts.tasks, 1, 1, 1};
+  const BatchResult r = m->run(b);
+  unsetenv("CONCBENCH_DRIVER_FAULT");
+  ASSERT_FALSE(r.failures.empty());
+  EXPECT_NE(r.failures[0].reason.find("status 3"), std::string::npos) << r.failures[0].reason;
+  EXPECT_NE(r.failures[0].reason.find("injected fault"), std::string::npos) << r.failures[0].reason;
+  for (uint64_t k = 0; k < b.items(); ++k) EXPECT_FALSE(r.done[k]);
+  // The next batch starts a fresh driver.
+  const BatchResult again = m->run(b);
+  EXPECT_TRUE(again.failures.empty());
+  m->teardown();
+}
+
+TEST(ForeignPython, CancelOfAHungDriverReturnsPromptly) {
+  const std::string label = label_of("/usr/bin/python3");
+  const TaskSet ts = tasks_of("overhead.noop", {{"tasks", "5"}});
+  setenv("CONCBENCH_DRIVER_FAULT", "hang_in_run", 1);
+  auto m = start(("py:" + label + ".serial").c_str(), 1);
+  unsetenv("CONCBENCH_DRIVER_FAULT");
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    m->cancel();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  Batch b{&ts.tasks, 1, 1, 1};
+  const BatchResult r = m->run(b);
+  canceller.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  EXPECT_TRUE(r.failures.empty());  // cancelled: not done, not failed
+  for (uint64_t k = 0; k < b.items(); ++k) EXPECT_FALSE(r.done[k]);
+  m->teardown();
+}
