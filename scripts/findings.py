@@ -659,6 +659,18 @@ def section_models(res, out):
                f"{size(_mem(p, 'cpu.spin', 'cpython.process_pool', 2, 'pss_bytes') or 0)}, "
                f"`cpython.process_threads` PSS "
                f"{size(_mem(p, 'cpu.spin', 'cpython.process_threads', 2, 'pss_bytes') or 0)}.")
+    fo = res.report("models/foreign.json")
+    f = Suite(fo)
+
+    def fx(label, w):
+        return f.vs_serial("cpu.spin", f"py:{label}.threading", w)
+    out.append(f"- *Other interpreters over a pipe* (`--python`; cpu.spin, 2 threads against one "
+               f"thread of the same interpreter): Jython 2.7 (on the JVM, no GIL) "
+               f"{x(fx('jython-2.7', 2))}, PyPy 3.9 (a GIL and a JIT) {x(fx('pypy-3.9', 2))}, "
+               f"CPython 3.11 {x(fx('cpython-3.11', 2))}; one PyPy thread does a cpu.spin task in "
+               f"{t(f.ns_per_task('cpu.spin', 'py:pypy-3.9.serial', 1))} where one CPython "
+               f"thread takes {t(f.ns_per_task('cpu.spin', 'py:cpython-3.11.serial', 1))} and "
+               f"one Jython thread {t(f.ns_per_task('cpu.spin', 'py:jython-2.7.serial', 1))}.")
     uv = res.report("models/uvloop-threads.json")
 
     def threads(workload, loop, **params):

@@ -119,6 +119,22 @@ def main():
     if python_run("/usr/bin/python3", os.path.join(build, "python"), cfg,
                   os.path.join(OUT, "python-3.11.json")):
         failed.append("python-3.11")
+    # Interpreters without a GIL (Jython) or with a JIT (PyPy), driven over a pipe, beside this
+    # machine's CPython through the same driver. Each is skipped when it is not installed.
+    pythons = [p for p in ("/usr/bin/jython", "/usr/bin/pypy3", "/usr/bin/python3")
+               if os.path.exists(p)]
+    if pythons:
+        labels = {"/usr/bin/jython": "jython-2.7", "/usr/bin/pypy3": "pypy-3.9",
+                  "/usr/bin/python3": "cpython-3.11"}
+        args = []
+        for p in pythons:
+            args += ["--python", p]
+        models = ",".join("py:%s.%s" % (labels[p], m) for p in pythons
+                          for m in ("serial", "threading"))
+        if runner_run(build, args + ["--workloads", "cpu.spin,io.sleep", "--models", models,
+                                     "--workers", "1,2", "--repetitions", reps, "--min-time",
+                                     "0.3"], os.path.join(OUT, "foreign.json")):
+            failed.append("foreign")
     # Is uvloop multithreaded? The OS threads of the process while each cell ran, for asyncio's
     # loop and uvloop's, on socket IO and on a file read (which asyncio hands to its executor).
     # No sleeps: libuv's millisecond timers end short sleeps early, which fails verification

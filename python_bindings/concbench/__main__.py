@@ -47,6 +47,8 @@ def _parser():
     r.add_argument("--workload-file", dest="workload_files", action="append", default=[],
                    metavar="FILE.json", help="a workload described as data (repeatable); "
                    "without --workloads the run is exactly these")
+    r.add_argument("--python", dest="pythons", action="append", default=[], metavar="PATH",
+                   help="another interpreter, driven over a pipe: adds py:<label>.* models")
     b = sub.add_parser("bench", help="your Python function under every cpython.* model")
     b.add_argument("function", metavar="MODULE:FUNCTION",
                    help="the function to run, fn(x) for each input x")
@@ -98,6 +100,8 @@ def _request(args):
         req["interleave"] = True
     if args.workload_files:
         req["workload_files"] = args.workload_files
+    if args.pythons:
+        req["pythons"] = args.pythons
     if "models" not in req:
         req["models"] = _models.names()
     return req
