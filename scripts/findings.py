@@ -620,8 +620,10 @@ def section_models(res, out):
     out.append(f"- *Fibers and coroutines* ({machine(cpp)}): io.sleep at 1 worker, against "
                f"`serial`: `fibers` {x(c.vs_serial('io.sleep', 'fibers', 1))} (stackful, "
                f"switching only at IO), `async` {x(c.vs_serial('io.sleep', 'async', 1))} "
-               f"(stackless); on cpu.spin neither gains, `fibers` "
-               f"{x(c.vs_serial('cpu.spin', 'fibers', 2))} at 2 workers.")
+               f"(stackless); on cpu.spin a fiber holds its thread until it is done, so "
+               f"`fibers` gains only from more scheduler threads: "
+               f"{x(c.vs_serial('cpu.spin', 'fibers', 1))} at 1 worker, "
+               f"{x(c.vs_serial('cpu.spin', 'fibers', 2))} at 2.")
     sw = res.json("micro/switch.json")
     per = {}
     for b in sw.get("benchmarks", []):
