@@ -1,13 +1,16 @@
 // py:<label>.* models: other interpreters driven over a socket by harness/driver. CPython 3.11
 // (/usr/bin/python3) is always checked; jython and pypy3 are when installed.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "concbench/foreign_python.hpp"
 #include "concbench/params.hpp"
@@ -43,17 +46,20 @@ void verifies(const std::string& model, const char* workload,
     EXPECT_TRUE(r.span.set);
     EXPECT_GT(r.span.wall_ns, 0u);
     EXPECT_TRUE(r.has_child_cpu);
-    ASSERT_EQ(r.worker_pids.size(), 1u);
-    EXPECT_NE(r.latency_ns[0], BatchResult::kNoSample);
+    const bool pool = model.ends_with(".process_pool");
+    // The driver, and a pool's processes; a pool's chunks carry no per-task latency.
+    ASSERT_EQ(r.worker_pids.size(), 1u + (pool ? static_cast<size_t>(workers) : 0u));
+    if (!pool) EXPECT_NE(r.latency_ns[0], BatchResult::kNoSample);
   }
   m->teardown();
 }
 
 void verifies_all(const std::string& label) {
-  for (const char* kind : {"serial", "threading", "asyncio"})
+  for (const char* kind : {"serial", "threading", "asyncio", "process_pool"})
     for (int w : {1, 2}) {
       const std::string model = "py:" + label + "." + kind;
-      if (find_model(model) == nullptr) continue;  // asyncio: Python 3.7 and later
+      // asyncio: Python 3.7 and later; process_pool: where multiprocessing forks (not Jython)
+      if (find_model(model) == nullptr) continue;
       if (find_model(model)->single_worker && w > 1) continue;
       verifies(model, "cpu.spin", {{"tasks", "6"}, {"units", "5"}}, w);
       verifies(model, "io.sleep", {{"tasks", "4"}, {"sleep_us", "2000"}}, w);
@@ -70,6 +76,8 @@ TEST(ForeignPython, CPython311Verifies) {
   ASSERT_NE(find_model("py:" + label + ".threading"), nullptr);
   EXPECT_TRUE(find_model("py:" + label + ".serial")->single_worker);
   ASSERT_NE(find_model("py:" + label + ".asyncio"), nullptr);
+  ASSERT_NE(find_model("py:" + label + ".process_pool"), nullptr);
+  EXPECT_TRUE(find_model("py:" + label + ".process_pool")->separate_processes);
   EXPECT_EQ(find_model("py:" + label + ".asyncio")->in_flight_per_worker, 0);
   verifies_all(label);
 }
@@ -167,4 +175,40 @@ TEST(ForeignPython, CancelOfAHungDriverReturnsPromptly) {
   EXPECT_TRUE(r.failures.empty());  // cancelled: not done, not failed
   for (uint64_t k = 0; k < b.items(); ++k) EXPECT_FALSE(r.done[k]);
   m->teardown();
+}
+
+// A pool's processes are the cell's workers: their CPU is in the span's, their memory in the
+// repetition's, and a cancel (which kills the driver) leaves none of them behind.
+TEST(ForeignPython, AProcessPoolCountsItsWorkersAndLeavesNoneBehind) {
+  const std::string label = label_of("/usr/bin/python3");
+  const std::string model = "py:" + label + ".process_pool";
+  auto m = start(model.c_str(), 2);
+  const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "8"}, {"units", "20"}});
+  Batch b{&ts.tasks, 1, 7, 1};
+  const BatchResult r = m->run(b);
+  EXPECT_TRUE(r.failures.empty());
+  EXPECT_TRUE(r.has_child_cpu);
+  ASSERT_EQ(r.worker_pids.size(), 3u);  // the driver and its two pool processes
+  std::vector<int> pool(r.worker_pids.begin() + 1, r.worker_pids.end());
+  m->cancel();
+  m->teardown();
+  for (int pid : pool) {
+    // Killed by SIGKILL with the driver; reparented, so poll /proc until each is gone.
+    bool gone = false;
+    for (int i = 0; i < 200 && !gone; ++i) {
+      gone =
+          kill(pid, 0) != 0 || ::access(("/proc/" + std::to_string(pid) + "/stat").c_str(), 0) != 0;
+      std::string state;
+      if (FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r")) {
+        char buf[512] = {0};
+        if (std::fgets(buf, sizeof buf, f)) state = buf;
+        std::fclose(f);
+        const size_t close = state.rfind(')');
+        if (close != std::string::npos && close + 2 < state.size() && state[close + 2] == 'Z')
+          gone = true;  // a zombie awaiting its new parent's wait: it runs nothing
+      }
+      if (!gone) usleep(10000);
+    }
+    EXPECT_TRUE(gone) << "pool process " << pid << " outlived its driver";
+  }
 }

@@ -9,7 +9,8 @@
 # 64-bit values (seeds, nonces, checksums) travel as decimal strings: a JSON number loses
 # precision beyond 2^53.
 #   driver -> {"op": "hello", "protocol": 1, "label", "implementation", "version", "pid",
-#              "models": ["asyncio", "serial", "threading"] (asyncio on 3.7 and later),
+#              "models": ["asyncio", "process_pool", "serial", "threading"] (asyncio on 3.7
+#              and later, process_pool where multiprocessing and fork exist: not Jython),
 #              "gil_disabled", "gil_enabled", "python_gil_env", "cpu_source"}
 #   runner -> {"op": "setup", "model": "threading", "workers": N}  (asyncio: one loop, a lane
 #              per task of the list; serial: the main thread)      driver -> {"op": "ok"}
@@ -273,6 +274,83 @@ class Threading(object):
 
 MODELS = {"serial": Serial, "threading": Threading}
 
+# multiprocessing (CPython, PyPy; not Jython): a Pool of `workers` processes started at setup,
+# each batch cut into chunks (about four per process) that are pickled to the workers and whose
+# results are pickled back: what pool.map costs a program.
+try:
+    import multiprocessing
+except ImportError:
+    multiprocessing = None
+
+try:
+    CLK_TCK = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):
+    CLK_TCK = None
+
+
+def _run_chunk(chunk):
+    out = []
+    for k, task, nonce in chunk:
+        try:
+            out.append((k, True, execute(task, nonce)))
+        except Exception as e:
+            out.append((k, False, "%s: %s" % (type(e).__name__, e)))
+    return out
+
+
+def _ping(_):
+    return os.getpid()
+
+
+def proc_cpu(pids):
+    """[user ns, sys ns] of live processes from /proc/PID/stat (clock ticks), or None."""
+    if CLK_TCK is None:
+        return None
+    user = system = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (IOError, OSError):
+            return None
+        user += int(fields[11])
+        system += int(fields[12])
+    scale = 1e9 / CLK_TCK
+    return [int(user * scale), int(system * scale)]
+
+
+class ProcessPool(object):
+    def __init__(self, workers):
+        self.workers = workers
+        self.pool = multiprocessing.Pool(workers)
+        # Every worker answers once now, outside the measured batches; the pool's own list of
+        # processes names them all (a map of pings may be served by one fast worker alone).
+        self.pool.map(_ping, range(workers * 4))
+        procs = getattr(self.pool, "_pool", None) or []
+        self.pids = sorted(p.pid for p in procs if p.pid)
+
+    def run(self, batch):
+        n = len(batch.tasks)
+        size = max(1, batch.items // (4 * self.workers))
+        chunks = [[(k, batch.tasks[k % n], round_nonce(batch.nonce, k // n))
+                   for k in range(i, min(batch.items, i + size))]
+                  for i in range(0, batch.items, size)]
+        for part in self.pool.imap_unordered(_run_chunk, chunks):
+            for k, ok, v in part:
+                if ok:
+                    batch.checksums[k] = v
+                    batch.done[k] = 1
+                else:
+                    batch.failures.append([k, v])
+
+    def close(self):
+        self.pool.terminate()
+        self.pool.join()
+
+
+if multiprocessing is not None and hasattr(os, "fork"):
+    MODELS["process_pool"] = ProcessPool
+
 # asyncio (Python 3.7 and later): one event loop, one lane per task of the list, each awaiting
 # its items' sleeps; CPU steps run inline and block the loop. Compiled from a string so that the
 # file still parses on Python 2.7.
@@ -440,7 +518,7 @@ def main():
                     continue
                 model = cls(int(msg["workers"]))
                 tasks = {}
-                send({"op": "ok"})
+                send({"op": "ok", "pids": getattr(model, "pids", [])})
             elif op == "tasks":
                 tasks = {msg["key"]: decode_tasks(msg["tasks"])}
                 send({"op": "ok"})
@@ -454,12 +532,19 @@ def main():
                         time.sleep(1)
                 b = Batch(tasks[msg["key"]], int(msg["rounds"]), int(msg["nonce"]),
                           int(msg["stride"]))
+                pids = getattr(model, "pids", [])
+                w0 = proc_cpu(pids) if pids else None
                 c0 = cpu_times() if cpu_times else None
                 t0 = now_ns()
                 model.run(b)
                 wall = now_ns() - t0
                 c1 = cpu_times() if cpu_times else None
+                w1 = proc_cpu(pids) if pids else None
                 cpu = [c1[0] - c0[0], c1[1] - c0[1]] if c0 else None
+                if cpu is not None and pids:
+                    # A pool's workers: their CPU too, or no figure rather than a partial one.
+                    cpu = ([cpu[0] + w1[0] - w0[0], cpu[1] + w1[1] - w0[1]]
+                           if w0 is not None and w1 is not None else None)
                 send({
                     "op": "result",
                     "checksums": [str(v) for v in b.checksums],
@@ -468,6 +553,7 @@ def main():
                     "failures": b.failures,
                     "wall_ns": wall,
                     "cpu": cpu,
+                    "pids": pids,
                 })
             else:
                 send({"op": "error", "reason": "unknown op %r" % (op,)})

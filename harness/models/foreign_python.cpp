@@ -199,6 +199,7 @@ class Driver {
         }
         if (pid_.load() > 0) {
           kill(pid, SIGKILL);
+          kill_pool();
           while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
           }
           pid_ = -1;
@@ -221,6 +222,12 @@ class Driver {
   void kill_now() {
     std::lock_guard lock(mu_);
     if (pid_.load() > 0) kill(pid_.load(), SIGKILL);
+    kill_pool();
+  }
+
+  void set_pool_pids(std::vector<int> pids) {
+    std::lock_guard lock(mu_);
+    pool_pids_ = std::move(pids);
   }
 
   std::string last_stderr_line() const {
@@ -257,6 +264,14 @@ class Driver {
   std::string buf_;
   std::atomic<int> pid_{-1};
   std::mutex mu_;
+  // The driver's own children (a multiprocessing pool), guarded by mu_. They are not ours to
+  // reap: the driver's death reparents them, and SIGKILL ends them.
+  std::vector<int> pool_pids_;
+  void kill_pool() {  // with mu_ held
+    for (const int p : pool_pids_)
+      if (p > 0) kill(p, SIGKILL);
+    pool_pids_.clear();
+  }
 };
 
 struct Interpreter {
@@ -332,6 +347,10 @@ class ForeignPython final : public Model {
         cpu_from = "/proc/PID/stat around the round trip (clock ticks)";
       }
       r.worker_pids = {pid};
+      // A pool's worker processes, alive until teardown: the runner reads their memory too.
+      if (auto it = res.find("pids"); it != res.end() && it->is_array())
+        for (const auto& p : *it)
+          if (p.is_number_integer()) r.worker_pids.push_back(p.get<int>());
       r.model_metrics = {{"interpreter", interp_.path},
                          {"label", interp_.hello.value("label", "")},
                          {"implementation", interp_.hello.value("implementation", "")},
@@ -364,7 +383,13 @@ class ForeignPython final : public Model {
     try {
       driver_.recv(kHelloTimeoutMs, "before its hello");
       driver_.send({{"op", "setup"}, {"model", model_}, {"workers", cfg_.workers}});
-      driver_.recv(kReplyTimeoutMs, "setting up");
+      const json ok = driver_.recv(kReplyTimeoutMs, "setting up");
+      // A pool's processes: killed with the driver, which a SIGKILL would otherwise orphan.
+      std::vector<int> pool;
+      if (auto it = ok.find("pids"); it != ok.end() && it->is_array())
+        for (const auto& p : *it)
+          if (p.is_number_integer()) pool.push_back(p.get<int>());
+      driver_.set_pool_pids(std::move(pool));
     } catch (const DriverError& e) {
       throw std::runtime_error(interp_.path + ": " + e.what());
     }
@@ -432,9 +457,10 @@ std::string register_foreign_python(const std::string& interpreter) {
     const std::string model = m.get<std::string>();
     ModelInfo info;
     info.name = prefix + model;
-    info.description = (model == "serial"    ? "one thread of "
-                        : model == "asyncio" ? "one asyncio event loop of "
-                                             : "Python threads in ") +
+    info.description = (model == "serial"         ? "one thread of "
+                        : model == "asyncio"      ? "one asyncio event loop of "
+                        : model == "process_pool" ? "a multiprocessing.Pool of processes of "
+                                                  : "Python threads in ") +
                        std::string("the interpreter at ") + interpreter + " (" +
                        hello.value("version", "") + "), driven over a socket";
     info.single_worker = model == "serial" || model == "asyncio";
@@ -447,6 +473,8 @@ std::string register_foreign_python(const std::string& interpreter) {
         model == "asyncio"
             ? "from a lane of the driver's event loop taking the task to its result, awaits and "
               "loop waits included, measured inside the interpreter"
+        : model == "process_pool"
+            ? "not sampled: a chunk of tasks crosses to a pool worker and back as one"
             : "the task's run time on a thread of the driver, measured inside the interpreter";
     info.create = [interp, model] { return std::make_unique<ForeignPython>(interp, model); };
     register_model(std::move(info));
