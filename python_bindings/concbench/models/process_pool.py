@@ -65,6 +65,25 @@ def _children_cpu(pool):
     return int(user * _TICK_NS), int(system * _TICK_NS), pids
 
 
+def await_all(futures, cancel, pool):
+    """Waits for every future at once, waking every WAIT_SLICE_S to notice the runner's cancel,
+    which shuts the pool down and drops what is still queued."""
+    pending = futures
+    while pending:
+        _, pending = concurrent.futures.wait(pending, timeout=wl.WAIT_SLICE_S)
+        if cancel.is_set():
+            shutdown(pool, wait=False)
+            return
+
+
+def add_children_cpu(res, cpu0, pool):
+    """Appends the workers' CPU since cpu0 (_children_cpu before begin_work) to the span, when
+    the same workers were there at both ends; otherwise the span stays this process's only."""
+    cpu1 = _children_cpu(pool)
+    if cpu0 is not None and cpu1 is not None and cpu0[2] == cpu1[2]:
+        res.span = res.span + (max(0, cpu1[0] - cpu0[0]), max(0, cpu1[1] - cpu0[1]))
+
+
 def _stamp(finished, k, _future):
     finished[k] = time.perf_counter_ns()
 
@@ -152,16 +171,9 @@ class ProcessPool(PyModel):
                     # this harness's cost, not multiprocessing's.
                     f.add_done_callback(functools.partial(_stamp, finished, k))
                 futures.append(f)
-        pending = futures
-        while pending:
-            _, pending = concurrent.futures.wait(pending, timeout=wl.WAIT_SLICE_S)
-            if self.cancel.is_set():
-                shutdown(self.pool, wait=False)
-                break
+        await_all(futures, self.cancel, self.pool)
         res.end_work()
-        cpu1 = _children_cpu(self.pool)
-        if cpu0 is not None and cpu1 is not None and cpu0[2] == cpu1[2]:
-            res.span = res.span + (max(0, cpu1[0] - cpu0[0]), max(0, cpu1[1] - cpu0[1]))
+        add_children_cpu(res, cpu0, self.pool)
         for k, f in enumerate(futures):
             if not f.done() or f.cancelled():
                 continue

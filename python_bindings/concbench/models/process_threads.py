@@ -26,7 +26,8 @@ from .. import _concbench as _c
 from .. import user_workload as uw
 from .. import workloads as wl
 from .base import PyModel, Results, param_choice, param_integer, shutdown
-from .process_pool import START_METHODS, NotPicklable, _children_cpu, _NeverCancelled
+from .process_pool import (START_METHODS, NotPicklable, _children_cpu, _NeverCancelled,
+                           add_children_cpu, await_all)
 
 CHUNKS_PER_PROCESS = 4
 
@@ -146,16 +147,9 @@ class ProcessThreads(PyModel):
                 else:
                     entries = [(k, tasks[k % n], res.nonce(k)) for k in ks]
                 futures.append(self.pool.submit(_run_chunk, entries))
-        pending = futures
-        while pending:
-            _, pending = concurrent.futures.wait(pending, timeout=wl.WAIT_SLICE_S)
-            if self.cancel.is_set():
-                shutdown(self.pool, wait=False)
-                break
+        await_all(futures, self.cancel, self.pool)
         res.end_work()
-        cpu1 = _children_cpu(self.pool)
-        if cpu0 is not None and cpu1 is not None and cpu0[2] == cpu1[2]:
-            res.span = res.span + (max(0, cpu1[0] - cpu0[0]), max(0, cpu1[1] - cpu0[1]))
+        add_children_cpu(res, cpu0, self.pool)
         used = set()
         for i, f in enumerate(futures):
             if not f.done() or f.cancelled():
