@@ -3,7 +3,10 @@
 (/usr/bin/python3 and pyenv's 3.8 and later), runs the Python suite on each, and writes one report
 per version into results/cpython/, plus results/cpython/matrix.json, the figures that change
 between versions: lost updates of `x += 1` under two threads, the convoy effect (round trips of an
-IO thread beside a CPU-bound one), and threads' CPU speedup.
+IO thread beside a CPU-bound one), the CPU speedup of threads, processes, processes of threads and
+subinterpreters (where the version has them), and io.sleep's overlap under asyncio and gevent.
+Every cpython.* model the version offers runs (they register where available); the ones it
+lacks are listed per version with the interpreter's one-line reason.
 
     python3 scripts/python_matrix.py [--build-dir build] [--out-dir results/cpython]
                                      [--repetitions 3] [--only 3.9,3.12]
@@ -122,10 +125,16 @@ def digest(label, path):
     if echo and echo["repetitions"]:
         d["echo_under_load_round_trips_per_s"] = _median(echo, "round_trips_per_s")
         d["echo_under_load_rtt_p50_ns"] = _median(echo, "rtt_p50_ns")
-    for model in ("cpython.threading", "cpython.process_pool"):
+    for model in ("cpython.threading", "cpython.process_pool", "cpython.process_threads",
+                  "cpython.interpreters"):
         c = cells.get(("cpu.spin", model, 2))
         if c and c["status"] == "ok":
             d["cpu_spin_speedup_2_workers_" + model.split(".")[1]] = c["summary"]["speedup"]
+    for model in ("cpython.asyncio", "cpython.gevent"):
+        c = cells.get(("io.sleep", model, 2))
+        if c and c["status"] == "ok":
+            d["io_sleep_speedup_2_workers_" + model.split(".")[1]] = c["summary"]["speedup"]
+    d["models_unavailable"] = rep["context"]["python"].get("models_unavailable", {})
     d["failed_cells"] = [k[0] + "/" + k[1] + "/" + str(k[2]) for k, c in cells.items()
                          if c["status"] != "ok"]
     return d
@@ -133,7 +142,8 @@ def digest(label, path):
 
 def print_table(summary):
     cols = ("version", "counter_race_lost_updates_2_threads", "echo_under_load_round_trips_per_s",
-            "cpu_spin_speedup_2_workers_threading", "cpu_spin_speedup_2_workers_process_pool")
+            "cpu_spin_speedup_2_workers_threading", "cpu_spin_speedup_2_workers_process_pool",
+            "cpu_spin_speedup_2_workers_interpreters", "io_sleep_speedup_2_workers_gevent")
     print(" | ".join(cols))
     for v in summary["versions"]:
         row = []
