@@ -28,16 +28,11 @@
 import binascii
 import json
 import os
-import struct
 import sys
 import threading
 import time
 
 PROTOCOL = 1
-MASK64 = (1 << 64) - 1
-GOLDEN = 0x9e3779b97f4a7c15
-LCG_MUL = 6364136223846793005
-LCG_INC = 1442695040888963407
 ITERATIONS_PER_UNIT = 1000
 WAIT_SLICE_S = 0.05
 
@@ -77,48 +72,14 @@ def _cpu_reader():
 
 cpu_times, CPU_SOURCE = _cpu_reader()
 
-# --- checksums (harness checksum.hpp; the same algorithm as concbench.models.interpreters) ---
-
-
-def mix64(x):
-    x &= MASK64
-    x ^= x >> 30
-    x = (x * 0xbf58476d1ce4e5b9) & MASK64
-    x ^= x >> 27
-    x = (x * 0x94d049bb133111eb) & MASK64
-    x ^= x >> 31
-    return x
-
-
-def fold(acc, v):
-    return mix64(acc ^ ((v + GOLDEN) & MASK64))
-
-
-def round_nonce(batch_nonce, rnd):
-    return mix64(batch_nonce ^ mix64(rnd + 0x6e6f6e6365))
-
-
-def seal(chain, nonce):
-    return fold(chain, mix64(nonce) ^ 0x5ea1ed5ea1ed5ea1)
-
-
-def hash_bytes(data, seed=0):
-    size = len(data)
-    h = mix64(seed ^ ((size * GOLDEN) & MASK64))
-    end = size - size % 8
-    for i in range(0, end, 8):
-        word = struct.unpack_from("<Q", data, i)[0]
-        h = ((h ^ mix64(word)) * 0xff51afd7ed558ccd) & MASK64
-    tail = 0
-    if end < size:
-        for j, b in enumerate(bytearray(data[end:])):
-            tail |= b << (8 * j)
-    return mix64(h ^ tail)
-
-
-def step_seed(task_seed, index):
-    return mix64(task_seed + (index + 1) * GOLDEN)
-
+# The checksums: pure_checksum.py beside this file, also the worker source of
+# cpython.interpreters. Its directory is put first explicitly: sys.path[0] is not the script's
+# directory under -I or PYTHONSAFEPATH. No bytecode is written beside it (Jython's $py.class,
+# CPython's __pycache__): the source tree, or an installed copy, may be read-only.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pure_checksum import (LCG_INC, LCG_MUL, MASK64, fold, hash_bytes,  # noqa: E402
+                           round_nonce, seal, step_seed)
 
 # --- steps ---
 

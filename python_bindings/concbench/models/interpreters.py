@@ -23,6 +23,7 @@ a running task checks that queue every 8 spin units, every pidigits round and ev
 sleep, and stops; results of a cancelled batch that arrive later are ignored."""
 
 import marshal
+import os
 import threading
 import time
 
@@ -154,52 +155,19 @@ API = BACKEND.api if BACKEND is not None else None
 POLL_S = 0.0005  # the PEP 734 queues' blocking get() polls; this often
 CANCEL_GRACE_S = 1.0  # after a cancel, how long running tasks get to notice it
 
-# Runs in each interpreter's __main__: no import of concbench.
-WORKER_SOURCE = r'''
+# Runs in each interpreter's __main__: no import of concbench. The checksum helpers come first,
+# from pure_checksum.py (the same file the driver of other interpreters imports).
+def _checksum_source():
+    # The build and `cmake --install` copy harness/driver/pure_checksum.py into the package.
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "pure_checksum.py")
+    with open(path) as f:
+        return f.read()
+
+
+WORKER_SOURCE = _checksum_source() + r'''
 import marshal
 import time
-
-MASK64 = (1 << 64) - 1
-GOLDEN = 0x9e3779b97f4a7c15
-LCG_MUL = 6364136223846793005
-LCG_INC = 1442695040888963407
-
-
-def mix64(x):
-    x &= MASK64
-    x ^= x >> 30
-    x = (x * 0xbf58476d1ce4e5b9) & MASK64
-    x ^= x >> 27
-    x = (x * 0x94d049bb133111eb) & MASK64
-    x ^= x >> 31
-    return x
-
-
-def fold(acc, v):
-    return mix64(acc ^ ((v + GOLDEN) & MASK64))
-
-
-def round_nonce(batch_nonce, rnd):
-    return mix64(batch_nonce ^ mix64(rnd + 0x6e6f6e6365))
-
-
-def seal(chain, nonce):
-    return fold(chain, mix64(nonce) ^ 0x5ea1ed5ea1ed5ea1)
-
-
-def hash_bytes(data, seed=0):
-    data = bytes(data)
-    size = len(data)
-    h = mix64(seed ^ ((size * GOLDEN) & MASK64))
-    end = size - size % 8
-    for i in range(0, end, 8):
-        h = ((h ^ mix64(int.from_bytes(data[i:i + 8], "little"))) * 0xff51afd7ed558ccd) & MASK64
-    tail = int.from_bytes(data[end:], "little") if end < size else 0
-    return mix64(h ^ tail)
-
-
-def step_seed(task_seed, index):
-    return mix64(task_seed + (index + 1) * GOLDEN)
 
 
 class Cancelled(Exception):
