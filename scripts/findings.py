@@ -215,6 +215,13 @@ def section_cpu(res, out):
     out.append(f"- Real CPython agrees: on cpu.spin with 2 workers `cpython.threading` gets "
                f"{min(thr):.2f} to {max(thr):.2f}x and `cpython.process_pool` {min(pp):.2f} to "
                f"{max(pp):.2f}x, on {', '.join(vers)} (`results/cpython/matrix.json`).")
+    sub = [(v["version"], v["cpu_spin_speedup_2_workers_interpreters"]) for v in cp["versions"]
+           if v.get("cpu_spin_speedup_2_workers_interpreters") is not None]
+    if sub:
+        out.append("- Subinterpreters, each with its own GIL, scale like processes: "
+                   "`cpython.interpreters` gets " +
+                   ", ".join(f"{x(s)} on {ver}" for ver, s in sorted(sub)) +
+                   " on cpu.spin at 2 workers, in the same runs.")
     cw = full.cpu_over_wall("cpu.spin", "process_pool", 2)
     out.append(f"- process_pool's CPU time covers its worker processes: CPU over wall "
                f"{num(cw, '.2f')} for cpu.spin at 2 workers (`cpu_covers_children` in each "
@@ -427,8 +434,8 @@ def section_race(res, out):
                "spinner), and cpu.spin at 2 workers:")
     out.append("")
     out.append("| CPython | lost updates | round trips/s | rtt p50 | threading speedup | "
-               "process_pool speedup |")
-    out.append("|---|---|---|---|---|---|")
+               "process_pool speedup | process_threads speedup | interpreters speedup |")
+    out.append("|---|---|---|---|---|---|---|---|")
 
     def key(v):
         nums = [int(p) for p in v["version"].replace("debian-", "").split(".") if p.isdigit()]
@@ -440,8 +447,26 @@ def section_race(res, out):
                    f"{num(v['echo_under_load_round_trips_per_s'])} | "
                    f"{t(v['echo_under_load_rtt_p50_ns'])} | "
                    f"{x(v['cpu_spin_speedup_2_workers_threading'])} | "
-                   f"{x(v['cpu_spin_speedup_2_workers_process_pool'])} |")
+                   f"{x(v['cpu_spin_speedup_2_workers_process_pool'])} | "
+                   f"{x(v.get('cpu_spin_speedup_2_workers_process_threads'))} | "
+                   f"{x(v.get('cpu_spin_speedup_2_workers_interpreters'))} |")
     out.append("")
+    # Where a version lacks subinterpreters the cell is "-" and its reason is printed once.
+    missing = {}
+    for v in sorted(cp["versions"], key=key):
+        why = v.get("models_unavailable", {}).get("cpython.interpreters")
+        if why is not None:
+            missing.setdefault(why, []).append(v["version"])
+    for why, vers in missing.items():
+        out.append(f"- No cpython.interpreters on {', '.join(vers)}: {why}.")
+    gev = [(v["version"], v["io_sleep_speedup_2_workers_gevent"],
+            v.get("io_sleep_speedup_2_workers_asyncio")) for v in sorted(cp["versions"], key=key)
+           if v.get("io_sleep_speedup_2_workers_gevent") is not None]
+    for ver, g, a in gev:
+        out.append(f"- cpython.gevent, where Debian's python3-gevent is installed ({ver}): io.sleep "
+                   f"at 2 workers {x(g)} against cpython.asyncio's {x(a)}.")
+    if missing or gev:
+        out.append("")
 
 
 def section_dispatch(res, out):
