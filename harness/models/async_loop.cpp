@@ -271,7 +271,9 @@ class AsyncLoop final : public Model {
         tl_thread_log = &log;
         note_cpu(log.cpus_seen);
         const SwitchCount s0 = SwitchCount::now();
+        const ActiveInterval active;
         ioc.run();
+        active.finish(log.attr);
         log.switches = SwitchCount::now().since(s0);
         note_cpu(log.cpus_seen);
         tl_thread_log = nullptr;
@@ -302,6 +304,23 @@ class AsyncLoop final : public Model {
       for (Lane& lane : st.lanes)
         for (auto& f : lane.failures) result.failures.push_back(std::move(f));
       for (const auto& e : st.escaped) result.failures.push_back({items, e});
+      // Per loop thread: where its time went. Tasks are counted per thread only with one
+      // thread (a count per task on the thread that finished it is a thread_local read per
+      // task); the loop's lag is put beside thread 0, the loop's own under async.
+      uint64_t lag_total = 0;
+      for (uint64_t l : st.lag_ns) lag_total += l;
+      for (size_t t = 0; t < thread_logs.size(); ++t) {
+        WorkerAttribution a = thread_logs[t].attr;
+        a.worker = static_cast<int>(t);
+        attribute_loop_thread(a);
+        if (threads_ == 1) {
+          for (uint64_t k = 0; k < items; ++k) a.times.tasks += result.done[k];
+        } else {
+          a.tasks_known = false;
+        }
+        if (t == 0) a.times.loop_lag_ns = lag_total;
+        result.attribution.push_back(std::move(a));
+      }
       std::sort(st.lag_ns.begin(), st.lag_ns.end());
       result.model_metrics["loop_lag"] = lag_json(st.lag_ns);
       offloads = st.offloads.load(std::memory_order_relaxed);

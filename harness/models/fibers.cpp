@@ -100,9 +100,10 @@ struct Fiber {
   bctx::fiber back;  // while it runs: whoever resumed it (the scheduler, or a loop handler)
   BatchState* st = nullptr;
   uint64_t item = 0;
-  bool parked = true;    // no item: in its worker's idle list
-  bool waiting = false;  // suspended on a loop wait (cancellation aborts it)
-  bool stop = false;     // teardown: return from the body
+  uint64_t completed = 0;  // items it completed this batch
+  bool parked = true;      // no item: in its worker's idle list
+  bool waiting = false;    // suspended on a loop wait (cancellation aborts it)
+  bool stop = false;       // teardown: return from the body
   std::optional<Timer> timer;
   std::optional<Stream> pipe, tcp, responder;
   std::vector<std::byte> out, in;
@@ -276,6 +277,7 @@ void Fiber::run_item() {
     const uint64_t h = run_task((*b.tasks)[k % b.tasks->size()]);
     st->result.checksums[k] = seal(h, b.item_nonce(k));
     st->result.done[k] = 1;
+    ++completed;
     if (sampled) st->result.latency_ns[k / b.latency_stride] = monotonic_ns() - t0;
   } catch (const TaskCancelled&) {
   } catch (const std::exception& e) {
@@ -329,7 +331,10 @@ class Fibers final : public Model {
       wk.lag_stop = false;
       ++wk.generation;
       wk.ioc.restart();
-      for (size_t i = 0; i < wk.share; ++i) wk.fibers[i]->st = &st;
+      for (size_t i = 0; i < wk.share; ++i) {
+        wk.fibers[i]->st = &st;
+        wk.fibers[i]->completed = 0;
+      }
     }
     {
       std::lock_guard lock(mu_);
@@ -357,7 +362,18 @@ class Fibers final : public Model {
     uint64_t resumes = 0, started = 0;
     std::vector<WorkerLog> logs;
     std::vector<uint64_t> lag;
-    for (auto& wk : workers_v_) {
+    for (size_t w = 0; w < workers_v_.size(); ++w) {
+      auto& wk = workers_v_[w];
+      // Each worker's thread runs its own loop (its file reads block it: part of its off-CPU
+      // time, so not timed by the clock as well).
+      WorkerAttribution a = wk->log.attr;
+      a.worker = static_cast<int>(w);
+      attribute_loop_thread(a);
+      for (size_t i = 0; i < wk->share; ++i) a.times.tasks += wk->fibers[i]->completed;
+      uint64_t lag_total = 0;
+      for (uint64_t l : wk->lag_ns) lag_total += l;
+      a.times.loop_lag_ns = lag_total;
+      result.attribution.push_back(std::move(a));
       switches += wk->log.switches;
       resumes += wk->resumes;
       for (auto& f : wk->failures) result.failures.push_back(std::move(f));
@@ -445,6 +461,7 @@ class Fibers final : public Model {
   void schedule(Worker& w, BatchState& st) {
     detail::note_cpu(w.log.cpus_seen);
     const detail::SwitchCount s0 = detail::SwitchCount::now();
+    const ActiveInterval active;
     const uint64_t items = st.batch.items();
     auto guard = asio::make_work_guard(w.ioc);
     if (lag_interval_ns_ > 0) arm_lag(w);
@@ -473,6 +490,7 @@ class Fibers final : public Model {
     w.lag_timer.cancel();
     guard.reset();
     w.ioc.run();
+    active.finish(w.log.attr);
     w.log.switches = detail::SwitchCount::now().since(s0);
     detail::note_cpu(w.log.cpus_seen);
   }

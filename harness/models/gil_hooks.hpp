@@ -31,6 +31,13 @@ class GilHooks final : public ExecHooks {
   Gil& gil_;
 };
 
+// A thread's GIL waits and hold into its attribution (attribution.hpp).
+inline void add_gil_times(WorkerTimes& t, const GilThread& g) {
+  for (uint64_t w : g.wait_ns) t.gil_wait_ns += w;
+  t.gil_wait_ns += g.forced_wait_ns;
+  t.gil_hold_ns += g.hold_ns;
+}
+
 // The gil_* metrics over a set of threads (one GIL's, or several GILs' summed).
 inline nlohmann::json gil_metrics(const std::vector<GilThread>& threads) {
   uint64_t acq = 0, sw = 0, req = 0, forced = 0, hold = 0, wait_total = 0;

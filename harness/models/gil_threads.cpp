@@ -54,10 +54,13 @@ class GilThreads final : public Model {
           ExecContext ctx(breaker_, *hooks_, io_.get(), w);
           ctx.set_model_data(&threads[i]);
           ctx.set_per_instruction(per_instruction_);
-          // A Python thread runs with the GIL from its first bytecode to its last.
+          // A Python thread runs with the GIL from its first bytecode to its last; its first
+          // wait for it is the worker's time too.
+          logs[i].active.emplace();
           gil_->take(threads[i]);
           queue.drain(ctx, logs[i]);
           gil_->drop(threads[i], /*force_switch=*/false);
+          detail::add_gil_times(logs[i].attr.times, threads[i]);
           logs[i].switches = detail::SwitchCount::now().since(s0);
         },
         [this] { cancel(); });

@@ -74,6 +74,8 @@ struct Slot {
   // report: the interpreter thread's context switches so far; reset_gil clears its GIL record.
   detail::SwitchCount switches;
   bool reset_gil = false;
+  // report: the thread's run-queue delay so far (schedstat) and CPU time (its clock), or nothing.
+  std::optional<SchedStat> sched;
 };
 
 struct Interp {
@@ -81,7 +83,8 @@ struct Interp {
   std::atomic<uint32_t> breaker{0};  // this interpreter's eval breaker
   std::unique_ptr<Gil> gil;
   std::unique_ptr<detail::GilHooks> hooks;
-  GilThread gt;  // its one thread's view of its GIL
+  GilThread gt;       // its one thread's view of its GIL
+  WorkerTimes times;  // its thread's waits this batch (written by it; read after its report)
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Slot*> inbox;
@@ -91,6 +94,8 @@ struct Interp {
   std::vector<std::unique_ptr<Slot>> slots;
   std::vector<Slot*> free;
   size_t outstanding = 0;
+  uint64_t done_items = 0;                             // this batch
+  uint64_t copy_in_sampled = 0, copy_out_sampled = 0;  // this batch, sampled items only
   uint64_t startup_ns = 0;
   detail::WorkerLog log;
   Slot report_slot;
@@ -216,6 +221,7 @@ void Interpreters::serve(size_t w) {
   Interp& iv = *interps_[w];
   ExecContext ctx(iv.breaker, *iv.hooks, io_.get(), static_cast<int>(w));
   ctx.set_model_data(&iv.gt);
+  ctx.set_times(&iv.times);
   {
     std::lock_guard l(iv.mu);
     iv.ready = true;
@@ -225,15 +231,22 @@ void Interpreters::serve(size_t w) {
     Slot* s;
     {
       std::unique_lock l(iv.mu);
-      iv.cv.wait(l, [&] { return iv.stop || !iv.inbox.empty(); });
+      if (!iv.stop && iv.inbox.empty()) {
+        // Idle: nothing sent to it yet. Timed only when it really waits.
+        OffCpuWait idle(&iv.times, &WorkerTimes::idle_ns);
+        iv.cv.wait(l, [&] { return iv.stop || !iv.inbox.empty(); });
+      }
       if (iv.inbox.empty()) return;  // stop, and nothing left
       s = iv.inbox.front();
       iv.inbox.pop_front();
     }
     if (s->kind == Slot::report) {
       s->switches = detail::SwitchCount::now();
+      s->sched = own_schedstat();
+      if (s->sched) s->sched->run_ns = thread_cpu_ns();
       if (s->reset_gil) {
         iv.gt = GilThread{};
+        iv.times = WorkerTimes{};
         detail::note_cpu(iv.log.cpus_seen);
       }
       give_back(s);
@@ -280,10 +293,14 @@ BatchResult Interpreters::run(const Batch& batch) {
       s->in.reserve(max_payload);
       s->out.reserve(max_payload);
     }
-  for (auto& p : interps_) p->log = detail::WorkerLog{};
-  report_all(/*reset_gil=*/true);
+  for (auto& p : interps_) {
+    p->log = detail::WorkerLog{};
+    p->done_items = p->copy_in_sampled = p->copy_out_sampled = 0;
+  }
   std::vector<detail::SwitchCount> before;
-  for (auto& p : interps_) before.push_back(p->report_slot.switches);
+  std::vector<std::optional<SchedStat>> sched_before;
+  before.reserve(interps_.size());
+  sched_before.reserve(interps_.size());
   const detail::SwitchCount caller_start = detail::SwitchCount::now();
   io_->begin_batch();
   const CounterValues c_start = counters_->read();
@@ -297,6 +314,14 @@ BatchResult Interpreters::run(const Batch& batch) {
     for (auto& p : interps_) n += p->outstanding;
     return n;
   };
+  // The interpreters report (and reset their records) right before the timed region and right
+  // after it, so that their idle waits, which a report ends, lie within it.
+  report_all(/*reset_gil=*/true);
+  for (auto& p : interps_) {
+    before.push_back(p->report_slot.switches);
+    sched_before.push_back(p->report_slot.sched);
+  }
+  const ActiveInterval parent_active;
   result.begin_work();
   while (!cancelled_.load(std::memory_order_relaxed)) {
     // Fill the queues a level at a time, so a small batch still spreads over every interpreter.
@@ -343,7 +368,10 @@ BatchResult Interpreters::run(const Batch& batch) {
       }
       result.checksums[s->item] = s->checksum;
       result.done[s->item] = 1;
+      ++iv.done_items;
       if (s->sampled) {
+        iv.copy_in_sampled += s->copy_in_ns;
+        iv.copy_out_sampled += s->copy_out_ns;
         result.latency_ns[s->item / batch.latency_stride] = s->latency_ns;
         copy_in_total += s->copy_in_ns;
         copy_out_total += s->copy_out_ns;
@@ -353,6 +381,10 @@ BatchResult Interpreters::run(const Batch& batch) {
     }
   }
   result.end_work();
+  WorkerAttribution parent_attr;
+  parent_active.finish(parent_attr);
+  const bool reported = !cancelled_.load(std::memory_order_relaxed);
+  if (reported) report_all(/*reset_gil=*/false);
   // Cancelled: the slots still out must come back before the batch's tasks go away.
   while (outstanding() > 0) {
     collect(got, /*stop_on_cancel=*/false);
@@ -365,10 +397,47 @@ BatchResult Interpreters::run(const Batch& batch) {
   const CounterValues c_delta = counters_->read().since(c_start);
   result.observations = io_->end_batch();
   detail::SwitchCount switches = detail::SwitchCount::now().since(caller_start);
-  if (!cancelled_.load(std::memory_order_relaxed)) {
-    report_all(/*reset_gil=*/false);
-    for (size_t w = 0; w < interps_.size(); ++w)
-      switches += interps_[w]->report_slot.switches.since(before[w]);
+  // Sampled copy timings scaled to every item (exact when the stride is 1).
+  const double scale = copy_samples ? static_cast<double>(returned) / copy_samples : 0.0;
+  if (reported) {
+    uint64_t copy_in_all = 0;
+    for (size_t w = 0; w < interps_.size(); ++w) {
+      Interp& iv = *interps_[w];
+      switches += iv.report_slot.switches.since(before[w]);
+      // Each interpreter's thread: its GIL (its own, uncontended: a wait here is a hand-back
+      // after IO), its IO and idle waits, and the copy of each result out (sampled, scaled).
+      WorkerAttribution a;
+      a.worker = static_cast<int>(w);
+      a.kind = "interpreter";
+      a.active_ns = result.span.wall_ns;
+      a.times = iv.times;
+      detail::add_gil_times(a.times, iv.gt);
+      a.times.tasks = iv.done_items;
+      a.times.serialize_ns =
+          static_cast<uint64_t>(static_cast<double>(iv.copy_out_sampled) * scale);
+      copy_in_all += iv.copy_in_sampled;
+      const auto& s0 = sched_before[w];
+      const auto& s1 = iv.report_slot.sched;
+      if (s0 && s1 && s1->run_ns >= s0->run_ns) {
+        a.sched = SchedStat{s1->run_ns - s0->run_ns, s1->runqueue_ns - s0->runqueue_ns,
+                            s1->timeslices - s0->timeslices};
+      } else {
+        a.sched_unavailable = schedstat_unavailable().empty() ? "schedstat could not be read"
+                                                              : schedstat_unavailable();
+      }
+      result.attribution.push_back(std::move(a));
+    }
+    // The caller hands tasks out and waits for results: its wait is idle, its copies in (sampled,
+    // scaled) are its serializing.
+    attribute_loop_thread(parent_attr, &WorkerTimes::idle_ns);
+    parent_attr.kind = "parent";
+    parent_attr.worker = -1;
+    parent_attr.tasks_known = false;
+    parent_attr.times.serialize_ns =
+        static_cast<uint64_t>(static_cast<double>(copy_in_all) * scale);
+    result.attribution.push_back(std::move(parent_attr));
+  } else {
+    result.attribution_unavailable = "cancelled: the interpreters did not report";
   }
   std::vector<detail::WorkerLog> logs;
   std::vector<GilThread> gts;
@@ -387,8 +456,6 @@ BatchResult Interpreters::run(const Batch& batch) {
   detail::merge_logs(result, logs);
   result.counters = detail::with_switches(c_delta, switches);
 
-  // Sampled copy timings scaled to every item (exact when the stride is 1).
-  const double scale = copy_samples ? static_cast<double>(returned) / copy_samples : 0.0;
   uint64_t payload_sum = 0;
   for (uint64_t k = 0; k < sent; ++k) payload_sum += tasks[k % tasks.size()].payload.size();
   const double per_task_in = sent ? static_cast<double>(payload_sum) / sent : 0.0;

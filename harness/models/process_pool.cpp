@@ -141,6 +141,9 @@ struct Worker {
   CpuTimes reported_cpu;
   CpuTimes final_cpu;
   bool have_final_cpu = false;
+  // This batch, from its responses: the time it spent decoding, running and encoding tasks (its
+  // own clock's figures, which every response carries) and the tasks it completed.
+  uint64_t batch_dec_ns = 0, batch_exec_ns = 0, batch_enc_ns = 0, batch_tasks = 0;
 };
 
 class ProcessPool final : public Model {
@@ -188,6 +191,10 @@ class ProcessPool final : public Model {
     bool has_cpu = false;
   };
   Flush flush_worker(size_t w);
+  // Worker w's attribution for the batch, from its responses and its flush report (null when the
+  // flush went unanswered: then the worker has none, and the cell says so).
+  void attribute_worker(size_t w, const nlohmann::json& report,
+                        std::vector<WorkerAttribution>& out) const;
   ThreadCounters& parent_counters();
 
   bool threaded_ = false;
@@ -415,10 +422,8 @@ ProcessPool::Flush ProcessPool::flush_worker(size_t w) {
         f.counters = resp.counters;
         f.has_cpu = resp.has_cpu;
         f.cpu = {resp.cpu_user_ns, resp.cpu_sys_ns};
-        if (threads_ > 0) {
-          f.report = nlohmann::json::parse(resp.error, nullptr, /*allow_exceptions=*/false);
-          if (f.report.is_discarded()) f.report = nullptr;
-        }
+        f.report = nlohmann::json::parse(resp.error, nullptr, /*allow_exceptions=*/false);
+        if (f.report.is_discarded()) f.report = nullptr;
         return f;
       } catch (const WireError&) {
       }
@@ -426,6 +431,61 @@ ProcessPool::Flush ProcessPool::flush_worker(size_t w) {
     }
   }
   return none;
+}
+
+void ProcessPool::attribute_worker(size_t w, const nlohmann::json& report,
+                                   std::vector<WorkerAttribution>& out) const {
+  const Worker& wk = workers_[w];
+  auto sched_of = [](const nlohmann::json& j, WorkerAttribution& a) {
+    if (j.contains("run_ns")) {
+      a.sched = SchedStat{j["run_ns"].get<uint64_t>(), j["runqueue_ns"].get<uint64_t>(),
+                          j["timeslices"].get<uint64_t>()};
+    } else {
+      a.sched_unavailable = j.value("sched_unavailable", std::string("no schedstat reported"));
+    }
+    a.times.io_wait_ns = j.value("io_wait_ns", uint64_t{0});
+    a.times.io_waits = j.value("io_waits", uint64_t{0});
+  };
+  if (!report.is_object()) {
+    WorkerAttribution a;
+    a.worker = static_cast<int>(w);
+    a.kind = "process";
+    a.sched_unavailable = "the worker did not answer its flush";
+    out.push_back(std::move(a));
+    return;
+  }
+  if (threads_ == 0) {
+    // Active: handling tasks (its clock around decoding, running, encoding each) and moving
+    // their frames through the socket (its CPU time in read and write); the rest of the batch
+    // it waited in read() for the next one.
+    WorkerAttribution a;
+    a.worker = static_cast<int>(w);
+    a.kind = "process";
+    a.active_ns = wk.batch_dec_ns + wk.batch_exec_ns + wk.batch_enc_ns +
+                  report.value("transport_cpu_ns", uint64_t{0});
+    a.times.transport_calls = report.value("transport_calls", uint64_t{0});
+    a.times.deserialize_ns = wk.batch_dec_ns;
+    a.times.serialize_ns = wk.batch_enc_ns;
+    a.times.tasks = wk.batch_tasks;
+    sched_of(report, a);
+    out.push_back(std::move(a));
+    return;
+  }
+  // Processes of threads: each task thread is a worker (its process's reader and writer threads
+  // decode and encode; their time is in the process's CPU, not here).
+  int i = 0;
+  for (const auto& t : report["threads"]) {
+    WorkerAttribution a;
+    a.worker = static_cast<int>(w) * threads_ + i++;
+    a.kind = "thread";
+    a.active_ns = t.value("exec_ns", uint64_t{0});
+    a.times.gil_wait_ns =
+        t.value("gil_wait_ns", uint64_t{0}) + t.value("gil_forced_wait_ns", uint64_t{0});
+    a.times.gil_hold_ns = t.value("gil_hold_ns", uint64_t{0});
+    a.times.tasks = t.value("tasks", uint64_t{0});
+    sched_of(t, a);
+    out.push_back(std::move(a));
+  }
 }
 
 ThreadCounters& ProcessPool::parent_counters() {
@@ -514,6 +574,10 @@ BatchResult ProcessPool::run(const Batch& batch) {
   TaskRequest& req = req_;
   TaskResponse& resp = resp_;
   std::vector<pollfd>& pfds = pfds_;
+  for (Worker& wk : workers_)
+    wk.batch_dec_ns = wk.batch_exec_ns = wk.batch_enc_ns = wk.batch_tasks = 0;
+  // The parent is a worker of its own in the attribution: it encodes, decodes and waits in poll.
+  const ActiveInterval parent_active;
   result.begin_work();
   uint64_t now = monotonic_ns();
   while (finished < items && !cancelled_.load(std::memory_order_relaxed)) {
@@ -664,6 +728,9 @@ BatchResult ProcessPool::run(const Batch& batch) {
             w_dec_ns += resp.decode_ns;
             w_exec_ns += resp.exec_ns;
             w_enc_ns += resp.encode_ns;
+            wk.batch_dec_ns += resp.decode_ns;
+            wk.batch_exec_ns += resp.exec_ns;
+            wk.batch_enc_ns += resp.encode_ns;
             if (!resp.ok) {
               fail(o.item, "task failed in the worker: " + resp.error);
               continue;
@@ -674,6 +741,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
             }
             result.checksums[o.item] = resp.checksum;
             result.done[o.item] = 1;
+            ++wk.batch_tasks;
             ++finished;
           }
         } catch (const WireError& e) {
@@ -695,6 +763,8 @@ BatchResult ProcessPool::run(const Batch& batch) {
     }
   }
   result.end_work();
+  WorkerAttribution parent_attr;
+  parent_active.finish(parent_attr);
 
   // Outside the timed region from here on. The parent's own counts first, so that the flush's
   // syscalls are not among them.
@@ -705,6 +775,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
   if (!cancelled_.load(std::memory_order_relaxed)) {
     for (size_t w = 0; w < workers_.size(); ++w) {
       const Flush f = flush_worker(w);
+      attribute_worker(w, f.report, result.attribution);
       if (threads_ > 0) per_process.push_back(f.report);
       if (!f.ok) {
         worker_counts = CounterValues{};  // an undercount must not look like a total
@@ -724,6 +795,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
   } else {
     worker_counts = CounterValues{};
     child_cpu_ok = false;
+    result.attribution_unavailable = "cancelled: the workers' records were not collected";
   }
   total.accumulate(worker_counts);
   result.counters = total;
@@ -741,6 +813,17 @@ BatchResult ProcessPool::run(const Batch& batch) {
   const uint64_t p_dec = scaled(dec_ns, dec_samples, decoded);
   const uint64_t lat_total = scaled(lat_sum, dec_samples, decoded);
   const uint64_t overhead = p_enc + p_dec + w_dec_ns + w_exec_ns + w_enc_ns;
+  if (!result.attribution.empty()) {
+    // The parent blocks only in poll(): its time off the CPU is its wait for the workers. Its
+    // encoding and decoding are timed on the sampled items and scaled, as in the metrics.
+    attribute_loop_thread(parent_attr);
+    parent_attr.kind = "parent";
+    parent_attr.worker = -1;
+    parent_attr.times.serialize_ns = p_enc;
+    parent_attr.times.deserialize_ns = p_dec;
+    parent_attr.tasks_known = false;
+    result.attribution.push_back(std::move(parent_attr));
+  }
   for (const Worker& wk : workers_)
     if (wk.pid > 0) result.worker_pids.push_back(static_cast<int>(wk.pid));
   result.model_metrics = {

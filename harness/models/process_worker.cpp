@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "concbench/attribution.hpp"
 #include "concbench/clock.hpp"
 #include "concbench/exec_context.hpp"
 #include "concbench/io_env.hpp"
@@ -197,6 +198,10 @@ struct ThreadStats {
   uint64_t tasks = 0;
   GilThread gil;            // cleared of wait samples as they are summed
   uint64_t wait_total = 0;  // summed wait_ns since the start
+  uint64_t exec_total = 0;  // time running tasks, GIL waits included
+  WorkerTimes times;        // its IO waits (the context times them)
+  SchedStat sched;          // at the previous report (schedstat; run time is exact for a thread
+                            // blocked between batches, as these are when a flush is answered)
 };
 
 int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int interval_us) {
@@ -236,6 +241,7 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
     ExecContext ctx(breaker, hooks, &io, static_cast<int>(i));
     GilThread& gt = st.gil;
     ctx.set_model_data(&gt);
+    ctx.set_times(&st.times);
     for (;;) {
       Job* j;
       {
@@ -273,6 +279,7 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
       {
         std::lock_guard l(mu);
         ++st.tasks;
+        st.exec_total += resp.exec_ns;
         for (uint64_t w : gt.wait_ns) st.wait_total += w;
         gt.wait_ns.clear();
         j->done = true;
@@ -286,14 +293,30 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
     for (size_t i = 0; i < stats.size(); ++i) {
       const ThreadStats& a = stats[i];
       ThreadStats& b = reported[i];
-      threads.push_back({{"tid", a.tid},
-                         {"tasks", a.tasks - b.tasks},
-                         {"gil_acquisitions", a.gil.acquisitions - b.gil.acquisitions},
-                         {"gil_switches", a.gil.switches - b.gil.switches},
-                         {"gil_drop_requests", a.gil.drop_requests - b.gil.drop_requests},
-                         {"gil_forced_switches", a.gil.forced_switches - b.gil.forced_switches},
-                         {"gil_hold_ns", a.gil.hold_ns - b.gil.hold_ns},
-                         {"gil_wait_ns", a.wait_total - b.wait_total}});
+      nlohmann::json th = {{"tid", a.tid},
+                           {"tasks", a.tasks - b.tasks},
+                           {"gil_acquisitions", a.gil.acquisitions - b.gil.acquisitions},
+                           {"gil_switches", a.gil.switches - b.gil.switches},
+                           {"gil_drop_requests", a.gil.drop_requests - b.gil.drop_requests},
+                           {"gil_forced_switches", a.gil.forced_switches - b.gil.forced_switches},
+                           {"gil_hold_ns", a.gil.hold_ns - b.gil.hold_ns},
+                           {"gil_wait_ns", a.wait_total - b.wait_total},
+                           {"gil_forced_wait_ns", a.gil.forced_wait_ns - b.gil.forced_wait_ns},
+                           {"exec_ns", a.exec_total - b.exec_total},
+                           {"io_wait_ns", a.times.io_wait_ns - b.times.io_wait_ns},
+                           {"io_waits", a.times.io_waits - b.times.io_waits}};
+      if (const auto ss = task_schedstat(static_cast<int>(getpid()), static_cast<int>(a.tid))) {
+        th["run_ns"] = ss->run_ns - b.sched.run_ns;
+        th["runqueue_ns"] = ss->runqueue_ns - b.sched.runqueue_ns;
+        th["timeslices"] = ss->timeslices - b.sched.timeslices;
+        b.sched = *ss;
+      } else {
+        th["sched_unavailable"] = schedstat_unavailable();
+      }
+      threads.push_back(std::move(th));
+      b.exec_total = a.exec_total;
+      b.times = a.times;
+      b.gil.forced_wait_ns = a.gil.forced_wait_ns;
       b.tid = a.tid;
       b.tasks = a.tasks;
       b.gil.acquisitions = a.gil.acquisitions;
@@ -428,6 +451,12 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
   IoEnv io;  // this process's own echo server and scratch file: processes share nothing
   std::atomic<uint32_t> breaker{0};
   ExecContext ctx(breaker, no_lock_hooks(), &io, 0);
+  // Its IO waits, for the parent's attribution: reported (since the previous flush) in each
+  // flush's response, as the threaded worker reports its threads.
+  WorkerTimes times, times_reported;
+  ctx.set_times(&times);
+  SchedStat sched_reported = own_schedstat().value_or(SchedStat{});
+  uint64_t cpu_reported = thread_cpu_ns();
   ThreadCounters counters;
   UsageSampler usage(counters);
   ShmView shm(shm_fd);
@@ -451,7 +480,11 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
   io.begin_batch();
   for (;;) {
     std::span<std::byte> space = in.prepare(256 * 1024);
+    // The CPU spent moving bytes through the socket (copying frames in and out) is the worker's
+    // work too: the attribution counts it as active time, apart from the wait for a request.
+    const uint64_t c0 = thread_cpu_ns();
     const ssize_t n = ::read(fd, space.data(), space.size());
+    times.transport_cpu_ns += thread_cpu_ns() - c0;
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return 0;  // EOF: the parent closed us
     in.commit(static_cast<size_t>(n));
@@ -500,13 +533,38 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
         resp.error = e.what();
       }
       usage.fill(resp, flush, monotonic_ns());
+      if (flush) {
+        // Since the previous flush: between batches the worker blocks in read(), so the deltas
+        // are the batch's. Run time from the CPU clock (schedstat's lags a running thread).
+        nlohmann::json rep = {
+            {"pid", static_cast<long>(getpid())},
+            {"io_wait_ns", times.io_wait_ns - times_reported.io_wait_ns},
+            {"io_waits", times.io_waits - times_reported.io_waits},
+            {"transport_cpu_ns", times.transport_cpu_ns - times_reported.transport_cpu_ns},
+            {"transport_calls", times.transport_calls - times_reported.transport_calls}};
+        const uint64_t cpu = thread_cpu_ns();
+        if (const auto ss = own_schedstat()) {
+          rep["run_ns"] = cpu - cpu_reported;
+          rep["runqueue_ns"] = ss->runqueue_ns - sched_reported.runqueue_ns;
+          rep["timeslices"] = ss->timeslices - sched_reported.timeslices;
+          sched_reported = *ss;
+        } else {
+          rep["sched_unavailable"] = schedstat_unavailable();
+        }
+        cpu_reported = cpu;
+        resp.error = rep.dump();
+        times_reported = times;
+      }
       resp.encode_ns = prev_encode_ns;
       const uint64_t t2 = monotonic_ns();
       encode_response(codec, resp, out);
       prev_encode_ns = monotonic_ns() - t2;
     }
     if (!out.empty()) {
+      const uint64_t c0 = thread_cpu_ns();
       if (!write_all(fd, out.data(), out.size())) return 1;
+      times.transport_cpu_ns += thread_cpu_ns() - c0;
+      times.transport_calls += 2;
       out.clear();
     }
   }

@@ -36,6 +36,11 @@ void BatchQueue::drain(ExecContext& ctx, WorkerLog& log) {
   const std::vector<Task>& tasks = *batch_.tasks;
   const uint64_t n = tasks.size();
   const uint64_t items = batch_.items();
+  if (!log.active) log.active.emplace();
+  log.attr.worker = ctx.worker();
+  WorkerTimes* const saved_times = ctx.times();
+  ctx.set_times(&log.attr.times);
+  uint64_t completed = 0;
   note_cpu(log.cpus_seen);  // where the worker was, even if it gets no item
   for (;;) {
     if (ctx.cancel_requested()) break;
@@ -55,6 +60,7 @@ void BatchQueue::drain(ExecContext& ctx, WorkerLog& log) {
       result_.checksums[k] =
           runner_ ? runner_(task, ctx, nonce) : execute_task(task, ctx, nonce).checksum;
       result_.done[k] = 1;
+      ++completed;
       if (sampled) result_.latency_ns[k / batch_.latency_stride] = monotonic_ns() - t0;
     } catch (const TaskCancelled&) {
       break;
@@ -65,6 +71,11 @@ void BatchQueue::drain(ExecContext& ctx, WorkerLog& log) {
     }
   }
   note_cpu(log.cpus_seen);
+  ctx.set_times(saved_times);
+  log.attr.times.tasks += completed;
+  log.active->finish(log.attr);
+  log.active.reset();
+  log.attributed = true;
 }
 
 void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs) {
@@ -72,6 +83,7 @@ void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs) {
   for (auto& l : logs) {
     for (auto& f : l.failures) result.failures.push_back(std::move(f));
     sum.accumulate(l.counters);
+    if (l.attributed) result.attribution.push_back(std::move(l.attr));
   }
   result.counters = sum;
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <new>
+#include <optional>
 #include <vector>
 
 #include "concbench/clock.hpp"
@@ -44,6 +45,12 @@ struct WorkerLog {
   // Distinct CPUs the worker was seen on: when it starts and stops, and on each latency-sampled
   // item (sched_getcpu costs little, but per item it is bookkeeping no model does).
   std::vector<int> cpus_seen;
+  // Where the worker's time went. drain() opens the active interval unless the model already
+  // did (gil_threads opens it before the thread's first GIL acquisition), closes it at its end,
+  // and times the IO waits through the context; the model adds what only it knows (GIL waits).
+  std::optional<ActiveInterval> active;
+  WorkerAttribution attr;
+  bool attributed = false;
 };
 
 // Adds the CPU the calling thread is on to `seen` (sched_getcpu, a vDSO call) if it is new.
@@ -77,7 +84,7 @@ class BatchQueue {
   [[maybe_unused]] char pad_[64 - sizeof(std::atomic<uint64_t>)];  // keeps neighbours off the line
 };
 
-// Folds the workers' logs into `result` (failures, summed counters).
+// Folds the workers' logs into `result` (failures, summed counters, attribution).
 void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs);
 
 // Runs body(w) on `n` new threads and joins them. If a thread cannot be started, `on_fail`

@@ -64,10 +64,12 @@ void Gil::drop(GilThread& t, bool force_switch) {
   // FORCE_SWITCHING: whoever asked for the lock gets it before we can take it back.
   breaker_.fetch_and(~kBreakDropRequest, std::memory_order_relaxed);
   ++t.forced_switches;
+  const uint64_t w0 = monotonic_ns();
   while (last_holder_.load(std::memory_order_relaxed) == &t) {
     if (breaker_.load(std::memory_order_relaxed) & kBreakCancel) break;
     switch_cond_.wait_for(sw, kCancelPoll);
   }
+  t.forced_wait_ns += monotonic_ns() - w0;
 }
 
 void Gil::yield_if_requested(GilThread& t) {

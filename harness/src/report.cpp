@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "concbench/attribution.hpp"
 #include "concbench/model.hpp"
 #include "concbench/params.hpp"
 #include "table.hpp"
@@ -64,6 +66,7 @@ json repetition_to_json(const RepetitionResult& r) {
           {"metrics", r.metrics},
           {"model_metrics", r.model_metrics},
           {"memory", r.memory},
+          {"attribution", r.attribution},
           {"verified", r.verified},
           {"failed_tasks", r.failed_tasks},
           {"wrong_checksums", r.wrong_checksums},
@@ -98,6 +101,49 @@ json summary_json(const CellResult& c) {
           {"throughput_per_s", summarize(thr)},
           {"speedup", nullptr},
           {"speedup_vs_serial", nullptr}};
+}
+
+// The convoy effect, flagged: an IO worker's round trip (the workload's rtt_p50_ns and
+// rtt_p99_ns, medians over the verified repetitions) at half the switch interval or more means it
+// waited for a CPU-bound thread to give up the lock. The interval is the cell's own
+// (switch_interval_us) or CPython's default, 5 ms, for a model that has none. Null for a
+// workload without round trips.
+json convoy_json(const json& cell) {
+  std::vector<double> p50, p99;
+  for (const json& r : cell["repetitions"]) {
+    if (!r["verified"].get<bool>()) continue;
+    const json& m = r["metrics"];
+    if (m.contains("rtt_p50_ns") && m["rtt_p50_ns"].is_number())
+      p50.push_back(m["rtt_p50_ns"].get<double>());
+    if (m.contains("rtt_p99_ns") && m["rtt_p99_ns"].is_number())
+      p99.push_back(m["rtt_p99_ns"].get<double>());
+  }
+  if (p50.empty()) return nullptr;
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  double interval_ns = 5e6;
+  std::string source = "CPython's default (the model has no switch interval)";
+  const json& params = cell["params"];
+  if (params.contains("switch_interval_us")) {
+    interval_ns = std::stod(params["switch_interval_us"].get<std::string>()) * 1e3;
+    source = "the cell's switch_interval_us";
+  }
+  constexpr double kShare = 0.5;
+  const double a = median(p50), b = p99.empty() ? a : median(p99);
+  return {{"flag", std::max(a, b) >= kShare * interval_ns},
+          {"rtt_p50_ns", a},
+          {"rtt_p99_ns", p99.empty() ? json(nullptr) : json(b)},
+          {"switch_interval_ns", interval_ns},
+          {"switch_interval_from", source},
+          {"threshold_share", kShare}};
+}
+
+json attribution_json(const CellResult& c) {
+  std::vector<const json*> reps;
+  for (const RepetitionResult* r : good_reps(c)) reps.push_back(&r->attribution);
+  return summarize_attribution(reps);
 }
 
 // Whether two cells of one workload ran the same tasks: equal workload parameters, `tasks` aside
@@ -160,6 +206,7 @@ json cell_to_json(const CellResult& c) {
           {"short_repetitions_retaken", c.short_repetitions_retaken},
           {"memory", c.memory},
           {"repetitions", reps},
+          {"attribution", attribution_json(c)},
           {"summary", summary_json(c)}};
 }
 
@@ -177,6 +224,7 @@ json make_report(const RunConfig& cfg, const json& context, const std::vector<Ce
     const std::string baseline = info ? info->serial_baseline : "serial";
     cell["serial_baseline"] = baseline;  // compare --normalize divides by this model's cells
     if (info) cell["latency_means"] = info->latency_means;
+    cell["convoy"] = convoy_json(cell);
     if (!cell["summary"]["throughput_per_s"].is_object()) continue;
     const double mine = median_throughput(cell);
     for (const json& other : results) {

@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "concbench/attribution.hpp"
 #include "concbench/checksum.hpp"
 #include "concbench/clock.hpp"
 #include "concbench/memory.hpp"
@@ -443,6 +444,7 @@ RepetitionResult measure_repetition(Model& model, Batch& batch, const TaskSet& t
   r.latency = latency_summary(std::move(samples));
   r.counters = b.counters;
   if (!b.worker_pids.empty()) r.memory = workers_memory(b.worker_pids);
+  r.attribution = attribute_repetition(r.wall_ns, b.attribution, b.attribution_unavailable);
   r.metrics = workload.metrics(wparams, r.tasks, r.wall_ns, b.observations);
   r.model_metrics = std::move(b.model_metrics);
   return r;

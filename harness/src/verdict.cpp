@@ -181,9 +181,17 @@ Reason reason_of(const Cell& c, const json& workload_params, bool winner) {
     return (*user + sys.value_or(0)) / *wall;
   });
 
-  // GIL wait as a share of the workers' time.
+  // Where the workers' time went (the cell's attribution, attribution.hpp), where it has one.
+  const json& attr = object_at(*c.j, "attribution");
+  const json& shares = object_at(object_at(attr, "total"), "share");
+  const std::string dominant = attr.contains("dominant") && attr["dominant"].is_string()
+                                   ? attr["dominant"].get<std::string>()
+                                   : std::string();
+
+  // GIL wait as a share of the workers' time: the attribution's, else the model's own total.
   std::optional<double> gil_wait;
-  if (gil) {
+  if (const auto a = number_at(shares, "gil_wait"); a && (gil || *a > 0)) gil_wait = a;
+  if (gil && !gil_wait) {
     gil_wait = c.median([&](const json& rep) -> std::optional<double> {
       const json& mm = c.model_metrics_of(rep);
       auto it = mm.find("gil_wait_ns");
@@ -199,6 +207,22 @@ Reason reason_of(const Cell& c, const json& workload_params, bool winner) {
     r.clauses.push_back("GIL wait " + table::num(*gil_wait * 100, "%.0f") + "% of worker time");
     r.telling = r.telling || *gil_wait >= 0.1;
     specific = true;
+  }
+  // The dominant part, where it is not computing (which needs no explaining) nor the GIL wait
+  // already said.
+  if (!dominant.empty() && dominant != "cpu" && dominant != "gil_wait") {
+    static const std::map<std::string, std::string> said = {
+        {"runqueue", "waiting for a CPU"},  {"io_wait", "in IO waits"},
+        {"serialize", "serializing"},       {"deserialize", "deserializing"},
+        {"idle", "idle, waiting for work"}, {"unattributed", "unattributed"}};
+    const auto it = said.find(dominant);
+    const auto sh = number_at(attr, "dominant_share");
+    if (it != said.end() && sh) {
+      r.clauses.push_back("most worker time " + it->second + " (" + table::num(*sh * 100, "%.0f") +
+                          "%)");
+      r.telling = r.telling || (dominant != "io_wait" && *sh >= 0.25);
+      specific = true;
+    }
   }
   if (parallelism) {
     const char* unit = gil ? "thread" : "worker";

@@ -85,6 +85,7 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
   constexpr uint64_t kCompanionWaitNs = 200'000'000;
   const uint64_t wait_start = monotonic_ns();
   ctx.blocking([&] {
+    OffCpuWait idle(ctx.times(), &WorkerTimes::idle_ns);
     while (ctx.io().companions().load(std::memory_order_relaxed) < s.arg &&
            monotonic_ns() - wait_start < kCompanionWaitNs) {
       ctx.throw_if_cancelled();
@@ -98,7 +99,12 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
   auto cancelled = [&] { return ctx.cancel_requested(); };
   uint64_t h = 0;
   for (uint64_t r = 0; r < s.units; ++r) {
-    ctx.blocking([&] { read_all(fd, buf.data(), buf.size(), cancelled); });
+    // Only the read waits (for the client's next message); the write of a few bytes into a
+    // socket buffer returns at once, and is CPU time.
+    ctx.blocking([&] {
+      OffCpuWait io(ctx.times());
+      read_all(fd, buf.data(), buf.size(), cancelled);
+    });
     ctx.throw_if_cancelled();
     h = fold(h, hash_bytes(buf));
     ctx.blocking([&] { write_all(fd, buf.data(), buf.size(), cancelled); });
@@ -184,7 +190,10 @@ uint64_t run_blocking_io_step(const Step& s, uint64_t task_seed, size_t step_ind
   if (s.kind == StepKind::echo_respond)
     return respond_rounds(s, step_seed(task_seed, step_index), ctx);
   // Every other IO step blocks from start to end with the lock released.
-  return ctx.blocking([&] { return blocking_step(s, task_seed, step_index, ctx); });
+  return ctx.blocking([&] {
+    OffCpuWait io(ctx.times());
+    return blocking_step(s, task_seed, step_index, ctx);
+  });
 }
 
 uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx) {

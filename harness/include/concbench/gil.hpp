@@ -35,6 +35,7 @@ struct GilThread {
   uint64_t drop_requests = 0;    // requests this thread set after a timed-out wait
   uint64_t forced_switches = 0;  // drops that waited until another thread took the lock
   uint64_t hold_ns = 0;
+  uint64_t forced_wait_ns = 0;    // in drops, waiting for another thread to take the lock
   std::vector<uint64_t> wait_ns;  // one per acquisition (0 when the lock was free)
   uint64_t hold_start_ns = 0;
 };

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "concbench/attribution.hpp"
 #include "concbench/checksum.hpp"
 #include "concbench/clock.hpp"
 #include "concbench/counters.hpp"
@@ -90,6 +91,11 @@ struct BatchResult {
   // The other processes that ran this batch's tasks, alive when run() returns: the runner reads
   // their memory (USS, PSS, peak RSS) then, outside the timed region.
   std::vector<int> worker_pids;
+  // Where each worker's time went (attribution.hpp), one entry per worker; empty where the model
+  // records none, with the reason in attribution_unavailable. Filled from the workers' own
+  // records after the batch.
+  std::vector<WorkerAttribution> attribution;
+  std::string attribution_unavailable;
 
   // Opens and closes `span`; call begin() right before handing out the first item and end()
   // right after the last result is in hand (both read the clock and getrusage once).

@@ -6,7 +6,11 @@
 //              repetitions[]: wall_ns, cpu_user_ns, cpu_sys_ns, tasks, throughput_per_s,
 //                             task_latency_ns{p50,p99,max}, counters{...}, metrics{...},
 //                             model_metrics{...}, verified, failed_tasks, wrong_checksums,
-//                             not_run, failures[]
+//                             not_run, failures[], attribution{wall_ns, workers[]: parts
+//                             (cpu, runqueue, gil_wait, io_wait, serialize, deserialize, idle,
+//                             unattributed), beside, within_tolerance} (attribution.hpp)
+//              attribution: the verified repetitions' summed per worker and in total, shares,
+//                           dominant part, check, fairness; convoy (report.cpp)
 //              serial_baseline (the model speedup_vs_serial divides by),
 //              summary: wall_ns, wall_ns_per_task, throughput_per_s (each n, median, mean,
 //                       stddev, cv, min, max, ci95[lo, hi]), speedup, speedup_vs_serial

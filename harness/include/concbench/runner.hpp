@@ -75,6 +75,8 @@ struct RepetitionResult {
   // The worker processes' memory at the end of the batch (process-based models): their number
   // and the sums of their USS, PSS and peak RSS; null where the model runs in this process.
   nlohmann::json memory = nullptr;
+  // Where each worker's wall time went (attribution.hpp: attribute_repetition).
+  nlohmann::json attribution = nullptr;
   bool verified = false;
   uint64_t failed_tasks = 0;                 // threw or crashed
   uint64_t wrong_checksums = 0;              // completed with a result that does not verify

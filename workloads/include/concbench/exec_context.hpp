@@ -9,6 +9,8 @@
 #include <exception>
 #include <utility>
 
+#include "concbench/clock.hpp"
+
 namespace concbench {
 
 class ExecContext;
@@ -22,6 +24,56 @@ inline constexpr uint32_t kBreakCancel = 2u;       // the runner wants the batch
 // Thrown out of a checkpoint or an IO wait once the model has been cancelled.
 struct TaskCancelled : std::exception {
   const char* what() const noexcept override { return "cancelled"; }
+};
+
+// One worker's clock-measured waits and side activities in one batch: each is an interval the
+// worker spent not computing its task, timed with the monotonic clock (two vDSO reads) around the
+// wait itself. Written only by the worker; read by the model once the worker is done. The
+// attribution (harness attribution.hpp) adds the kernel's view (on-CPU and run-queue time) and
+// checks that the parts add up to the worker's wall time.
+struct WorkerTimes {
+  uint64_t gil_wait_ns = 0;   // blocked acquiring an interpreter lock, or in a forced switch
+  uint64_t gil_hold_ns = 0;   // holding it (overlaps the CPU time: reported beside the parts)
+  uint64_t io_wait_ns = 0;    // inside an IO step (sleep, socket, pipe, file) with the lock let go
+  uint64_t serialize_ns = 0;  // encoding tasks or results to cross a boundary
+  uint64_t deserialize_ns = 0;  // decoding them
+  uint64_t idle_ns = 0;         // waiting for work (an empty queue, a loop with nothing ready)
+  uint64_t loop_lag_ns = 0;     // an event loop's ready work delayed by a CPU step (overlaps CPU)
+  uint64_t tasks = 0;           // work items completed
+  uint64_t io_waits = 0;        // IO waits timed (each costs two clock and two CPU-time reads)
+  // A worker process's CPU time moving frames through its socket (reads and writes), and how
+  // many such calls were timed (two CPU-time reads each).
+  uint64_t transport_cpu_ns = 0;
+  uint64_t transport_calls = 0;
+};
+
+// Times one wait into a WorkerTimes field (io_wait_ns unless told): its wall time less the CPU
+// time the thread spent inside it (the syscalls, copying), which the CPU part already counts;
+// what is left is time off the CPU, blocked or (overlapping the run-queue part) runnable.
+// Nothing without a WorkerTimes.
+class OffCpuWait {
+ public:
+  explicit OffCpuWait(WorkerTimes* t, uint64_t WorkerTimes::*field = &WorkerTimes::io_wait_ns)
+      : t_(t), field_(field) {
+    if (t_) {
+      c0_ = thread_cpu_ns();
+      t0_ = monotonic_ns();
+    }
+  }
+  ~OffCpuWait() {
+    if (!t_) return;
+    const uint64_t wall = monotonic_ns() - t0_;
+    const uint64_t cpu = thread_cpu_ns() - c0_;
+    t_->*field_ += wall > cpu ? wall - cpu : 0;
+    ++t_->io_waits;
+  }
+  OffCpuWait(const OffCpuWait&) = delete;
+  OffCpuWait& operator=(const OffCpuWait&) = delete;
+
+ private:
+  WorkerTimes* t_;
+  uint64_t WorkerTimes::*field_;
+  uint64_t t0_ = 0, c0_ = 0;
 };
 
 class ExecHooks {
@@ -85,6 +137,10 @@ class ExecContext {
     return std::forward<F>(f)();
   }
 
+  // Where this worker's waits are timed (attribution), or nullptr.
+  WorkerTimes* times() const { return times_; }
+  void set_times(WorkerTimes* t) { times_ = t; }
+
   IoEnv& io() const { return *io_; }
   bool has_io() const { return io_ != nullptr; }
   int worker() const { return worker_; }
@@ -97,6 +153,7 @@ class ExecContext {
   uint32_t mask_ = ~0u;  // breaker bits this context reacts to
   bool per_instruction_ = false;
   void* model_data_ = nullptr;
+  WorkerTimes* times_ = nullptr;
 };
 
 // Hooks for models without a lock: checkpoints only honour cancellation.

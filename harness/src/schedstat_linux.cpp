@@ -1,0 +1,101 @@
+// schedstat on Linux: /proc/<pid>/task/<tid>/schedstat, three numbers the scheduler keeps per
+// task (CONFIG_SCHED_INFO, on in every distribution kernel): ns on a CPU, ns waiting in a run
+// queue, timeslices. Readable by the task's owner; no root, no PMU.
+#include <dirent.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "concbench/attribution.hpp"
+#include "concbench/clock.hpp"
+
+namespace concbench {
+namespace {
+
+std::optional<SchedStat> read_file(const char* path) {
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[128];
+  ssize_t n;
+  do {
+    n = read(fd, buf, sizeof buf - 1);
+  } while (n < 0 && errno == EINTR);
+  close(fd);
+  if (n <= 0) return std::nullopt;
+  return parse_schedstat(std::string_view(buf, static_cast<size_t>(n)));
+}
+
+}  // namespace
+
+std::optional<SchedStat> own_schedstat() {
+  return read_file("/proc/thread-self/schedstat");
+}
+
+std::optional<SchedStat> task_schedstat(int pid, int tid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", pid, tid ? tid : pid);
+  return read_file(path);
+}
+
+std::optional<SchedStat> process_schedstat(int pid) {
+  clockid_t clock;
+  timespec ts{};
+  if (clock_getcpuclockid(pid, &clock) != 0 || clock_gettime(clock, &ts) != 0) return std::nullopt;
+  char dir[64];
+  std::snprintf(dir, sizeof dir, "/proc/%d/task", pid);
+  DIR* d = opendir(dir);
+  if (!d) return std::nullopt;
+  SchedStat sum;
+  bool any = false;
+  while (const dirent* e = readdir(d)) {
+    const int tid = std::atoi(e->d_name);
+    if (tid <= 0) continue;
+    if (const auto s = task_schedstat(pid, tid)) {
+      sum.runqueue_ns += s->runqueue_ns;
+      sum.timeslices += s->timeslices;
+      any = true;
+    }
+  }
+  closedir(d);
+  if (!any) return std::nullopt;
+  sum.run_ns =
+      static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+  return sum;
+}
+
+const std::string& schedstat_unavailable() {
+  static const std::string why = [] {
+    const int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return std::string("/proc/thread-self/schedstat: ") + std::strerror(errno) +
+             " (a kernel without CONFIG_SCHED_INFO, or no /proc)";
+    close(fd);
+    if (!own_schedstat()) return std::string("/proc/thread-self/schedstat: unexpected format");
+    return std::string();
+  }();
+  return why;
+}
+
+double schedstat_read_cost_ns() {
+  static const double cost = [] {
+    if (!schedstat_unavailable().empty()) return 0.0;
+    std::vector<uint64_t> t;
+    for (int i = 0; i < 15; ++i) {
+      const uint64_t t0 = monotonic_ns();
+      (void)own_schedstat();
+      t.push_back(monotonic_ns() - t0);
+    }
+    std::nth_element(t.begin(), t.begin() + 7, t.end());
+    return static_cast<double>(t[7]);
+  }();
+  return cost;
+}
+
+}  // namespace concbench
