@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "concbench/clock.hpp"
 
@@ -142,6 +143,7 @@ json attribute_repetition(uint64_t wall_ns, const std::vector<WorkerAttribution>
                std::llround(static_cast<double>(t.io_waits) * io_wait_timing_cost_ns() +
                             static_cast<double>(t.transport_calls) * thread_cpu_read_cost_ns() +
                             2 * schedstat_read_cost_ns())}};
+    if (!a.note.empty()) w["note"] = a.note;
     if (a.sched) {
       const bool ok = within(unatt, static_cast<double>(wall_ns), static_cast<double>(*rq));
       w["within_tolerance"] = ok;
@@ -199,6 +201,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
   };
   std::map<int, Acc> acc;
   std::string unavailable;
+  std::set<std::string> notes;
   bool all_within = true, checked = true;
   double worst = 0;
   int used = 0;
@@ -230,6 +233,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
         else
           *a.parts[p] += v.get<double>();
       }
+      if (w.contains("note")) notes.insert(w["note"].get<std::string>());
       if (w["within_tolerance"].is_null()) {
         checked = false;
       } else {
@@ -325,7 +329,8 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
           {"io_wait_timing_cost_ns", io_wait_timing_cost_ns()},
           // The timing's estimated cost as a share of worker time: what the parts cost to know.
           {"instrument_share", total_wall > 0 ? total_instrument / total_wall : 0.0},
-          {"fairness", fairness}};
+          {"fairness", fairness},
+          {"notes", notes}};
 }
 
 }  // namespace concbench

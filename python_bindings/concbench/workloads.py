@@ -34,6 +34,14 @@ LCG_MUL = 6364136223846793005
 LCG_INC = 1442695040888963407
 ITERATIONS_PER_UNIT = 1000  # cpu.spin: a unit is 1000 LCG steps, as in C++
 WAIT_SLICE_S = 0.05  # blocking waits wake this often to notice cancellation
+
+# The calling thread's attribution clock (models.base.WorkerClock), where its model keeps one:
+# IO steps add their time off the CPU to it.
+clock = threading.local()
+
+
+def _off_cpu_since(t0, c0):
+    return max(0, (time.monotonic_ns() - t0) - (time.thread_time_ns() - c0))
 ECHO_CHUNK = 64 * 1024  # echo exchanges in chunks, as the C++ step does (see io_steps_linux.cpp)
 COMPANION_WAIT_S = 0.2  # echo_respond waits this long at most for its spinners
 
@@ -303,7 +311,11 @@ def _wait_for_companions(want, state):
 
 def _respond(step, seed, state):
     _, _, _, nbytes, units, _, want = step
+    clk = getattr(clock, "clock", None)
+    t0, c0 = time.monotonic_ns(), time.thread_time_ns()
     _wait_for_companions(want, state)
+    if clk is not None:
+        clk.idle_ns += _off_cpu_since(t0, c0)
     client = _c.EchoClient(seed, units, nbytes)
     sock = socket.socket(fileno=os.dup(client.responder_fd()))
     try:
@@ -311,7 +323,13 @@ def _respond(step, seed, state):
         buf = bytearray(nbytes)
         h = 0
         for _ in range(units):
-            _recv_exact(sock, buf, state.cancel)
+            if clk is None:
+                _recv_exact(sock, buf, state.cancel)
+            else:  # only the wait for the next message, as the C++ responder times it
+                t0, c0 = time.monotonic_ns(), time.thread_time_ns()
+                _recv_exact(sock, buf, state.cancel)
+                clk.io_wait_ns += _off_cpu_since(t0, c0)
+                clk.io_waits += 1
             h = fold(h, _c.hash_bytes(buf))  # touching the data: Python work, GIL held
             _send_all(sock, buf, state.cancel)
         state.rtts.extend(client.finish())
@@ -322,6 +340,18 @@ def _respond(step, seed, state):
 
 
 def run_io_step(step, seed, worker, state):
+    clk = getattr(clock, "clock", None)
+    if clk is None or step[0] == "echo_respond":  # the responder times its own waits
+        return _run_io_step(step, seed, worker, state)
+    t0, c0 = time.monotonic_ns(), time.thread_time_ns()
+    try:
+        return _run_io_step(step, seed, worker, state)
+    finally:
+        clk.io_wait_ns += _off_cpu_since(t0, c0)
+        clk.io_waits += 1
+
+
+def _run_io_step(step, seed, worker, state):
     kind = step[0]
     if kind == "sleep":
         return _sleep(step[5], state.cancel)

@@ -104,6 +104,26 @@ class PyModel final : public Model {
   void cancel() override { flag_->cancel(); }
 
  private:
+  static WorkerAttribution attribution_of(const nlohmann::json& w) {
+    WorkerAttribution a;
+    a.worker = w.value("worker", 0);
+    a.kind = w.value("kind", std::string("thread"));
+    a.active_ns = w.value("active_ns", uint64_t{0});
+    a.times.io_wait_ns = w.value("io_wait_ns", uint64_t{0});
+    a.times.idle_ns = w.value("idle_ns", uint64_t{0});
+    a.times.gil_wait_ns = w.value("gil_wait_ns", uint64_t{0});
+    a.times.loop_lag_ns = w.value("loop_lag_ns", uint64_t{0});
+    a.times.io_waits = w.value("io_waits", uint64_t{0});
+    a.times.tasks = w.value("tasks", uint64_t{0});
+    a.note = w.value("note", std::string());
+    if (w.contains("run_ns"))
+      a.sched = SchedStat{w["run_ns"].get<uint64_t>(), w["runqueue_ns"].get<uint64_t>(),
+                          w.value("timeslices", uint64_t{0})};
+    else
+      a.sched_unavailable = w.value("sched_unavailable", std::string("no schedstat"));
+    return a;
+  }
+
   static void convert(const py::tuple& r, BatchResult& out) {
     if (r.size() != 10) throw std::runtime_error("model run() must return a 10-tuple");
     const auto checksums = r[0].cast<std::vector<uint64_t>>();
@@ -125,6 +145,16 @@ class PyModel final : public Model {
         for (const auto& pid : *it)
           if (pid.is_number_integer()) out.worker_pids.push_back(pid.get<int>());
       out.model_metrics.erase(it);
+    }
+    // Where each worker's time went (models/base.py: WorkerClock), or why there is nothing.
+    if (auto it = out.model_metrics.find("attribution"); it != out.model_metrics.end()) {
+      if (it->is_array())
+        for (const auto& w : *it) out.attribution.push_back(attribution_of(w));
+      out.model_metrics.erase(it);
+    } else {
+      out.attribution_unavailable =
+          "not attributed: this model's workers keep no WorkerClock (a pool thread's wait for "
+          "work, or a worker process's, is not timed)";
     }
     out.observations.shared_counter = r[5].cast<uint64_t>();
     out.observations.rtt_ns = r[6].cast<std::vector<uint64_t>>();

@@ -72,6 +72,7 @@ struct WorkerAttribution {
   std::string sched_unavailable;   // why sched is missing
   WorkerTimes times;               // clock-measured waits inside the active interval
   bool tasks_known = true;         // false where no per-worker count is kept (async_mt)
+  std::string note;                // how a part was come by, where it was not measured directly
 };
 
 // For a thread that runs an event loop. A loop blocks only in epoll_wait (on IO, on a timer,

@@ -11,7 +11,7 @@ import time
 
 from .. import user_workload as uw
 from .. import workloads as wl
-from .base import PyModel, Results, param_choice, param_integer
+from .base import PyModel, Results, param_choice, param_integer, WorkerClock
 
 try:  # uvloop is optional: the loop parameter only offers it when it can be imported
     import uvloop
@@ -130,6 +130,7 @@ class AsyncioModel(PyModel):
                 await asyncio.sleep(wl.WAIT_SLICE_S)
 
         res.begin_work()
+        clk = WorkerClock(0, kind="loop")
         mon = loop.create_task(monitor())
         work = asyncio.ensure_future(asyncio.gather(*(lane(i) for i in range(lanes))))
         dog = loop.create_task(watchdog(work))
@@ -139,6 +140,7 @@ class AsyncioModel(PyModel):
             pass  # items not done stay not done
         finally:
             res.end_work()
+            clk.close()
             stop_monitor[0] = True
             await mon
             dog.cancel()
@@ -148,6 +150,7 @@ class AsyncioModel(PyModel):
             "max_inflight": lanes,
             "loop_lag": {"samples": len(lags), "p50_ns": _percentile(lags, 50),
                          "p99_ns": _percentile(lags, 99), "max_ns": lags[-1] if lags else 0},
+            "attribution": [dict(clk.record, tasks=sum(res.done), loop_lag_ns=sum(lags))],
         }
         metrics.update(self.metrics())
         return res.as_tuple(self.finish(res, tasks, metrics), st.observations())

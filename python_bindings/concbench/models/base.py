@@ -24,6 +24,59 @@ from .. import user_workload as uw
 from .. import workloads as wl
 
 
+def _schedstat():
+    """(run-queue ns, timeslices) of the calling thread, or None (no schedstat here)."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            _run, rq, slices = f.read().split()
+        return int(rq), int(slices)
+    except (OSError, ValueError):
+        return None
+
+
+class WorkerClock:
+    """One worker thread's attribution (harness attribution.hpp), opened and closed on the thread
+    itself around its work in the batch: its CPU time (time.thread_time_ns), run-queue delay
+    (schedstat), the time off the CPU in IO and idle waits (workloads.py times them through
+    workloads.clock), and tasks. CPython says nothing of its GIL, so a thread's remaining time
+    off the CPU is inferred to be its GIL wait (or a lock's: the claim lock of cpython.threading);
+    for an event loop's thread (kind "loop") it is its IO wait, as a loop blocks only in its
+    selector. The record goes to the runner in model_metrics["attribution"]."""
+
+    def __init__(self, worker, kind="thread"):
+        self.worker, self.kind = worker, kind
+        self.io_wait_ns = self.idle_ns = self.io_waits = self.tasks = 0
+        self.s0 = _schedstat()
+        self.c0 = time.thread_time_ns()
+        self.t0 = time.monotonic_ns()
+        wl.clock.clock = self
+        self.record = None
+
+    def close(self):
+        t1 = time.monotonic_ns()
+        c1 = time.thread_time_ns()
+        s1 = _schedstat()
+        wl.clock.clock = None
+        active = t1 - self.t0
+        rec = {"worker": self.worker, "kind": self.kind, "active_ns": active,
+               "io_wait_ns": self.io_wait_ns, "idle_ns": self.idle_ns, "io_waits": self.io_waits,
+               "tasks": self.tasks}
+        if self.s0 is None or s1 is None:
+            rec["sched_unavailable"] = "no /proc/thread-self/schedstat"
+        else:
+            run, rq = c1 - self.c0, s1[0] - self.s0[0]
+            rec.update(run_ns=run, runqueue_ns=rq, timeslices=s1[1] - self.s0[1])
+            off = max(0, active - run - rq - self.io_wait_ns - self.idle_ns)
+            if self.kind == "loop":
+                rec["io_wait_ns"] += off
+            else:
+                rec["gil_wait_ns"] = off
+                rec["note"] = ("gil_wait inferred: the thread's time off the CPU outside its IO "
+                               "and idle waits (CPython does not time its GIL)")
+        self.record = rec
+        return rec
+
+
 def param_integer(name, help, default, lo, hi):
     return {"name": name, "kind": "integer", "help": help, "default": int(default), "min": lo,
             "max": hi}

@@ -1,7 +1,7 @@
 """cpython.serial: every task inline on one Python thread; the baseline of the cpython.* models."""
 
 from .. import workloads as wl
-from .base import PyModel, Results
+from .base import PyModel, Results, WorkerClock
 
 
 class Serial(PyModel):
@@ -16,16 +16,22 @@ class Serial(PyModel):
         st.begin()
         calls = self.user_calls(tasks)
         res.begin_work()
-        if calls is not None:
-            for k in range(n * rounds):
-                if self.cancel.is_set():
-                    break
-                res.record_call(k, calls[k % n])
-        else:
-            for k in range(n * rounds):
-                if self.cancel.is_set():
-                    break
-                task = tasks[k % n]
-                res.record(k, lambda nonce: wl.execute(task, 0, st, nonce))
+        clk = WorkerClock(0)
+        try:
+            if calls is not None:
+                for k in range(n * rounds):
+                    if self.cancel.is_set():
+                        break
+                    res.record_call(k, calls[k % n])
+            else:
+                for k in range(n * rounds):
+                    if self.cancel.is_set():
+                        break
+                    task = tasks[k % n]
+                    res.record(k, lambda nonce: wl.execute(task, 0, st, nonce))
+        finally:
+            clk.close()
         res.end_work()
-        return res.as_tuple(self.finish(res, tasks, {}), st.observations())
+        clk.record["tasks"] = sum(res.done)
+        return res.as_tuple(self.finish(res, tasks, {"attribution": [clk.record]}),
+                            st.observations())

@@ -8,7 +8,7 @@ import sys
 import threading
 
 from .. import workloads as wl
-from .base import PyModel, Results, param_integer
+from .base import PyModel, Results, WorkerClock, param_integer
 
 
 class Threads(PyModel):
@@ -28,18 +28,25 @@ class Threads(PyModel):
         cancel = self.cancel
         calls = self.user_calls(tasks)
 
+        clocks = [None] * self.workers
+
         def worker(w):
-            while True:
-                with lock:  # a lock, not a bare `+=`, so free-threaded builds agree
-                    k = nxt[0]
-                    if k >= items or cancel.is_set():
-                        return
-                    nxt[0] = k + 1
-                if calls is not None:
-                    res.record_call(k, calls[k % n])
-                    continue
-                task = tasks[k % n]
-                res.record(k, lambda nonce: wl.execute(task, w, st, nonce))
+            clk = clocks[w] = WorkerClock(w)
+            try:
+                while True:
+                    with lock:  # a lock, not a bare `+=`, so free-threaded builds agree
+                        k = nxt[0]
+                        if k >= items or cancel.is_set():
+                            return
+                        nxt[0] = k + 1
+                    if calls is not None:
+                        res.record_call(k, calls[k % n])
+                    else:
+                        task = tasks[k % n]
+                        res.record(k, lambda nonce: wl.execute(task, w, st, nonce))
+                    clk.tasks += 1
+            finally:
+                clk.close()
 
         threads = [threading.Thread(target=worker, args=(w,), name="cpython.threading-%d" % w)
                    for w in range(self.workers)]
@@ -55,6 +62,7 @@ class Threads(PyModel):
             res.end_work()
         finally:
             sys.setswitchinterval(old)
-        return res.as_tuple(self.finish(res, tasks, {"threads": self.workers,
-                                                     "switch_interval_s": interval}),
-                            st.observations())
+        return res.as_tuple(self.finish(res, tasks, {
+            "threads": self.workers, "switch_interval_s": interval,
+            "attribution": [c.record for c in clocks if c is not None and c.record]}),
+            st.observations())
