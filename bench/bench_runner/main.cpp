@@ -34,6 +34,7 @@
 #include "concbench/profile.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
+#include "concbench/trace.hpp"
 #include "concbench/verdict.hpp"
 #include "concbench/workload.hpp"
 
@@ -123,7 +124,7 @@ int run_micro(int argc, char** argv) {
 
 struct RunFlags {
   std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, pin, workloads,
-              models, workers, repetitions, min_time, timeout, seed, out;
+              models, workers, repetitions, min_time, timeout, seed, out, trace, trace_cap;
   std::vector<std::string> params, plugins, workload_files, pythons;
   bool overwrite = false, interleave = false;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
@@ -146,7 +147,9 @@ RunConfig build_config(const RunFlags& f) {
       {"scaling", &f.scaling},
       {"checkpoint", &f.checkpoint},
       {"switch_interval_us", &f.switch_interval_us},
-      {"pin", &f.pin}};
+      {"pin", &f.pin},
+      {"trace", &f.trace},
+      {"trace_cap", &f.trace_cap}};
   for (const auto& [key, value] : flags) {
     std::string name = std::string("--") + key;
     for (char& c : name)
@@ -168,6 +171,7 @@ int run_suite_cmd(const RunFlags& flags) {
     cfg = build_config(flags);
     out = flags.has("--out") ? flags.out : default_out_path();
     check_writable(out, flags.overwrite);
+    if (!cfg.trace_path.empty()) check_writable(cfg.trace_path, flags.overwrite);
   } catch (const UsageError& e) {
     usage_exit(e.what());
   }
@@ -181,6 +185,7 @@ int run_suite_cmd(const RunFlags& flags) {
     done.push_back(c);
     abandoned = abandoned || c.error.find("abandoned") != std::string::npos;
     write_report_atomic(out, make_report(cfg, context, done, false));
+    if (!cfg.trace_path.empty()) write_trace_atomic(cfg.trace_path, done);
   };
   auto progress = [&](const CellSpec& s, size_t i, size_t n, const std::string& phase) {
     if (!tty) return;
@@ -193,6 +198,7 @@ int run_suite_cmd(const RunFlags& flags) {
   try {
     cells = run_suite(cfg, on_cell, progress);
     write_report_atomic(out, make_report(cfg, context, cells, true));
+    if (!cfg.trace_path.empty()) write_trace_atomic(cfg.trace_path, cells);
   } catch (const UsageError& e) {
     usage_exit(e.what());
   } catch (const std::exception& e) {
@@ -204,6 +210,9 @@ int run_suite_cmd(const RunFlags& flags) {
   std::cout << format_table(report);
   std::cout << "verdict:\n" << format_verdict(verdict(report), VerdictFormat::text);
   std::cout << "report: " << out << "\n";
+  if (!cfg.trace_path.empty())
+    std::cout << "trace: " << cfg.trace_path
+              << " (open it in ui.perfetto.dev or chrome://tracing)\n";
   int bad = 0;
   for (const auto& c : cells) bad += c.status != "ok";
   if (!context["counters_unavailable"].empty())
@@ -414,7 +423,11 @@ int main(int argc, char** argv) {
   run->add_option("--pin", f.pin, "pinned_pool: compact | scatter | list:0,2,4 (OS PU indexes)");
   run->add_option("--seed", f.seed, "seed of the task generator");
   run->add_option("--out", f.out, "report path (default results/bench-<time>.json)");
-  run->add_flag("--overwrite", f.overwrite, "replace the --out file if it exists");
+  run->add_flag("--overwrite", f.overwrite, "replace the --out (and --trace) file if it exists");
+  run->add_option("--trace", f.trace,
+                  "write the first measured repetition of each cell as a Chrome trace "
+                  "(Perfetto, chrome://tracing) to this file");
+  run->add_option("--trace-cap", f.trace_cap, "events per cell kept in the trace (default 200000)");
   run->add_flag("--interleave", f.interleave,
                 "run repetition r of every cell before repetition r+1 of any (a drift of the "
                 "machine then spreads over all cells instead of looking like one cell's effect)");

@@ -32,6 +32,7 @@ class FreeThreads final : public Model {
   BatchResult run(const Batch& batch) override {
     BatchResult result = BatchResult::for_batch(batch);
     std::vector<detail::WorkerLog> logs(static_cast<size_t>(cfg_.workers));
+    detail::attach_trace(batch, logs);
     detail::TaskRunner runner;
     if (per_task_) {
       runner = [this](const Task& task, ExecContext& parent, uint64_t nonce) {

@@ -40,6 +40,8 @@ class GilThreads final : public Model {
     // Reused across batches, never reallocated: the GIL remembers its last holder by address.
     threads_.resize(n);
     for (GilThread& t : threads_) t = GilThread{};
+    detail::attach_trace(batch, logs);
+    for (size_t i = 0; i < n; ++i) threads_[i].trace = logs[i].attr.times.trace;
     std::vector<GilThread>& threads = threads_;
     detail::BatchQueue queue(batch, result);
     io_->begin_batch();

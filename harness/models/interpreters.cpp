@@ -76,6 +76,8 @@ struct Slot {
   bool reset_gil = false;
   // report: the thread's run-queue delay so far (schedstat) and CPU time (its clock), or nothing.
   std::optional<SchedStat> sched;
+  // report with reset_gil: where the interpreter's thread records the next batch (--trace).
+  TraceBuffer* trace = nullptr;
 };
 
 struct Interp {
@@ -244,15 +246,19 @@ void Interpreters::serve(size_t w) {
       s->switches = detail::SwitchCount::now();
       s->sched = own_schedstat();
       if (s->sched) s->sched->run_ns = thread_cpu_ns();
+      // The batch's trace buffer from the report before it; none after it (the runner has read
+      // the buffer by the next batch, and may have freed it).
+      iv.gt.trace = iv.times.trace = s->reset_gil ? s->trace : nullptr;
       if (s->reset_gil) {
         iv.gt = GilThread{};
         iv.times = WorkerTimes{};
+        iv.gt.trace = iv.times.trace = s->trace;
         detail::note_cpu(iv.log.cpus_seen);
       }
       give_back(s);
       continue;
     }
-    const uint64_t t0 = s->sampled ? monotonic_ns() : 0;
+    const uint64_t t0 = s->sampled || iv.times.trace ? monotonic_ns() : 0;
     if (s->sampled) detail::note_cpu(iv.log.cpus_seen);
     s->ok = s->cancelled = false;
     try {
@@ -277,7 +283,11 @@ void Interpreters::serve(size_t w) {
       s->error = "task threw a non-standard exception";
     }
     if (iv.gil->held_by(iv.gt)) iv.gil->drop(iv.gt, /*force_switch=*/false);
-    if (s->sampled) s->latency_ns = monotonic_ns() - t0;
+    if (s->sampled || iv.times.trace) [[unlikely]] {
+      const uint64_t t1 = monotonic_ns();
+      if (s->sampled) s->latency_ns = t1 - t0;
+      if (iv.times.trace) iv.times.trace->add(TraceKind::task, t0, t1, s->item);
+    }
     give_back(s);
   }
 }
@@ -297,6 +307,7 @@ BatchResult Interpreters::run(const Batch& batch) {
     p->log = detail::WorkerLog{};
     p->done_items = p->copy_in_sampled = p->copy_out_sampled = 0;
   }
+  if (batch.trace) batch.trace->recorded = true;
   std::vector<detail::SwitchCount> before;
   std::vector<std::optional<SchedStat>> sched_before;
   before.reserve(interps_.size());
@@ -316,6 +327,9 @@ BatchResult Interpreters::run(const Batch& batch) {
   };
   // The interpreters report (and reset their records) right before the timed region and right
   // after it, so that their idle waits, which a report ends, lie within it.
+  for (size_t w = 0; w < interps_.size(); ++w)
+    interps_[w]->report_slot.trace =
+        batch.trace ? batch.trace->worker(static_cast<int>(w)) : nullptr;
   report_all(/*reset_gil=*/true);
   for (auto& p : interps_) {
     before.push_back(p->report_slot.switches);

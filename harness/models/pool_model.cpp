@@ -50,6 +50,7 @@ BatchResult PoolModel::run(const Batch& batch) {
   BatchResult result = BatchResult::for_batch(batch);
   const auto n = static_cast<size_t>(cfg_.workers);
   std::vector<WorkerLog> logs(n);
+  attach_trace(batch, logs);
   std::vector<CounterValues> start(n);
   BatchQueue queue(batch, result);
   io_->begin_batch();

@@ -122,6 +122,7 @@ struct Outstanding {
   uint64_t item;
   uint64_t sent_ns;     // a sampled item only (see latency_stride); 0 otherwise
   uint64_t shm_offset;  // where its payload was placed (transport=shm)
+  uint64_t traced_ns;   // --trace: when it was sent, for every item; 0 otherwise
 };
 
 struct Worker {
@@ -577,6 +578,10 @@ BatchResult ProcessPool::run(const Batch& batch) {
   for (Worker& wk : workers_)
     wk.batch_dec_ns = wk.batch_exec_ns = wk.batch_enc_ns = wk.batch_tasks = 0;
   // The parent is a worker of its own in the attribution: it encodes, decodes and waits in poll.
+  // --trace: the parent's encodes and decodes, and each worker's tasks from the parent's side
+  // (what runs inside a worker process is not traced).
+  TraceBuffer* const ptrace = batch.trace ? batch.trace->parent() : nullptr;
+  if (batch.trace) batch.trace->recorded = true;
   const ActiveInterval parent_active;
   result.begin_work();
   uint64_t now = monotonic_ns();
@@ -596,7 +601,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
           }
           const bool sampled = item % stride == 0;
           const Task& t = tasks[item % tasks.size()];
-          const uint64_t t0 = sampled ? monotonic_ns() : 0;
+          const uint64_t t0 = sampled || ptrace ? monotonic_ns() : 0;
           req.item = item;
           req.seed = t.seed;
           req.nonce = batch.item_nonce(item);
@@ -625,14 +630,18 @@ BatchResult ProcessPool::run(const Batch& batch) {
           encode_request(codec_, req, wk.out);
           bytes_out += wk.out.size() - before;
           ++sent;
-          uint64_t sent_ns = 0;
+          uint64_t sent_ns = 0, traced_ns = 0;
           if (sampled) {
             sent_ns = monotonic_ns();
             enc_ns += sent_ns - t0;
             ++enc_samples;
           }
+          if (ptrace) [[unlikely]] {
+            traced_ns = sent_ns ? sent_ns : monotonic_ns();
+            ptrace->add(TraceKind::serialize, t0, traced_ns, item);
+          }
           if (wk.outstanding.empty()) wk.head_since_ns = now;
-          wk.outstanding.push_back({item, sent_ns, off});
+          wk.outstanding.push_back({item, sent_ns, off, traced_ns});
         }
       }
     // Write what is pending, poll, read what arrived.
@@ -697,7 +706,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
             wk.outstanding.pop_front();
             wk.head_since_ns = now;
             const bool sampled = o.sent_ns != 0;
-            const uint64_t t0 = sampled ? monotonic_ns() : 0;
+            const uint64_t t0 = sampled || o.traced_ns ? monotonic_ns() : 0;
             try {
               decode_response(codec_, body, resp);
             } catch (const WireError& e) {
@@ -705,6 +714,13 @@ BatchResult ProcessPool::run(const Batch& batch) {
               continue;
             }
             ++decoded;
+            if (o.traced_ns) [[unlikely]] {
+              const uint64_t t1 = monotonic_ns();
+              // The worker's track, from the parent's side: its task out, sent to answered.
+              if (TraceBuffer* wt = batch.trace->worker(static_cast<int>(w)))
+                wt->add(TraceKind::in_flight, o.traced_ns, t0, o.item);
+              ptrace->add(TraceKind::deserialize, t0, t1, o.item);
+            }
             if (sampled) {
               const uint64_t t1 = monotonic_ns();
               dec_ns += t1 - t0;

@@ -19,6 +19,7 @@ class Serial final : public Model {
   BatchResult run(const Batch& batch) override {
     BatchResult result = BatchResult::for_batch(batch);
     std::vector<detail::WorkerLog> logs(1);
+    detail::attach_trace(batch, logs);
     ExecContext ctx(breaker_, no_lock_hooks(), io_.get(), 0);
     detail::BatchQueue queue(batch, result);
     io_->begin_batch();

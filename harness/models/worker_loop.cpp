@@ -51,17 +51,26 @@ void BatchQueue::drain(ExecContext& ctx, WorkerLog& log) {
     const Task& task = tasks[k % n];
     const uint64_t nonce = round_nonce(batch_.nonce, k / n);
     const bool sampled = batch_.sampled(k);
+    TraceBuffer* const trace = log.attr.times.trace;
     uint64_t t0 = 0;
-    if (sampled) {
-      note_cpu(log.cpus_seen);
+    if (sampled || trace) [[unlikely]] {
+      if (sampled) note_cpu(log.cpus_seen);
       t0 = monotonic_ns();
+      if (trace) {
+        const int cpu = sched_getcpu();
+        trace->add(TraceKind::cpu, t0, t0, static_cast<uint64_t>(cpu < 0 ? 0 : cpu));
+      }
     }
     try {
       result_.checksums[k] =
           runner_ ? runner_(task, ctx, nonce) : execute_task(task, ctx, nonce).checksum;
       result_.done[k] = 1;
       ++completed;
-      if (sampled) result_.latency_ns[k / batch_.latency_stride] = monotonic_ns() - t0;
+      if (sampled || trace) [[unlikely]] {
+        const uint64_t t1 = monotonic_ns();
+        if (sampled) result_.latency_ns[k / batch_.latency_stride] = t1 - t0;
+        if (trace) trace->add(TraceKind::task, t0, t1, k);
+      }
     } catch (const TaskCancelled&) {
       break;
     } catch (const std::exception& e) {

@@ -84,6 +84,14 @@ class BatchQueue {
   [[maybe_unused]] char pad_[64 - sizeof(std::atomic<uint64_t>)];  // keeps neighbours off the line
 };
 
+// --trace: gives worker w's log the batch's buffer w (drain() records into it), if any.
+inline void attach_trace(const Batch& batch, std::vector<WorkerLog>& logs) {
+  if (!batch.trace) return;
+  batch.trace->recorded = true;
+  for (size_t w = 0; w < logs.size(); ++w)
+    logs[w].attr.times.trace = batch.trace->worker(static_cast<int>(w));
+}
+
 // Folds the workers' logs into `result` (failures, summed counters, attribution).
 void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs);
 

@@ -20,7 +20,8 @@ const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
       "suite",   "workloads",  "models",  "workers",        "repetitions",        "min_time",
       "timeout", "params",     "scaling", "checkpoint",     "switch_interval_us", "pin",
-      "seed",    "interleave", "plugins", "workload_files", "pythons"};
+      "seed",    "interleave", "plugins", "workload_files", "pythons",            "trace",
+      "trace_cap"};
   // clang-format on
   return k;
 }
@@ -177,6 +178,17 @@ RunConfig config_from_request(const json& req) {
     const json& v = req.at("interleave");
     if (!v.is_boolean()) throw UsageError("--interleave: expected true or false");
     cfg.interleave = v.get<bool>();
+  }
+  if (has("trace")) {
+    cfg.trace_path = scalar_text(req.at("trace"), "--trace");
+    if (cfg.trace_path.empty()) throw UsageError("--trace: empty path");
+  }
+  if (has("trace_cap")) {
+    const std::string s = scalar_text(req.at("trace_cap"), "--trace-cap");
+    const int64_t v = parse_int(s, "--trace-cap");
+    if (v < 1 || v > 100'000'000)
+      throw UsageError("--trace-cap: " + s + " is not between 1 and 100000000 events");
+    cfg.trace_cap = static_cast<size_t>(v);
   }
   // Shorthands for model parameters.
   for (const char* k : {"checkpoint", "switch_interval_us", "pin"})

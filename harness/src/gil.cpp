@@ -19,16 +19,25 @@ Gil::Gil(std::atomic<uint32_t>& breaker, std::chrono::microseconds interval)
 void Gil::take(GilThread& t) {
   const uint64_t t0 = monotonic_ns();
   std::unique_lock lock(mu_);
+  const bool waited = locked_;
+  bool requested = false;
+  const GilOutcome on_entry = waiters_ > 0 ? GilOutcome::slipped_through : GilOutcome::free;
   while (locked_) {
     const uint64_t saved_switch = switch_number_;
     // A fresh interval per wait. Only a real timeout counts: a spurious or signalled wake-up
     // that finds the lock taken again waits another full interval, as in CPython.
+    ++waiters_;
     const bool timed_out = cond_.wait_for(lock, interval_) == std::cv_status::timeout;
+    --waiters_;
     if (timed_out && locked_ && switch_number_ == saved_switch) {
       // Relaxed: the holder only needs to see the bit eventually; the hand-over itself is
       // ordered by mu_.
       breaker_.fetch_or(kBreakDropRequest, std::memory_order_relaxed);
       ++t.drop_requests;
+      requested = true;
+    } else if (!timed_out && locked_ && t.trace) [[unlikely]] {
+      const uint64_t now = monotonic_ns();  // signalled, and another thread got it first
+      t.trace->add(TraceKind::gil_lost, now, now);
     }
   }
   locked_ = true;
@@ -48,10 +57,19 @@ void Gil::take(GilThread& t) {
   ++t.acquisitions;
   t.wait_ns.push_back(t1 - t0);
   t.hold_start_ns = t1;
+  if (t.trace) [[unlikely]] {
+    const GilOutcome how = !waited     ? on_entry
+                           : requested ? GilOutcome::after_drop_request
+                                       : GilOutcome::signalled_won;
+    t.trace->add(TraceKind::gil_wait, t0, t1, 0, static_cast<uint8_t>(how));
+  }
 }
 
 void Gil::drop(GilThread& t, bool force_switch) {
-  t.hold_ns += monotonic_ns() - t.hold_start_ns;
+  const uint64_t held_until = monotonic_ns();
+  t.hold_ns += held_until - t.hold_start_ns;
+  if (t.trace) [[unlikely]]
+    t.trace->add(TraceKind::gil_hold, t.hold_start_ns, held_until);
   {
     std::lock_guard lock(mu_);
     locked_ = false;
@@ -69,7 +87,10 @@ void Gil::drop(GilThread& t, bool force_switch) {
     if (breaker_.load(std::memory_order_relaxed) & kBreakCancel) break;
     switch_cond_.wait_for(sw, kCancelPoll);
   }
-  t.forced_wait_ns += monotonic_ns() - w0;
+  const uint64_t w1 = monotonic_ns();
+  t.forced_wait_ns += w1 - w0;
+  if (t.trace) [[unlikely]]
+    t.trace->add(TraceKind::gil_wait, w0, w1, 0, static_cast<uint8_t>(GilOutcome::forced_switch));
 }
 
 void Gil::yield_if_requested(GilThread& t) {

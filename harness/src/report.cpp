@@ -207,6 +207,7 @@ json cell_to_json(const CellResult& c) {
           {"memory", c.memory},
           {"repetitions", reps},
           {"attribution", attribution_json(c)},
+          {"trace", c.trace.is_object() ? c.trace["summary"] : json(nullptr)},
           {"summary", summary_json(c)}};
 }
 

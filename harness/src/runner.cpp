@@ -17,6 +17,7 @@
 #include "concbench/clock.hpp"
 #include "concbench/memory.hpp"
 #include "concbench/model.hpp"
+#include "concbench/trace.hpp"
 #include "concbench/workload.hpp"
 
 namespace concbench {
@@ -510,8 +511,18 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
     std::lock_guard lock(st->mu);
     return st->cancelled;
   };
-  auto measure = [&] {
-    return measure_repetition(*m, batch, ts, facts, workload, wparams, info, spec.workers);
+  // --trace: the first measured repetition records its timeline into buffers made (and
+  // touched) before it; every other batch runs with none.
+  std::unique_ptr<BatchTrace> trace;
+  auto measure = [&](bool traced = false) {
+    if (traced && !cfg.trace_path.empty()) {
+      trace = std::make_unique<BatchTrace>(spec.workers, cfg.trace_cap);
+      batch.trace = trace.get();
+    }
+    RepetitionResult r =
+        measure_repetition(*m, batch, ts, facts, workload, wparams, info, spec.workers);
+    batch.trace = nullptr;
+    return r;
   };
   // The cell's peak RSS starts here (the tasks and the model's setup are the cell's).
   const bool peak_reset = reset_peak_rss();
@@ -564,12 +575,20 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   for (int rep = 0; rep < cfg.repetitions; ++rep) {
     if (cancelled()) break;
     phase("rep " + std::to_string(rep + 1) + "/" + std::to_string(cfg.repetitions));
-    RepetitionResult r = measure();
+    const bool traced = rep == 0;
+    RepetitionResult r = measure(traced);
     while (calibrating && fixed_rounds == 0 && r.verified && r.wall_ns < min_ns &&
            batch.rounds < cap && retakes < kMaxRetakes && !cancelled()) {
       ++retakes;
       batch.rounds = next_rounds(batch.rounds, r.wall_ns, cfg.min_time_s, cap);
-      r = measure();
+      r = measure(traced);
+    }
+    if (traced && trace) {
+      CellTrace ct =
+          cell_trace(*trace, info.separate_processes ? "worker process" : "worker", cfg.trace_cap);
+      trace.reset();
+      std::lock_guard lock(st->mu);
+      st->result.trace = {{"events", std::move(ct.events)}, {"summary", std::move(ct.summary)}};
     }
     r.short_of_min_time = calibrating && r.wall_ns < min_ns;
     std::lock_guard lock(st->mu);

@@ -61,13 +61,17 @@ def python_context():
     }
 
 
-def run(config=None, out=None, progress=False, overwrite=False, _context=None):
+def run(config=None, out=None, progress=False, overwrite=False, trace=None, _context=None):
     """Runs `config` (keys as bench_runner's flags: suite, workloads, models, workers,
-    repetitions, min_time, timeout, params, scaling, seed, ...) and returns the report as a dict.
-    C++ models and cpython.* models may be mixed; the GIL is released while C++ runs. With `out`
-    the report is also written there (atomically, after every cell); an existing file is
-    replaced only with overwrite=True. Bad input raises UsageError."""
+    repetitions, min_time, timeout, params, scaling, seed, trace, trace_cap, ...) and returns the
+    report as a dict. C++ models and cpython.* models may be mixed; the GIL is released while C++
+    runs. With `out` the report is also written there (atomically, after every cell); an
+    existing file is replaced only with overwrite=True. With `trace` (a path) the first measured
+    repetition of each cell is written there as a Chrome trace (bench_runner run --trace).
+    Bad input raises UsageError."""
     request = dict(config or {})
+    if trace is not None:
+        request["trace"] = os.fspath(trace)
     ctx = python_context()
     if _context:
         ctx.update(_context)

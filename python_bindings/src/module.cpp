@@ -28,6 +28,7 @@
 #include "concbench/process_settings.hpp"
 #include "concbench/report.hpp"
 #include "concbench/runner.hpp"
+#include "concbench/trace.hpp"
 #include "concbench/verdict.hpp"
 #include "concbench/workload.hpp"
 #include "py_model.hpp"
@@ -144,6 +145,7 @@ std::string run(const std::string& request, const std::string& python_context,
                 const std::string& out, bool progress, bool overwrite) {
   const RunConfig cfg = config_from_request(parse_request(request));
   if (!out.empty()) check_writable(out, overwrite);
+  if (!cfg.trace_path.empty()) check_writable(cfg.trace_path, overwrite);
   json context = machine_context();
   if (!python_context.empty()) context["python"] = json::parse(python_context);
   std::vector<CellResult> cells;
@@ -153,6 +155,7 @@ std::string run(const std::string& request, const std::string& python_context,
     auto on_cell = [&](const CellResult& c, size_t, size_t) {
       done.push_back(c);
       if (!out.empty()) write_report_atomic(out, make_report(cfg, context, done, false));
+      if (!cfg.trace_path.empty()) write_trace_atomic(cfg.trace_path, done);
     };
     std::mutex mu;
     const bool tty = progress && isatty(STDERR_FILENO);
@@ -168,6 +171,7 @@ std::string run(const std::string& request, const std::string& python_context,
   }
   const json report = make_report(cfg, context, cells, true);
   if (!out.empty()) write_report_atomic(out, report);
+  if (!cfg.trace_path.empty()) write_trace_atomic(cfg.trace_path, cells);
   return report.dump();
 }
 

@@ -54,3 +54,15 @@ def test_a_model_without_a_clock_says_why():
                            workers=[2]))
     a = r["results"][0]["attribution"]
     assert "WorkerClock" in a["unavailable"], a
+
+
+def test_run_writes_a_trace_with_a_track_per_thread(tmp_path):
+    path = tmp_path / "trace.json"
+    r = concbench.run(dict(FAST, workloads=["io.sleep"], models=["gil_threads"], workers=[2]),
+                      trace=path)
+    import json
+    with open(path) as f:
+        t = json.load(f)
+    names = {e["args"]["name"] for e in t["traceEvents"] if e.get("name") == "thread_name"}
+    assert names == {"worker 0", "worker 1"}, names
+    assert r["results"][0]["trace"]["events"] > 0

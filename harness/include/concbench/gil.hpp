@@ -26,6 +26,8 @@
 #include <mutex>
 #include <vector>
 
+#include "concbench/trace_buffer.hpp"
+
 namespace concbench {
 
 // One thread's view of the GIL. Written only by its thread; read by others after it finished.
@@ -38,6 +40,7 @@ struct GilThread {
   uint64_t forced_wait_ns = 0;    // in drops, waiting for another thread to take the lock
   std::vector<uint64_t> wait_ns;  // one per acquisition (0 when the lock was free)
   uint64_t hold_start_ns = 0;
+  TraceBuffer* trace = nullptr;  // --trace: waits (with how each ended) and holds
 };
 
 class Gil {
@@ -64,6 +67,7 @@ class Gil {
   mutable std::mutex mu_;
   std::condition_variable cond_;  // signalled on every release
   bool locked_ = false;
+  int waiters_ = 0;  // threads inside take()'s wait, for the trace's "slipped through"
   uint64_t switch_number_ = 0;
   std::atomic<const GilThread*> last_holder_{nullptr};
 

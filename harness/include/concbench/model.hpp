@@ -50,6 +50,9 @@ struct Batch {
   uint64_t rounds = 1;
   uint64_t nonce = 0;
   uint64_t latency_stride = 1;
+  // --trace: where the model records this batch's timeline (trace_buffer.hpp), or nothing. Only
+  // one repetition per cell is traced, so the others run exactly as without --trace.
+  BatchTrace* trace = nullptr;
   uint64_t items() const { return tasks->size() * rounds; }
   bool sampled(uint64_t k) const { return (k & (latency_stride - 1)) == 0; }
   uint64_t item_nonce(uint64_t k) const { return round_nonce(nonce, k / tasks->size()); }

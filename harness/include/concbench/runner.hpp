@@ -39,6 +39,10 @@ struct RunConfig {
   // before repetition r + 1 of any, so a drift of the whole machine (a neighbour, thermal
   // throttling) spreads over all cells instead of looking like one cell's effect.
   bool interleave = false;
+  // --trace FILE: the first measured repetition of each cell records its timeline (trace.hpp),
+  // at most trace_cap events per cell. Empty: no trace, and no model records anything.
+  std::string trace_path;
+  size_t trace_cap = 200'000;
 };
 
 // The named suites: "smoke" (seconds, for tests), "quick" (the default, under a minute),
@@ -107,6 +111,8 @@ struct CellResult {
   // (sampled by the runner's watchdog), so an address space and a thread are numbers per cell.
   nlohmann::json memory = nlohmann::json::object();
   std::vector<RepetitionResult> repetitions;
+  // --trace: {events (Chrome trace events of the traced repetition), summary}, else null.
+  nlohmann::json trace = nullptr;
 };
 
 struct CellSpec {

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "concbench/clock.hpp"
+#include "concbench/trace_buffer.hpp"
 
 namespace concbench {
 
@@ -45,6 +46,7 @@ struct WorkerTimes {
   // many such calls were timed (two CPU-time reads each).
   uint64_t transport_cpu_ns = 0;
   uint64_t transport_calls = 0;
+  TraceBuffer* trace = nullptr;  // --trace: this worker's timeline, or nothing
 };
 
 // Times one wait into a WorkerTimes field (io_wait_ns unless told): its wall time less the CPU
@@ -62,10 +64,14 @@ class OffCpuWait {
   }
   ~OffCpuWait() {
     if (!t_) return;
-    const uint64_t wall = monotonic_ns() - t0_;
+    const uint64_t t1 = monotonic_ns();
+    const uint64_t wall = t1 - t0_;
     const uint64_t cpu = thread_cpu_ns() - c0_;
     t_->*field_ += wall > cpu ? wall - cpu : 0;
     ++t_->io_waits;
+    if (t_->trace) [[unlikely]]
+      t_->trace->add(field_ == &WorkerTimes::idle_ns ? TraceKind::idle : TraceKind::io_wait, t0_,
+                     t1);
   }
   OffCpuWait(const OffCpuWait&) = delete;
   OffCpuWait& operator=(const OffCpuWait&) = delete;
