@@ -15,6 +15,9 @@ PNG and SVG under --out-dir:
                             payload_bytes, e.g. from scripts/sweep_payload.py)
   cross_machine             each model's best speedup against serial per workload, one bar per
                             report (two or more reports from different machines or CPU sets)
+  attribution-<report>      where the workers' time went: one stacked bar per model and worker
+                            count, one panel per workload (the cells' `attribution`; parts that
+                            overlap, a negative `unattributed`, show as a bar past 100%)
 
 A figure whose data the reports do not hold is skipped with a note. Run with Debian's python3
 (python3-matplotlib). Bad input: one line on stderr, exit 2.
@@ -418,7 +421,53 @@ def plot_cross_machine(reports, out_dir, formats, written):
     save(fig, out_dir, "cross_machine", formats, written)
 
 
-FIGURES = {"speedup": plot_speedup, "counters": plot_counters,
+PARTS = ["cpu", "runqueue", "gil_wait", "io_wait", "serialize", "deserialize", "idle",
+         "unattributed"]
+PART_COLOURS = {"cpu": "#2ca02c", "runqueue": "#ff7f0e", "gil_wait": "#d62728",
+                "io_wait": "#1f77b4", "serialize": "#9467bd", "deserialize": "#c5b0d5",
+                "idle": "#d9d9d9", "unattributed": "#7f7f7f"}
+
+
+def plot_attribution(report, out_dir, formats, written):
+    by_wl = defaultdict(list)
+    for c in report["results"]:
+        a = c.get("attribution") or {}
+        if c["status"] == "ok" and "total" in a:
+            by_wl[c["workload"]].append(c)
+    if not by_wl:
+        return "attribution: no cell has one (a report from before attribution, or none verified)"
+    workloads = list(by_wl)
+    rows, cols = grid(len(workloads))
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 3.6 * rows), squeeze=False)
+    for ax, wl in zip(axes.flat, workloads):
+        cells = sorted(by_wl[wl], key=lambda c: (model_key(c["model"]), c["workers"]))
+        labels = [f"{c['model']}@{c['workers']}" for c in cells]
+        bottom = [0.0] * len(cells)
+        for part in PARTS:
+            vals = []
+            for c in cells:
+                v = c["attribution"]["total"]["share"].get(part)
+                vals.append(abs(v) if v is not None else 0.0)
+            ax.barh(range(len(cells)), vals, left=bottom, color=PART_COLOURS[part],
+                    label=part, hatch="//" if part == "unattributed" else None)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_yticks(range(len(cells)))
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("share of worker time")
+        ax.set_title(wl, fontsize=10)
+        ax.grid(True, axis="x", alpha=0.3)
+    for ax in list(axes.flat)[len(workloads):]:
+        ax.axis("off")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.suptitle(f"Where the workers' time went ({report['_label']})", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    fig.legend(handles, names, ncol=len(PARTS), fontsize=8, loc="lower center")
+    save(fig, out_dir, f"attribution-{report['_slug']}", formats, written)
+
+
+FIGURES = {"speedup": plot_speedup, "counters": plot_counters, "attribution": plot_attribution,
            "latency_under_load": plot_latency, "counter_race": plot_counter_race,
            "payload": plot_payload, "cross_machine": plot_cross_machine}
 
@@ -451,7 +500,7 @@ def main(argv=None):
     # Per-report figures for every report but payload sweeps, which only make sense together.
     suites = [r for r in reports if not is_sweep(r)]
     for r in suites:
-        for name in ("speedup", "counters"):
+        for name in ("speedup", "counters", "attribution"):
             if name in figures:
                 note = FIGURES[name](r, a.out_dir, formats, written)
                 if note:

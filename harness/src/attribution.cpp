@@ -93,18 +93,19 @@ json nullable(const std::optional<uint64_t>& v) {
   return v ? json(*v) : json(nullptr);
 }
 
-// Whether a worker's parts add up: |unattributed| within the tolerance of its wall time, or, when
-// negative, within the tolerance plus its run-queue delay (counted in a wait and in runqueue).
-bool within(double unattributed, double wall, double runqueue) {
-  const double tol = kAttributionTolerance * wall;
-  return unattributed <= tol && unattributed >= -(tol + runqueue);
+// Whether a worker's parts add up: what is left unattributed (after the run-queue overlap is
+// taken out) within the tolerance of its wall time, plus what the hypervisor stole meanwhile.
+bool within(double unattributed, double wall, double steal) {
+  return std::abs(unattributed) <= kAttributionTolerance * wall + steal;
 }
 
 }  // namespace
 
 json attribute_repetition(uint64_t wall_ns, const std::vector<WorkerAttribution>& ws,
-                          const std::string& unavailable) {
-  json out = {{"wall_ns", wall_ns}, {"workers", json::array()}};
+                          const std::string& unavailable, std::optional<uint64_t> steal_ns) {
+  json out = {{"wall_ns", wall_ns},
+              {"workers", json::array()},
+              {"machine_steal_ns", steal_ns ? json(*steal_ns) : json(nullptr)}};
   if (ws.empty()) {
     out["unavailable"] = unavailable.empty() ? "the model records no attribution" : unavailable;
     return out;
@@ -121,7 +122,16 @@ json attribute_repetition(uint64_t wall_ns, const std::vector<WorkerAttribution>
     const uint64_t idle = (wall_ns > a.active_ns ? wall_ns - a.active_ns : 0) + t.idle_ns;
     const double sum = static_cast<double>(cpu.value_or(0) + rq.value_or(0) + t.gil_wait_ns +
                                            t.io_wait_ns + t.serialize_ns + t.deserialize_ns + idle);
-    const double unatt = static_cast<double>(wall_ns) - sum;
+    double unatt = static_cast<double>(wall_ns) - sum;
+    // Counted twice: a clock-timed wait ends when its thread runs again, so the run-queue delay
+    // of its wake-up is in the wait and in schedstat's figure. That much of an excess is taken
+    // out of `runqueue`, which then means runnable outside a timed wait, and reported beside.
+    uint64_t rq_in_waits = 0;
+    if (unatt < 0 && rq) {
+      rq_in_waits = std::min<uint64_t>(*rq, static_cast<uint64_t>(std::llround(-unatt)));
+      *rq -= rq_in_waits;
+      unatt += static_cast<double>(rq_in_waits);
+    }
     json w = {{"worker", a.worker},
               {"kind", a.kind},
               {"tasks", a.tasks_known ? json(t.tasks) : json(nullptr)},
@@ -135,7 +145,10 @@ json attribute_repetition(uint64_t wall_ns, const std::vector<WorkerAttribution>
                 {"deserialize", t.deserialize_ns},
                 {"idle", idle},
                 {"unattributed", static_cast<int64_t>(std::llround(unatt))}}},
-              {"beside", {{"gil_hold", t.gil_hold_ns}, {"loop_lag", t.loop_lag_ns}}},
+              {"beside",
+               {{"gil_hold", t.gil_hold_ns},
+                {"loop_lag", t.loop_lag_ns},
+                {"runqueue_in_waits", rq_in_waits}}},
               {"timeslices", a.sched ? json(a.sched->timeslices) : json(nullptr)},
               // What timing this worker cost it: its IO waits' clock and CPU-time reads, and the
               // two schedstat reads (estimated from their measured unit costs).
@@ -145,7 +158,8 @@ json attribute_repetition(uint64_t wall_ns, const std::vector<WorkerAttribution>
                             2 * schedstat_read_cost_ns())}};
     if (!a.note.empty()) w["note"] = a.note;
     if (a.sched) {
-      const bool ok = within(unatt, static_cast<double>(wall_ns), static_cast<double>(*rq));
+      const bool ok =
+          within(unatt, static_cast<double>(wall_ns), static_cast<double>(steal_ns.value_or(0)));
       w["within_tolerance"] = ok;
       all_within = all_within && ok;
     } else {
@@ -196,7 +210,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
   struct Acc {
     std::string kind;
     std::map<std::string, std::optional<double>> parts;
-    double gil_hold = 0, loop_lag = 0, wall = 0, tasks = 0, instrument = 0;
+    double gil_hold = 0, loop_lag = 0, wall = 0, tasks = 0, instrument = 0, rq_in_waits = 0;
     bool tasks_known = true;
   };
   std::map<int, Acc> acc;
@@ -225,6 +239,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
         a.tasks += w["tasks"].get<double>();
       a.gil_hold += w["beside"]["gil_hold"].get<double>();
       a.loop_lag += w["beside"]["loop_lag"].get<double>();
+      a.rq_in_waits += w["beside"].value("runqueue_in_waits", 0.0);
       a.instrument += w.value("instrument_ns", 0.0);
       for (const auto& p : parts) {
         const json& v = w["parts"][p];
@@ -257,7 +272,8 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
   json workers = json::array();
   std::map<std::string, std::optional<double>> total;
   for (const auto& p : parts) total[p] = 0.0;
-  double total_wall = 0, total_hold = 0, total_lag = 0, total_instrument = 0;
+  double total_wall = 0, total_hold = 0, total_lag = 0, total_instrument = 0,
+         total_rq_in_waits = 0;
   std::vector<double> tasks, cpu, wait;
   bool have_cpu = true;
   for (const auto& [id, a] : acc) {
@@ -268,11 +284,15 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
                        {"wall_ns", std::llround(a.wall)},
                        {"parts_ns", ns},
                        {"share", share},
-                       {"beside_ns", {{"gil_hold", a.gil_hold}, {"loop_lag", a.loop_lag}}}});
+                       {"beside_ns",
+                        {{"gil_hold", a.gil_hold},
+                         {"loop_lag", a.loop_lag},
+                         {"runqueue_in_waits", a.rq_in_waits}}}});
     total_wall += a.wall;
     total_hold += a.gil_hold;
     total_lag += a.loop_lag;
     total_instrument += a.instrument;
+    total_rq_in_waits += a.rq_in_waits;
     for (const auto& p : parts) {
       if (!a.parts.at(p) || !total[p])
         total[p].reset();
@@ -318,7 +338,10 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
   return {{"repetitions", used},
           {"workers", workers},
           {"total", {{"wall_ns", std::llround(total_wall)}, {"parts_ns", tns}, {"share", tshare}}},
-          {"beside_ns", {{"gil_hold", total_hold}, {"loop_lag", total_lag}}},
+          {"beside_ns",
+           {{"gil_hold", total_hold},
+            {"loop_lag", total_lag},
+            {"runqueue_in_waits", total_rq_in_waits}}},
           {"dominant", dominant},
           {"dominant_share", total_wall > 0 ? best / total_wall : 0.0},
           {"check",

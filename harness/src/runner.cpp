@@ -369,11 +369,13 @@ RepetitionResult measure_repetition(Model& model, Batch& batch, const TaskSet& t
   batch.latency_stride = latency_stride_for(batch.items());
   r.rounds = batch.rounds;
   r.latency_stride = batch.latency_stride;
+  const std::optional<uint64_t> steal0 = machine_steal_ns();
   const CpuTimes c0 = process_cpu_times();
   const uint64_t t0 = monotonic_ns();
   BatchResult b = model.run(batch);
   const uint64_t t1 = monotonic_ns();
   const CpuTimes c1 = process_cpu_times();
+  const std::optional<uint64_t> steal1 = machine_steal_ns();
   r.outer_wall_ns = t1 - t0;
   if (b.span.set) {
     r.wall_ns = b.span.wall_ns;
@@ -445,7 +447,11 @@ RepetitionResult measure_repetition(Model& model, Batch& batch, const TaskSet& t
   r.latency = latency_summary(std::move(samples));
   r.counters = b.counters;
   if (!b.worker_pids.empty()) r.memory = workers_memory(b.worker_pids);
-  r.attribution = attribute_repetition(r.wall_ns, b.attribution, b.attribution_unavailable);
+  r.attribution =
+      attribute_repetition(r.wall_ns, b.attribution, b.attribution_unavailable,
+                           steal0 && steal1 && *steal1 >= *steal0
+                               ? std::optional<uint64_t>(*steal1 - *steal0)
+                               : std::nullopt);
   r.metrics = workload.metrics(wparams, r.tasks, r.wall_ns, b.observations);
   r.model_metrics = std::move(b.model_metrics);
   return r;

@@ -70,6 +70,24 @@ std::optional<SchedStat> process_schedstat(int pid) {
   return sum;
 }
 
+std::optional<uint64_t> machine_steal_ns() {
+  const int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[512];
+  const ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return std::nullopt;
+  buf[n] = '\0';
+  // "cpu  user nice system idle iowait irq softirq steal ..."
+  unsigned long long v[8];
+  if (std::sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                  &v[4], &v[5], &v[6], &v[7]) != 8)
+    return std::nullopt;
+  const long hz = sysconf(_SC_CLK_TCK);
+  if (hz <= 0) return std::nullopt;
+  return static_cast<uint64_t>(v[7]) * (1'000'000'000ULL / static_cast<uint64_t>(hz));
+}
+
 const std::string& schedstat_unavailable() {
   static const std::string why = [] {
     const int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);

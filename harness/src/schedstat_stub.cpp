@@ -13,6 +13,9 @@ std::optional<SchedStat> task_schedstat(int, int) {
 std::optional<SchedStat> process_schedstat(int) {
   return std::nullopt;
 }
+std::optional<uint64_t> machine_steal_ns() {
+  return std::nullopt;
+}
 const std::string& schedstat_unavailable() {
   static const std::string why = "no schedstat on this OS (Linux /proc only)";
   return why;

@@ -13,9 +13,11 @@
 //   idle         waiting for work: before the worker's first item, after its last, and on an
 //                empty queue or a loop with nothing ready.
 // `unattributed` is the wall time less all of them, signed, and reported, never folded into a
-// part. It is negative where two sources count the same nanoseconds: a wait timed by the
-// clock ends when the woken thread runs, so the run-queue delay of its wake-up is in both the
-// wait and `runqueue`; the tolerance check allows for that overlap (see attribute_repetition).
+// part. Two sources can count the same nanoseconds: a wait timed by the clock ends when the
+// woken thread runs, so the run-queue delay of its wake-up is in both the wait and schedstat's
+// run-queue figure. An excess of the parts over the wall time, up to that figure, is taken out
+// of `runqueue` (which then means runnable outside a timed wait) and reported beside as
+// runqueue_in_waits; what is left either way is `unattributed`, checked against a tolerance.
 // gil_hold and loop_lag are reported beside the parts, not in the sum: holding the GIL is
 // computing, and an event loop's lag is time its CPU steps already fill.
 //
@@ -52,6 +54,9 @@ std::optional<SchedStat> task_schedstat(int pid, int tid = 0);
 // Every thread of process `pid` summed, its run time from the process's CPU clock
 // (clock_getcpuclockid); for a worker process read from outside. Allocates (a directory scan).
 std::optional<SchedStat> process_schedstat(int pid);
+// Time the hypervisor ran something else on this machine's CPUs so far (/proc/stat's steal,
+// summed over CPUs; 10 ms ticks), or nothing: a VM's CPU taken away is in no thread's figures.
+std::optional<uint64_t> machine_steal_ns();
 // Why schedstat cannot be read here, or "" where it can (checked once per process).
 const std::string& schedstat_unavailable();
 // The median cost of one own_schedstat() call in this process, measured once.
@@ -104,8 +109,11 @@ inline constexpr double kAttributionTolerance = 0.05;
 
 // The report's per-repetition attribution: per worker its parts (ns), overlays and tasks, and
 // `check` (sum, unattributed, within_tolerance). `wall_ns` is the batch's timed region.
+// `steal_ns`: the machine's steal time over the batch, if known; a worker's unattributed time up
+// to it is allowed by the check (a stolen CPU is in no part), and it is reported beside.
 nlohmann::json attribute_repetition(uint64_t wall_ns, const std::vector<WorkerAttribution>& w,
-                                    const std::string& unavailable);
+                                    const std::string& unavailable,
+                                    std::optional<uint64_t> steal_ns = std::nullopt);
 
 // The cell's attribution from its repetitions' (verified ones): per worker and summed, each part
 // as ns and as a share of worker time, the dominant part, the check, and fairness across workers
