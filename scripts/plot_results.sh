@@ -13,3 +13,8 @@ plot=(/usr/bin/python3 scripts/plot.py --out-dir "$out")
   --figures cross_machine
 # Issue 17's models: subinterpreters on CPython 3.13 beside their C++ prediction, and the C++ ones.
 "${plot[@]}" results/models/cpp.json results/models/interpreters-3.13.json --figures speedup
+# Where the workers' time went, and the timelines (issue 18).
+"${plot[@]}" --formats png results/why/quick.json results/why/cpython.json --figures attribution
+/usr/bin/python3 scripts/plot_trace.py results/why/convoy-trace.json --out-dir "$out" --window-ms 40
+/usr/bin/python3 scripts/plot_trace.py results/why/process-pool-trace.json --out-dir "$out" \
+  --window-ms 20

@@ -25,6 +25,9 @@
 #   ownverdict   only the verdicts of the above, from the reports already there
 #   models       subinterpreters (CPython 3.13 and the C++ emulation), processes of threads,
 #                fibers, gevent, cpu.refcount, switch costs          results/models/
+#   why          where each worker's time went, and timelines: a quick suite with its
+#                attribution, the cpython.* threads and loop, the convoy and a process pool
+#                traced                                              results/why/
 #   plots        results/plots/ redrawn from the above
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,12 +40,12 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(all)
 if [ "${steps[0]}" = all ]; then
   steps=(micro quick backtoback smoke payload mixed asyncio multiprocessing gil full cpython own
-    models plots)
+    models why plots)
 fi
 for s in "${steps[@]}"; do
   case "$s" in
     micro | quick | backtoback | compare | smoke | payload | mixed | asyncio | multiprocessing | gil | \
-      full | cpython | own | ownverdict | models | plots) ;;
+      full | cpython | own | ownverdict | models | why | plots) ;;
     *)
       echo "regenerate_results: unknown step '$s' (see the header of this script)" >&2
       exit 2
@@ -174,6 +177,29 @@ for s in "${steps[@]}"; do
       compact results/models/*.json
       note "$py" scripts/plot.py --out-dir results/plots results/models/cpp.json \
         results/models/interpreters-3.13.json --figures speedup
+      ;;
+    why)
+      mkdir -p results/why
+      note "$runner" run --suite quick --repetitions 3 --overwrite --out results/why/quick.json
+      note env PYTHONPATH="$PWD/build/python" "$py" -m concbench run \
+        --workloads cpu.spin,io.sleep,latency.echo_under_load \
+        --models cpython.serial,cpython.threading,cpython.asyncio --workers 1,2 \
+        --repetitions 3 --overwrite --out results/why/cpython.json
+      # The convoy behind the GIL: one responder beside 1 and 2 CPU-bound threads.
+      note "$runner" run --workloads latency.echo_under_load --models gil_threads \
+        --param cpu_workers=1,2 --workers 2,3 --repetitions 3 --overwrite \
+        --out results/why/convoy.json --trace results/why/convoy-trace.json
+      note "$runner" run --workloads cpu.spin --models process_pool --workers 2 \
+        --param payload_bytes=65536 --repetitions 3 --overwrite \
+        --out results/why/process-pool.json --trace results/why/process-pool-trace.json
+      compact results/why/quick.json results/why/cpython.json results/why/convoy.json \
+        results/why/process-pool.json
+      note "$py" scripts/plot.py --out-dir results/plots --formats png results/why/quick.json \
+        results/why/cpython.json --figures attribution
+      note "$py" scripts/plot_trace.py results/why/convoy-trace.json --out-dir results/plots \
+        --window-ms 40
+      note "$py" scripts/plot_trace.py results/why/process-pool-trace.json \
+        --out-dir results/plots --window-ms 20
       ;;
     plots) bash scripts/plot_results.sh ;;
   esac
