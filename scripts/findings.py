@@ -750,6 +750,108 @@ def section_models(res, out):
     out.append("")
 
 
+WHY_PARTS = ("cpu", "runqueue", "gil_wait", "io_wait", "serialize", "deserialize", "idle",
+             "unattributed")
+
+
+def section_why(res, out):
+    """Issue 18: where each worker's time went (each cell's attribution), the convoy in a trace,
+    and fairness."""
+    q = res.report("why/quick.json")
+    cp = res.report("why/cpython.json")
+    cv = res.report("why/convoy.json")
+    pp = res.report("why/process-pool.json")
+    trace = res.json("why/convoy-trace.json", revision_from=["why/convoy.json"])
+    out.append(f"**Where the workers' time went** (`results/why/`, `bash scripts/regenerate_results.sh "
+               f"why`; {machine(q)}). Each cell's `attribution` splits every worker's wall time "
+               f"into CPU, run queue, GIL wait, IO wait, serializing, deserializing and idle, and "
+               f"reports what is left as unattributed (share of worker time, summed over the "
+               f"workers and the verified repetitions):")
+    out.append("")
+    out.append("| cell | " + " | ".join(WHY_PARTS) + " | dominant |")
+    out.append("|---|" + "---|" * (len(WHY_PARTS) + 1))
+
+    def row(rep, wl, model, w, label=None):
+        c = Suite(rep).cell(wl, model, w)
+        if not c or "total" not in (c.get("attribution") or {}):
+            return
+        a = c["attribution"]
+        sh = a["total"]["share"]
+        out.append(f"| {label or wl} {model}@{w} | " +
+                   " | ".join(pct(sh.get(p)) for p in WHY_PARTS) + f" | {a['dominant']} |")
+
+    for wl, m, w in (("cpu.spin", "serial", 1), ("cpu.spin", "free_threads", 2),
+                     ("cpu.spin", "gil_threads", 2), ("cpu.spin", "process_pool", 2),
+                     ("cpu.spin", "async_mt", 2), ("io.sleep", "gil_threads", 2),
+                     ("io.sleep", "async", 1), ("io.pipe_echo", "thread_pool", 2),
+                     ("latency.echo_under_load", "gil_threads", 2)):
+        row(q, wl, m, w)
+    row(pp, "cpu.spin", "process_pool", 2, label="cpu.spin 64 KiB payload")
+    for wl, m, w in (("cpu.spin", "cpython.threading", 2), ("io.sleep", "cpython.asyncio", 1),
+                     ("latency.echo_under_load", "cpython.threading", 2)):
+        row(cp, wl, m, w)
+    out.append("")
+    cells = [c for c in q["results"] if c["status"] == "ok" and "total" in c["attribution"]]
+    within = [c for c in cells if c["attribution"]["check"]["within_tolerance"]]
+    worst = max(abs(c["attribution"]["total"]["share"]["unattributed"]) for c in cells)
+    ic = max(cells, key=lambda c: c["attribution"].get("instrument_share", 0))
+    instr = ic["attribution"]["instrument_share"]
+    out.append(f"- Every cell of the quick run is attributed; {len(within)} of {len(cells)} have "
+               f"every worker of every repetition within 5% of its wall time, and the largest "
+               f"unattributed share of a cell's total is {pct(worst)}. Knowing the parts costs at "
+               f"most {pct(instr)} of worker time ({ic['workload']} under {ic['model']}@"
+               f"{ic['workers']}: two CPU-clock and two clock reads per IO wait, two schedstat "
+               f"reads per worker per batch, measured and reported per cell).")
+    out.append("- A process pool's totals include its parent, the dispatcher, whose wait in "
+               "poll() for results is IO wait; a thread's time before its first item (thread "
+               "start, and for cpython.threading its first wait for the GIL) is idle.")
+    out.append("- A real CPython does not time its GIL, so cpython.threading's GIL wait is "
+               "inferred: a thread's time off the CPU outside its IO and idle waits (each cell "
+               "says so in `attribution.notes`).")
+    # The convoy, as the trace shows it: the responder's waits for the GIL.
+    pids = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"]
+            if e.get("ph") == "M" and e.get("name") == "process_name"}
+    for pid, name in sorted(pids.items()):
+        waits = [e for e in trace["traceEvents"] if e.get("pid") == pid and e.get("tid") == 1
+                 and e.get("name") == "GIL wait"]
+        hard = sorted(e["dur"] for e in waits if e["args"]["ended"] != "free")
+        timed = sum(1 for e in waits if e["args"]["ended"] == "timed_out_set_drop_request")
+        if not hard:
+            continue
+        out.append(f"- The convoy in the trace ({name}, `results/why/convoy-trace.json`): of the "
+                   f"responder's {len(waits)} GIL acquisitions, {len(hard)} found the GIL taken; "
+                   f"those waited a median {hard[len(hard) // 2] / 1e3:.2f} ms (the switch "
+                   f"interval is 5 ms), and {timed} ended by timing out and setting a drop "
+                   f"request.")
+    flagged = [f"{c['model']}@{c['workers']} (rtt p50 {t(c['convoy']['rtt_p50_ns'])}, "
+               f"p99 {t(c['convoy']['rtt_p99_ns'])})"
+               for c in cv["results"] if c.get("convoy") and c["convoy"]["flag"]]
+    if flagged:
+        out.append(f"- Cells flagged `convoy` (a round trip at half the switch interval or more): "
+                   f"{', '.join(flagged)}.")
+    starved = [f"{c['model']}@{c['workers']} on {c['workload']}" for c in cells
+               if c["attribution"]["fairness"]["starved"]]
+    spread = [(c["attribution"]["fairness"]["tasks"] or {}).get("max_over_min") for c in cells]
+    spread = [s for s in spread if s]
+    out.append(f"- Fairness: {len(starved)} of {len(cells)} cells had a worker that did fewer "
+               f"than half a fair share of the tasks" + (f" ({', '.join(starved[:6])})" if starved
+                                                         else "") +
+               (f"; the largest max/min of tasks per worker was {max(spread):.2f}." if spread
+                else "."))
+    out.append("")
+    out.append("![where the time went](results/plots/attribution-quick.png)")
+    out.append("")
+    out.append("![the convoy: gil_threads, one responder beside one CPU-bound thread]"
+               "(results/plots/trace-gil-threads-latency-echo-under-load-2-workers.png)")
+    out.append("")
+    out.append("![the convoy with two CPU-bound threads]"
+               "(results/plots/trace-gil-threads-latency-echo-under-load-3-workers.png)")
+    out.append("")
+    out.append("![a process pool: the parent's encodes and decodes, each worker's tasks]"
+               "(results/plots/trace-process-pool-cpu-spin-2-workers.png)")
+    out.append("")
+
+
 def render(root, allow_dirty=False):
     res = Results(root, allow_dirty)
     body = []
@@ -765,6 +867,7 @@ def render(root, allow_dirty=False):
     section_calibration(res, body)
     section_compare(res, body)
     section_models(res, body)
+    section_why(res, body)
     ref = res.report("reference/full.json")
     head = [BEGIN,
             "<!-- Generated by scripts/findings.py from results/; edit that script, not this "

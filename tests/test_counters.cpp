@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <ctime>
 #include <iterator>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -618,6 +620,47 @@ TEST(ProcessCounters, CountsAChildProcessStartedAfterConstruction) {
   EXPECT_GE(d.get(Counter::task_clock_ns).value_or(0), 28'000'000u);
 }
 #endif
+
+// The scheduler's view: where tracepoints are permitted, hand-offs between two threads show up
+// as wake-ups with their latencies; where not, the reason is given, never zeros.
+TEST(SchedTrace, HandOffsAreWakeupsOrTheReasonIsGiven) {
+  SchedTrace st;
+  if (!st.available()) {
+    EXPECT_FALSE(st.unavailable().empty());
+    const auto s = st.summarize({static_cast<int>(getpid())});
+    EXPECT_EQ(s["available"], false);
+    EXPECT_EQ(s["reason"], st.unavailable());
+    GTEST_SKIP() << st.unavailable();
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int turn = 0;
+  constexpr int kRounds = 200;
+  st.start();
+  std::thread other([&] {
+    for (int i = 0; i < kRounds; ++i) {
+      std::unique_lock l(mu);
+      cv.wait(l, [&] { return turn % 2 == 1; });
+      ++turn;
+      cv.notify_all();
+    }
+  });
+  for (int i = 0; i < kRounds; ++i) {
+    std::unique_lock l(mu);
+    cv.wait(l, [&] { return turn % 2 == 0; });
+    ++turn;
+    cv.notify_all();
+  }
+  other.join();
+  st.stop();
+  const auto s = st.summarize({static_cast<int>(getpid())});
+  EXPECT_EQ(s["available"], true);
+  EXPECT_GE(s["threads"].get<int>(), 2);
+  // Each hand-off wakes the other thread (some find it still running and need no wake-up).
+  EXPECT_GE(s["wakeups"].get<int>(), kRounds / 2) << s.dump();
+  EXPECT_GE(s["wakeup_latency_ns"]["n"].get<int>(), kRounds / 2) << s.dump();
+  EXPECT_GT(s["wakeup_latency_ns"]["p50"].get<uint64_t>(), 0u) << s.dump();
+}
 
 }  // namespace
 }  // namespace concbench

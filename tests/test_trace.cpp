@@ -142,5 +142,25 @@ TEST(Trace, TheUntracedRepetitionsOfATracedCellCostWhatAnUntracedCellDoes) {
   CONCBENCH_REQUIRE_IDLE_CPUS(2);
 }
 
+TEST(Trace, SchedTraceReportsWakeupsOrWhyNot) {
+  RunConfig c = traced("gil_threads", 2, "");
+  c.sched_trace = true;
+  const CellResult r = run_cell({"io.sleep", "gil_threads", 2}, c);
+  ASSERT_EQ(r.status, "ok") << r.error;
+  const json cell = cell_to_json(r);
+  const json& s = cell["sched_trace"];
+  ASSERT_TRUE(s.is_object()) << s.dump();
+  if (!s["available"].get<bool>()) {
+    EXPECT_FALSE(s["reason"].get<std::string>().empty());
+    GTEST_SKIP() << s["reason"].get<std::string>();
+  }
+  // Two threads sleeping and waking for every task: wake-ups, each with a latency.
+  EXPECT_GT(s["wakeups"].get<int>(), 0) << s.dump();
+  EXPECT_GT(s["wakeup_latency_ns"]["n"].get<int>(), 0) << s.dump();
+  EXPECT_EQ(cell_to_json(run_cell({"io.sleep", "gil_threads", 2},
+                                  traced("gil_threads", 2, "")))["sched_trace"],
+            nullptr);
+}
+
 }  // namespace
 }  // namespace concbench

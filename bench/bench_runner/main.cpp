@@ -126,7 +126,7 @@ struct RunFlags {
   std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, pin, workloads,
               models, workers, repetitions, min_time, timeout, seed, out, trace, trace_cap;
   std::vector<std::string> params, plugins, workload_files, pythons;
-  bool overwrite = false, interleave = false;
+  bool overwrite = false, interleave = false, sched_trace = false;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
   bool has(const std::string& flag) const { return given.count(flag) > 0; }
 };
@@ -161,6 +161,7 @@ RunConfig build_config(const RunFlags& f) {
   if (!f.workload_files.empty()) req["workload_files"] = f.workload_files;
   if (!f.pythons.empty()) req["pythons"] = f.pythons;
   if (f.interleave) req["interleave"] = true;
+  if (f.sched_trace) req["sched_trace"] = true;
   return config_from_request(req);
 }
 
@@ -428,6 +429,9 @@ int main(int argc, char** argv) {
                   "write the first measured repetition of each cell as a Chrome trace "
                   "(Perfetto, chrome://tracing) to this file");
   run->add_option("--trace-cap", f.trace_cap, "events per cell kept in the trace (default 200000)");
+  run->add_flag("--sched-trace", f.sched_trace,
+                "record the scheduler's switches and wake-ups in the first measured repetition "
+                "(needs root or CAP_PERFMON and tracefs mounted; the report says why not)");
   run->add_flag("--interleave", f.interleave,
                 "run repetition r of every cell before repetition r+1 of any (a drift of the "
                 "machine then spreads over all cells instead of looking like one cell's effect)");

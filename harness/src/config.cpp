@@ -21,7 +21,7 @@ const std::set<std::string>& known_keys() {
       "suite",   "workloads",  "models",  "workers",        "repetitions",        "min_time",
       "timeout", "params",     "scaling", "checkpoint",     "switch_interval_us", "pin",
       "seed",    "interleave", "plugins", "workload_files", "pythons",            "trace",
-      "trace_cap"};
+      "trace_cap", "sched_trace"};
   // clang-format on
   return k;
 }
@@ -189,6 +189,11 @@ RunConfig config_from_request(const json& req) {
     if (v < 1 || v > 100'000'000)
       throw UsageError("--trace-cap: " + s + " is not between 1 and 100000000 events");
     cfg.trace_cap = static_cast<size_t>(v);
+  }
+  if (has("sched_trace")) {
+    const json& v = req.at("sched_trace");
+    if (!v.is_boolean()) throw UsageError("--sched-trace: expected true or false");
+    cfg.sched_trace = v.get<bool>();
   }
   // Shorthands for model parameters.
   for (const char* k : {"checkpoint", "switch_interval_us", "pin"})

@@ -18,10 +18,12 @@
 #include <dirent.h>
 #include <linux/perf_event.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -29,8 +31,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <new>
+#include <set>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -38,6 +42,8 @@
 #include "concbench/counters.hpp"
 
 namespace concbench {
+
+using nlohmann::json;
 
 namespace {
 
@@ -821,6 +827,279 @@ CounterValues ProcessCounters::read() const {
     }
   }
   return out;
+}
+
+// --- SchedTrace: sched:sched_switch and sched:sched_wakeup on every CPU -----------------------
+namespace {
+
+// A tracepoint's id and the offsets of the fields we read, from tracefs's format file.
+struct TracepointFormat {
+  int id = -1;
+  std::map<std::string, int> offset;
+};
+
+const char* tracefs_root() {
+  for (const char* root : {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}) {
+    const std::string probe = std::string(root) + "/events/sched/sched_switch/id";
+    if (access(probe.c_str(), R_OK) == 0) return root;
+  }
+  return nullptr;
+}
+
+bool read_format(const std::string& dir, TracepointFormat& f) {
+  FILE* idf = std::fopen((dir + "/id").c_str(), "r");
+  if (!idf) return false;
+  const int got = std::fscanf(idf, "%d", &f.id);
+  std::fclose(idf);
+  if (got != 1) return false;
+  FILE* ff = std::fopen((dir + "/format").c_str(), "r");
+  if (!ff) return false;
+  char line[512];
+  while (std::fgets(line, sizeof line, ff)) {
+    // "\tfield:pid_t next_pid;\toffset:56;\tsize:4;\tsigned:1;"
+    const char* field = std::strstr(line, "field:");
+    const char* off = std::strstr(line, "offset:");
+    if (!field || !off) continue;
+    const char* semi = std::strchr(field, ';');
+    if (!semi) continue;
+    const char* name = semi;
+    while (name > field && name[-1] != ' ' && name[-1] != '*') --name;
+    f.offset[std::string(name, semi)] = std::atoi(off + 7);
+  }
+  std::fclose(ff);
+  return true;
+}
+
+constexpr size_t kRingPages = 256;  // data pages per CPU (1 MiB with 4 KiB pages)
+
+}  // namespace
+
+struct SchedTrace::Impl {
+  std::string why;
+  TracepointFormat sw, wk;
+  struct Cpu {
+    int switch_fd = -1, wakeup_fd = -1;
+    void* ring = nullptr;
+    size_t ring_bytes = 0;
+  };
+  std::vector<Cpu> cpus;
+  size_t page = 4096;
+
+  ~Impl() {
+    for (Cpu& c : cpus) {
+      if (c.ring) munmap(c.ring, c.ring_bytes);
+      if (c.wakeup_fd >= 0) close(c.wakeup_fd);
+      if (c.switch_fd >= 0) close(c.switch_fd);
+    }
+  }
+
+  int open_tp(int id, int cpu, int group) {
+    perf_event_attr attr{};
+    attr.size = sizeof attr;
+    attr.type = PERF_TYPE_TRACEPOINT;
+    attr.config = static_cast<uint64_t>(id);
+    attr.sample_period = 1;
+    attr.sample_type = PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_RAW;
+    attr.disabled = 1;
+    attr.use_clockid = 1;
+    attr.clockid = CLOCK_MONOTONIC;
+    return static_cast<int>(
+        syscall(SYS_perf_event_open, &attr, -1, cpu, group, PERF_FLAG_FD_CLOEXEC));
+  }
+
+  void open_all() {
+    const char* root = tracefs_root();
+    if (!root) {
+      why =
+          "tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing, as root), so the "
+          "sched tracepoints' ids cannot be read";
+      return;
+    }
+    const std::string dir = std::string(root) + "/events/sched/";
+    if (!read_format(dir + "sched_switch", sw) || !read_format(dir + "sched_wakeup", wk) ||
+        !sw.offset.count("next_pid") || !sw.offset.count("prev_pid") || !wk.offset.count("pid")) {
+      why = std::string("cannot read the sched_switch and sched_wakeup formats under ") + root +
+            " (not root?)";
+      return;
+    }
+    page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+    for (long c = 0; c < ncpu; ++c) {
+      Cpu cpu;
+      cpu.switch_fd = open_tp(sw.id, static_cast<int>(c), -1);
+      if (cpu.switch_fd < 0) {
+        const int e = errno;
+        if (e == ENODEV || e == ENOENT) continue;  // an offline CPU
+        why = std::string("perf_event_open(sched:sched_switch, every task, cpu ") +
+              std::to_string(c) + "): " + std::strerror(e) +
+              (e == EACCES || e == EPERM ? " (system-wide tracepoints need root or CAP_PERFMON, or "
+                                           "kernel.perf_event_paranoid -1; it is " +
+                                               std::to_string(read_paranoid()) + ")"
+                                         : "");
+        cpus.push_back(cpu);
+        return;
+      }
+      cpu.wakeup_fd = open_tp(wk.id, static_cast<int>(c), -1);
+      cpu.ring_bytes = (kRingPages + 1) * page;
+      cpu.ring =
+          mmap(nullptr, cpu.ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, cpu.switch_fd, 0);
+      if (cpu.ring == MAP_FAILED) {
+        cpu.ring = nullptr;
+        why = std::string("mmap of the perf ring buffer: ") + std::strerror(errno);
+        cpus.push_back(cpu);
+        return;
+      }
+      if (cpu.wakeup_fd < 0 ||
+          ioctl(cpu.wakeup_fd, PERF_EVENT_IOC_SET_OUTPUT, cpu.switch_fd) != 0) {
+        why = std::string("perf_event_open(sched:sched_wakeup): ") + std::strerror(errno);
+        cpus.push_back(cpu);
+        return;
+      }
+      cpus.push_back(cpu);
+    }
+    if (cpus.empty()) why = "no CPU accepted the sched tracepoints";
+  }
+};
+
+SchedTrace::SchedTrace() : impl_(new Impl) {
+  impl_->open_all();
+}
+
+SchedTrace::~SchedTrace() {
+  delete impl_;
+}
+
+bool SchedTrace::available() const {
+  return impl_->why.empty();
+}
+
+const std::string& SchedTrace::unavailable() const {
+  return impl_->why;
+}
+
+void SchedTrace::start() {
+  if (!available()) return;
+  for (auto& c : impl_->cpus) {
+    auto* meta = static_cast<perf_event_mmap_page*>(c.ring);
+    // Everything written before this batch is skipped.
+    __atomic_store_n(&meta->data_tail, __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE),
+                     __ATOMIC_RELEASE);
+    ioctl(c.switch_fd, PERF_EVENT_IOC_ENABLE, 0);
+    ioctl(c.wakeup_fd, PERF_EVENT_IOC_ENABLE, 0);
+  }
+}
+
+void SchedTrace::stop() {
+  if (!available()) return;
+  for (auto& c : impl_->cpus) {
+    ioctl(c.switch_fd, PERF_EVENT_IOC_DISABLE, 0);
+    ioctl(c.wakeup_fd, PERF_EVENT_IOC_DISABLE, 0);
+  }
+}
+
+json SchedTrace::summarize(const std::vector<int>& pids) const {
+  if (!available()) return {{"available", false}, {"reason", impl_->why}};
+  struct Rec {
+    uint64_t t;
+    uint32_t pid, tid;  // the task running when the event fired
+    bool wakeup;
+    int32_t a, b;  // switch: prev_pid, next_pid; wakeup: the woken tid
+  };
+  std::vector<Rec> recs;
+  uint64_t lost = 0;
+  const size_t data_bytes = kRingPages * impl_->page;
+  for (const auto& c : impl_->cpus) {
+    auto* meta = static_cast<perf_event_mmap_page*>(c.ring);
+    const auto* data = static_cast<const unsigned char*>(c.ring) + impl_->page;
+    const uint64_t head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE);
+    uint64_t tail = meta->data_tail;
+    std::vector<unsigned char> buf;
+    while (tail < head) {
+      perf_event_header h;
+      for (size_t k = 0; k < sizeof h; ++k)
+        reinterpret_cast<unsigned char*>(&h)[k] = data[(tail + k) % data_bytes];
+      if (h.size < sizeof h) break;
+      buf.resize(h.size);
+      for (size_t k = 0; k < h.size; ++k) buf[k] = data[(tail + k) % data_bytes];
+      tail += h.size;
+      if (h.type == PERF_RECORD_LOST) {
+        uint64_t n = 0;
+        if (buf.size() >= sizeof h + 16) std::memcpy(&n, buf.data() + sizeof h + 8, 8);
+        lost += n;
+        continue;
+      }
+      if (h.type != PERF_RECORD_SAMPLE) continue;
+      // PERF_SAMPLE_TID | TIME | RAW, in that order.
+      const unsigned char* p = buf.data() + sizeof h;
+      const unsigned char* end = buf.data() + buf.size();
+      if (end - p < 20) continue;
+      Rec r{};
+      std::memcpy(&r.pid, p, 4);
+      std::memcpy(&r.tid, p + 4, 4);
+      std::memcpy(&r.t, p + 8, 8);
+      uint32_t raw_size = 0;
+      std::memcpy(&raw_size, p + 16, 4);
+      const unsigned char* raw = p + 20;
+      if (raw + raw_size > end || raw_size < 8) continue;
+      uint16_t type = 0;
+      std::memcpy(&type, raw, 2);
+      auto field = [&](const TracepointFormat& f, const char* name) {
+        int32_t v = 0;
+        const int off = f.offset.at(name);
+        if (off >= 0 && static_cast<uint32_t>(off) + 4 <= raw_size) std::memcpy(&v, raw + off, 4);
+        return v;
+      };
+      if (type == impl_->sw.id) {
+        r.wakeup = false;
+        r.a = field(impl_->sw, "prev_pid");
+        r.b = field(impl_->sw, "next_pid");
+      } else if (type == impl_->wk.id) {
+        r.wakeup = true;
+        r.a = field(impl_->wk, "pid");
+      } else {
+        continue;
+      }
+      recs.push_back(r);
+    }
+    __atomic_store_n(&meta->data_tail, tail, __ATOMIC_RELEASE);
+  }
+  std::sort(recs.begin(), recs.end(), [](const Rec& x, const Rec& y) { return x.t < y.t; });
+  // Our threads: every task that ran (was current at an event) in one of `pids`.
+  std::set<int32_t> ours;
+  const std::set<uint32_t> want(pids.begin(), pids.end());
+  for (const Rec& r : recs)
+    if (want.count(r.pid)) ours.insert(static_cast<int32_t>(r.tid));
+  std::map<int32_t, uint64_t> woken;  // tid -> its pending wakeup's time
+  std::vector<uint64_t> lat;
+  uint64_t wakeups = 0, switches_in = 0;
+  for (const Rec& r : recs) {
+    if (r.wakeup) {
+      if (!ours.count(r.a)) continue;
+      ++wakeups;
+      woken.emplace(r.a, r.t);  // the first wakeup of a sleep counts
+    } else if (ours.count(r.b)) {
+      ++switches_in;
+      if (auto it = woken.find(r.b); it != woken.end()) {
+        lat.push_back(r.t - it->second);
+        woken.erase(it);
+      }
+    }
+  }
+  std::sort(lat.begin(), lat.end());
+  auto pct = [&](double q) {
+    return lat.empty() ? json(nullptr)
+                       : json(lat[std::min(lat.size() - 1, static_cast<size_t>(q * lat.size()))]);
+  };
+  return {{"available", true},
+          {"threads", ours.size()},
+          {"wakeups", wakeups},
+          {"switches_in", switches_in},
+          {"wakeup_latency_ns",
+           {{"n", lat.size()},
+            {"p50", pct(0.5)},
+            {"p99", pct(0.99)},
+            {"max", lat.empty() ? json(nullptr) : json(lat.back())}}},
+          {"lost_records", lost}};
 }
 
 }  // namespace concbench

@@ -76,4 +76,23 @@ int ProcessCounters::threads_attached() const {
   return 0;
 }
 
+struct SchedTrace::Impl {};
+
+SchedTrace::SchedTrace() : impl_(nullptr) {}
+SchedTrace::~SchedTrace() {
+  delete impl_;
+}
+bool SchedTrace::available() const {
+  return false;
+}
+const std::string& SchedTrace::unavailable() const {
+  static const std::string why = "scheduler tracepoints need Linux perf_event_open";
+  return why;
+}
+void SchedTrace::start() {}
+void SchedTrace::stop() {}
+nlohmann::json SchedTrace::summarize(const std::vector<int>&) const {
+  return {{"available", false}, {"reason", unavailable()}};
+}
+
 }  // namespace concbench

@@ -208,6 +208,7 @@ json cell_to_json(const CellResult& c) {
           {"repetitions", reps},
           {"attribution", attribution_json(c)},
           {"trace", c.trace.is_object() ? c.trace["summary"] : json(nullptr)},
+          {"sched_trace", c.sched_trace},
           {"summary", summary_json(c)}};
 }
 

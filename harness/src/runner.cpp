@@ -1,6 +1,7 @@
 #include "concbench/runner.hpp"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -447,11 +448,11 @@ RepetitionResult measure_repetition(Model& model, Batch& batch, const TaskSet& t
   r.latency = latency_summary(std::move(samples));
   r.counters = b.counters;
   if (!b.worker_pids.empty()) r.memory = workers_memory(b.worker_pids);
-  r.attribution =
-      attribute_repetition(r.wall_ns, b.attribution, b.attribution_unavailable,
-                           steal0 && steal1 && *steal1 >= *steal0
-                               ? std::optional<uint64_t>(*steal1 - *steal0)
-                               : std::nullopt);
+  r.worker_pids = b.worker_pids;
+  r.attribution = attribute_repetition(r.wall_ns, b.attribution, b.attribution_unavailable,
+                                       steal0 && steal1 && *steal1 >= *steal0
+                                           ? std::optional<uint64_t>(*steal1 - *steal0)
+                                           : std::nullopt);
   r.metrics = workload.metrics(wparams, r.tasks, r.wall_ns, b.observations);
   r.model_metrics = std::move(b.model_metrics);
   return r;
@@ -520,13 +521,24 @@ void cell_body(const std::shared_ptr<CellState>& st, const CellSpec& spec, const
   // --trace: the first measured repetition records its timeline into buffers made (and
   // touched) before it; every other batch runs with none.
   std::unique_ptr<BatchTrace> trace;
+  // --sched-trace: opened (per CPU) before the cell's first batch, enabled around the traced one.
+  std::unique_ptr<SchedTrace> sched = cfg.sched_trace ? std::make_unique<SchedTrace>() : nullptr;
   auto measure = [&](bool traced = false) {
     if (traced && !cfg.trace_path.empty()) {
       trace = std::make_unique<BatchTrace>(spec.workers, cfg.trace_cap);
       batch.trace = trace.get();
     }
+    if (traced && sched) sched->start();
     RepetitionResult r =
         measure_repetition(*m, batch, ts, facts, workload, wparams, info, spec.workers);
+    if (traced && sched) {
+      sched->stop();
+      std::vector<int> pids = r.worker_pids;
+      pids.push_back(static_cast<int>(getpid()));
+      nlohmann::json s = sched->summarize(pids);
+      std::lock_guard lock(st->mu);
+      st->result.sched_trace = std::move(s);
+    }
     batch.trace = nullptr;
     return r;
   };

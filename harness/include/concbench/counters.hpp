@@ -13,9 +13,11 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace concbench {
 
@@ -210,6 +212,34 @@ class ProcessCounters {
   CounterValues read() const;
   // Threads the counters were attached to at construction.
   int threads_attached() const;
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+// The scheduler's own view (bench_runner run --sched-trace): sched:sched_switch and
+// sched:sched_wakeup, recorded on every CPU while a batch runs, kept for this process's threads
+// and its worker processes, and turned into wake-up latencies: from a thread's wakeup (a GIL
+// release signalling a waiter, an IO completion, a pool handing out work) to the moment it is
+// switched in. Needs perf_event_open tracepoints system-wide (root or CAP_PERFMON, or
+// perf_event_paranoid -1) and tracefs mounted for the event ids; where either is missing,
+// available() is false and unavailable() says why. Open before the batch, start() and stop()
+// around it; the ring buffers (one per CPU) are read after stop(), outside the timed region.
+class SchedTrace {
+ public:
+  SchedTrace();
+  ~SchedTrace();
+  SchedTrace(const SchedTrace&) = delete;
+  SchedTrace& operator=(const SchedTrace&) = delete;
+
+  bool available() const;
+  const std::string& unavailable() const;
+  void start();
+  void stop();
+  // {wakeups, switches_in, latency_ns{p50, p99, max}, lost_records, threads} for the threads of
+  // `pids` (this process included by the caller), from the records since start().
+  nlohmann::json summarize(const std::vector<int>& pids) const;
 
  private:
   struct Impl;

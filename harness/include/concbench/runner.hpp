@@ -43,6 +43,9 @@ struct RunConfig {
   // at most trace_cap events per cell. Empty: no trace, and no model records anything.
   std::string trace_path;
   size_t trace_cap = 200'000;
+  // --sched-trace: the same repetition also records the scheduler's switches and wake-ups
+  // (counters.hpp: SchedTrace), where tracepoints are permitted; the cell says why otherwise.
+  bool sched_trace = false;
 };
 
 // The named suites: "smoke" (seconds, for tests), "quick" (the default, under a minute),
@@ -81,6 +84,8 @@ struct RepetitionResult {
   nlohmann::json memory = nullptr;
   // Where each worker's wall time went (attribution.hpp: attribute_repetition).
   nlohmann::json attribution = nullptr;
+  // The worker processes that ran this batch (BatchResult::worker_pids).
+  std::vector<int> worker_pids;
   bool verified = false;
   uint64_t failed_tasks = 0;                 // threw or crashed
   uint64_t wrong_checksums = 0;              // completed with a result that does not verify
@@ -113,6 +118,8 @@ struct CellResult {
   std::vector<RepetitionResult> repetitions;
   // --trace: {events (Chrome trace events of the traced repetition), summary}, else null.
   nlohmann::json trace = nullptr;
+  // --sched-trace: SchedTrace::summarize of the traced repetition, else null.
+  nlohmann::json sched_trace = nullptr;
 };
 
 struct CellSpec {
