@@ -203,6 +203,9 @@ Reason reason_of(const Cell& c, const json& workload_params, bool winner) {
       return *total / (c.workers * *wall);
     });
   }
+  // A wait under half a percent says nothing (and one inferred for a real CPython, which cannot
+  // time its GIL, can miss a GIL that is never let go): the parallelism clause speaks then.
+  if (gil_wait && *gil_wait < 0.005) gil_wait.reset();
   if (gil_wait) {
     r.clauses.push_back("GIL wait " + table::num(*gil_wait * 100, "%.0f") + "% of worker time");
     r.telling = r.telling || *gil_wait >= 0.1;
