@@ -194,7 +194,7 @@ class ProcessPool final : public Model {
   Flush flush_worker(size_t w);
   // Worker w's attribution for the batch, from its responses and its flush report (null when the
   // flush went unanswered: then the worker has none, and the cell says so).
-  void attribute_worker(size_t w, const nlohmann::json& report,
+  void attribute_worker(size_t w, const nlohmann::json& report, uint64_t wall_ns,
                         std::vector<WorkerAttribution>& out) const;
   ThreadCounters& parent_counters();
 
@@ -434,7 +434,7 @@ ProcessPool::Flush ProcessPool::flush_worker(size_t w) {
   return none;
 }
 
-void ProcessPool::attribute_worker(size_t w, const nlohmann::json& report,
+void ProcessPool::attribute_worker(size_t w, const nlohmann::json& report, uint64_t wall_ns,
                                    std::vector<WorkerAttribution>& out) const {
   const Worker& wk = workers_[w];
   auto sched_of = [](const nlohmann::json& j, WorkerAttribution& a) {
@@ -456,19 +456,22 @@ void ProcessPool::attribute_worker(size_t w, const nlohmann::json& report,
     return;
   }
   if (threads_ == 0) {
-    // Active: handling tasks (its clock around decoding, running, encoding each) and moving
-    // their frames through the socket (its CPU time in read and write); the rest of the batch
-    // it waited in read() for the next one.
+    // The worker blocks only in read(), waiting for its next request, or inside an IO step
+    // (timed): its time off the CPU outside IO steps is its idle time, as a loop's is its IO
+    // wait (the kernel's figure: the batch less its CPU, run-queue and IO time; so its parts
+    // add up by construction). Its decoding and encoding are its clock's, per task.
     WorkerAttribution a;
     a.worker = static_cast<int>(w);
     a.kind = "process";
-    a.active_ns = wk.batch_dec_ns + wk.batch_exec_ns + wk.batch_enc_ns +
-                  report.value("transport_cpu_ns", uint64_t{0});
-    a.times.transport_calls = report.value("transport_calls", uint64_t{0});
+    a.active_ns = wall_ns;
     a.times.deserialize_ns = wk.batch_dec_ns;
     a.times.serialize_ns = wk.batch_enc_ns;
     a.times.tasks = wk.batch_tasks;
     sched_of(report, a);
+    if (a.sched) {
+      const uint64_t busy = a.sched->run_ns + a.sched->runqueue_ns + a.times.io_wait_ns;
+      a.times.idle_ns = wall_ns > busy ? wall_ns - busy : 0;
+    }
     out.push_back(std::move(a));
     return;
   }
@@ -791,7 +794,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
   if (!cancelled_.load(std::memory_order_relaxed)) {
     for (size_t w = 0; w < workers_.size(); ++w) {
       const Flush f = flush_worker(w);
-      attribute_worker(w, f.report, result.attribution);
+      attribute_worker(w, f.report, result.span.wall_ns, result.attribution);
       if (threads_ > 0) per_process.push_back(f.report);
       if (!f.ok) {
         worker_counts = CounterValues{};  // an undercount must not look like a total

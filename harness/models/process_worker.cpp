@@ -302,6 +302,7 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
                            {"gil_hold_ns", a.gil.hold_ns - b.gil.hold_ns},
                            {"gil_wait_ns", a.wait_total - b.wait_total},
                            {"gil_forced_wait_ns", a.gil.forced_wait_ns - b.gil.forced_wait_ns},
+
                            {"exec_ns", a.exec_total - b.exec_total},
                            {"io_wait_ns", a.times.io_wait_ns - b.times.io_wait_ns},
                            {"io_waits", a.times.io_waits - b.times.io_waits}};
@@ -317,6 +318,7 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
       b.exec_total = a.exec_total;
       b.times = a.times;
       b.gil.forced_wait_ns = a.gil.forced_wait_ns;
+
       b.tid = a.tid;
       b.tasks = a.tasks;
       b.gil.acquisitions = a.gil.acquisitions;
@@ -480,11 +482,7 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
   io.begin_batch();
   for (;;) {
     std::span<std::byte> space = in.prepare(256 * 1024);
-    // The CPU spent moving bytes through the socket (copying frames in and out) is the worker's
-    // work too: the attribution counts it as active time, apart from the wait for a request.
-    const uint64_t c0 = thread_cpu_ns();
     const ssize_t n = ::read(fd, space.data(), space.size());
-    times.transport_cpu_ns += thread_cpu_ns() - c0;
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return 0;  // EOF: the parent closed us
     in.commit(static_cast<size_t>(n));
@@ -536,12 +534,9 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
       if (flush) {
         // Since the previous flush: between batches the worker blocks in read(), so the deltas
         // are the batch's. Run time from the CPU clock (schedstat's lags a running thread).
-        nlohmann::json rep = {
-            {"pid", static_cast<long>(getpid())},
-            {"io_wait_ns", times.io_wait_ns - times_reported.io_wait_ns},
-            {"io_waits", times.io_waits - times_reported.io_waits},
-            {"transport_cpu_ns", times.transport_cpu_ns - times_reported.transport_cpu_ns},
-            {"transport_calls", times.transport_calls - times_reported.transport_calls}};
+        nlohmann::json rep = {{"pid", static_cast<long>(getpid())},
+                              {"io_wait_ns", times.io_wait_ns - times_reported.io_wait_ns},
+                              {"io_waits", times.io_waits - times_reported.io_waits}};
         const uint64_t cpu = thread_cpu_ns();
         if (const auto ss = own_schedstat()) {
           rep["run_ns"] = cpu - cpu_reported;
@@ -561,10 +556,7 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
       prev_encode_ns = monotonic_ns() - t2;
     }
     if (!out.empty()) {
-      const uint64_t c0 = thread_cpu_ns();
       if (!write_all(fd, out.data(), out.size())) return 1;
-      times.transport_cpu_ns += thread_cpu_ns() - c0;
-      times.transport_calls += 2;
       out.clear();
     }
   }

@@ -75,18 +75,6 @@ double io_wait_timing_cost_ns() {
   return cost;
 }
 
-double thread_cpu_read_cost_ns() {
-  static const double cost = [] {
-    constexpr int kN = 2000;
-    uint64_t sink = 0;
-    const uint64_t t0 = monotonic_ns();
-    for (int i = 0; i < kN; ++i) sink += thread_cpu_ns();
-    const uint64_t t1 = monotonic_ns();
-    return static_cast<double>(t1 - t0 + (sink & 0)) / kN;
-  }();
-  return cost;
-}
-
 namespace {
 
 json nullable(const std::optional<uint64_t>& v) {
@@ -132,30 +120,31 @@ json attribute_repetition(uint64_t wall_ns, const std::vector<WorkerAttribution>
       *rq -= rq_in_waits;
       unatt += static_cast<double>(rq_in_waits);
     }
-    json w = {{"worker", a.worker},
-              {"kind", a.kind},
-              {"tasks", a.tasks_known ? json(t.tasks) : json(nullptr)},
-              {"active_ns", a.active_ns},
-              {"parts",
-               {{"cpu", nullable(cpu)},
-                {"runqueue", nullable(rq)},
-                {"gil_wait", t.gil_wait_ns},
-                {"io_wait", t.io_wait_ns},
-                {"serialize", t.serialize_ns},
-                {"deserialize", t.deserialize_ns},
-                {"idle", idle},
-                {"unattributed", static_cast<int64_t>(std::llround(unatt))}}},
-              {"beside",
-               {{"gil_hold", t.gil_hold_ns},
-                {"loop_lag", t.loop_lag_ns},
-                {"runqueue_in_waits", rq_in_waits}}},
-              {"timeslices", a.sched ? json(a.sched->timeslices) : json(nullptr)},
-              // What timing this worker cost it: its IO waits' clock and CPU-time reads, and the
-              // two schedstat reads (estimated from their measured unit costs).
-              {"instrument_ns",
-               std::llround(static_cast<double>(t.io_waits) * io_wait_timing_cost_ns() +
-                            static_cast<double>(t.transport_calls) * thread_cpu_read_cost_ns() +
-                            2 * schedstat_read_cost_ns())}};
+    json w = {
+        {"worker", a.worker},
+        {"kind", a.kind},
+        {"tasks", a.tasks_known ? json(t.tasks) : json(nullptr)},
+        {"active_ns", a.active_ns},
+        {"parts",
+         {{"cpu", nullable(cpu)},
+          {"runqueue", nullable(rq)},
+          {"gil_wait", t.gil_wait_ns},
+          {"io_wait", t.io_wait_ns},
+          {"serialize", t.serialize_ns},
+          {"deserialize", t.deserialize_ns},
+          {"idle", idle},
+          {"unattributed", static_cast<int64_t>(std::llround(unatt))}}},
+        {"beside",
+         {{"gil_hold", t.gil_hold_ns},
+          {"loop_lag", t.loop_lag_ns},
+          {"runqueue_in_waits", rq_in_waits}}},
+        {"timeslices", a.sched ? json(a.sched->timeslices) : json(nullptr)},
+        // What timing this worker cost it: its IO waits' clock and CPU-time reads, and the
+        // two schedstat reads (estimated from their measured unit costs).
+        {"instrument_ns", std::llround(static_cast<double>(t.io_waits) *
+                                           (a.wait_timing_cost_ns > 0 ? a.wait_timing_cost_ns
+                                                                      : io_wait_timing_cost_ns()) +
+                                       2 * schedstat_read_cost_ns())}};
     if (!a.note.empty()) w["note"] = a.note;
     if (a.sched) {
       const bool ok =
@@ -272,8 +261,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
   json workers = json::array();
   std::map<std::string, std::optional<double>> total;
   for (const auto& p : parts) total[p] = 0.0;
-  double total_wall = 0, total_hold = 0, total_lag = 0, total_instrument = 0,
-         total_rq_in_waits = 0;
+  double total_wall = 0, total_hold = 0, total_lag = 0, total_instrument = 0, total_rq_in_waits = 0;
   std::vector<double> tasks, cpu, wait;
   bool have_cpu = true;
   for (const auto& [id, a] : acc) {

@@ -56,6 +56,7 @@ void Gil::take(GilThread& t) {
   const uint64_t t1 = monotonic_ns();
   ++t.acquisitions;
   t.wait_ns.push_back(t1 - t0);
+  t.wait_total_ns += t1 - t0;
   t.hold_start_ns = t1;
   if (t.trace) [[unlikely]] {
     const GilOutcome how = !waited     ? on_entry

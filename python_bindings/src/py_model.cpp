@@ -116,6 +116,7 @@ class PyModel final : public Model {
     a.times.io_waits = w.value("io_waits", uint64_t{0});
     a.times.tasks = w.value("tasks", uint64_t{0});
     a.note = w.value("note", std::string());
+    a.wait_timing_cost_ns = w.value("wait_timing_cost_ns", 0.0);
     if (w.contains("run_ns"))
       a.sched = SchedStat{w["run_ns"].get<uint64_t>(), w["runqueue_ns"].get<uint64_t>(),
                           w.value("timeslices", uint64_t{0})};
@@ -153,8 +154,9 @@ class PyModel final : public Model {
       out.model_metrics.erase(it);
     } else {
       out.attribution_unavailable =
-          "not attributed: this model's workers keep no WorkerClock (a pool thread's wait for "
-          "work, or a worker process's, is not timed)";
+          "not attributed: this model's workers keep no WorkerClock (the workers of "
+          "cpython.process_pool, process_threads, interpreters and gevent run in other processes "
+          "or interpreters, whose clocks are not collected)";
     }
     out.observations.shared_counter = r[5].cast<uint64_t>();
     out.observations.rtt_ns = r[6].cast<std::vector<uint64_t>>();

@@ -49,8 +49,22 @@ def test_a_cpu_bound_thread_waits_for_the_gil_and_the_report_says_it_is_inferred
     _require_idle_cpus(2)
 
 
+def test_a_pool_threads_wait_for_work_is_idle_and_the_parts_add_up():
+    r = concbench.run(dict(FAST, workloads=["io.sleep", "cpu.spin"],
+                           models=["cpython.thread_pool"], workers=[2]))
+    for c in r["results"]:
+        a = c["attribution"]
+        assert "unavailable" not in a, a
+        assert len(a["workers"]) == 2, a
+        for w in a["workers"]:
+            p = w["parts_ns"]
+            assert abs(p["unattributed"]) <= 0.1 * w["wall_ns"] + p["runqueue"], w
+    sleep = next(c for c in r["results"] if c["workload"] == "io.sleep")["attribution"]
+    assert sleep["dominant"] == "io_wait", sleep
+
+
 def test_a_model_without_a_clock_says_why():
-    r = concbench.run(dict(FAST, workloads=["cpu.spin"], models=["cpython.thread_pool"],
+    r = concbench.run(dict(FAST, workloads=["cpu.spin"], models=["cpython.process_pool"],
                            workers=[2]))
     a = r["results"][0]["attribution"]
     assert "WorkerClock" in a["unavailable"], a

@@ -63,8 +63,6 @@ const std::string& schedstat_unavailable();
 double schedstat_read_cost_ns();
 // The cost of timing one IO wait (OffCpuWait: two clock and two CPU-time reads), measured once.
 double io_wait_timing_cost_ns();
-// The cost of one thread CPU-time read (clock_gettime(CLOCK_THREAD_CPUTIME_ID)), measured once.
-double thread_cpu_read_cost_ns();
 
 // One worker's batch, filled in by the model from its own records.
 struct WorkerAttribution {
@@ -78,6 +76,7 @@ struct WorkerAttribution {
   WorkerTimes times;               // clock-measured waits inside the active interval
   bool tasks_known = true;         // false where no per-worker count is kept (async_mt)
   std::string note;                // how a part was come by, where it was not measured directly
+  double wait_timing_cost_ns = 0;  // what timing one wait costs this worker; 0: the C++ figure
 };
 
 // For a thread that runs an event loop. A loop blocks only in epoll_wait (on IO, on a timer,

@@ -38,6 +38,7 @@ struct GilThread {
   uint64_t forced_switches = 0;  // drops that waited until another thread took the lock
   uint64_t hold_ns = 0;
   uint64_t forced_wait_ns = 0;    // in drops, waiting for another thread to take the lock
+  uint64_t wait_total_ns = 0;     // the wait_ns summed, kept as they are added
   std::vector<uint64_t> wait_ns;  // one per acquisition (0 when the lock was free)
   uint64_t hold_start_ns = 0;
   TraceBuffer* trace = nullptr;  // --trace: waits (with how each ended) and holds

@@ -37,15 +37,11 @@ struct WorkerTimes {
   uint64_t gil_hold_ns = 0;   // holding it (overlaps the CPU time: reported beside the parts)
   uint64_t io_wait_ns = 0;    // inside an IO step (sleep, socket, pipe, file) with the lock let go
   uint64_t serialize_ns = 0;  // encoding tasks or results to cross a boundary
-  uint64_t deserialize_ns = 0;  // decoding them
-  uint64_t idle_ns = 0;         // waiting for work (an empty queue, a loop with nothing ready)
-  uint64_t loop_lag_ns = 0;     // an event loop's ready work delayed by a CPU step (overlaps CPU)
-  uint64_t tasks = 0;           // work items completed
-  uint64_t io_waits = 0;        // IO waits timed (each costs two clock and two CPU-time reads)
-  // A worker process's CPU time moving frames through its socket (reads and writes), and how
-  // many such calls were timed (two CPU-time reads each).
-  uint64_t transport_cpu_ns = 0;
-  uint64_t transport_calls = 0;
+  uint64_t deserialize_ns = 0;   // decoding them
+  uint64_t idle_ns = 0;          // waiting for work (an empty queue, a loop with nothing ready)
+  uint64_t loop_lag_ns = 0;      // an event loop's ready work delayed by a CPU step (overlaps CPU)
+  uint64_t tasks = 0;            // work items completed
+  uint64_t io_waits = 0;         // IO waits timed (each costs two clock and two CPU-time reads)
   TraceBuffer* trace = nullptr;  // --trace: this worker's timeline, or nothing
 };
 
@@ -91,6 +87,9 @@ class ExecHooks {
   // Bracket blocking IO and native sections (Py_BEGIN/END_ALLOW_THREADS).
   virtual void release(ExecContext&) {}
   virtual void reacquire(ExecContext&) {}
+  // The calling thread's time waiting for the model's lock so far (0 without one): a step that
+  // times itself as a whole takes the lock's waits out of its own.
+  virtual uint64_t lock_wait_ns(ExecContext&) { return 0; }
 };
 
 class ExecContext {
@@ -146,6 +145,8 @@ class ExecContext {
   // Where this worker's waits are timed (attribution), or nullptr.
   WorkerTimes* times() const { return times_; }
   void set_times(WorkerTimes* t) { times_ = t; }
+
+  uint64_t lock_wait_ns() { return hooks_->lock_wait_ns(*this); }
 
   IoEnv& io() const { return *io_; }
   bool has_io() const { return io_ != nullptr; }
