@@ -796,9 +796,15 @@ def section_why(res, out):
     worst = max(abs(c["attribution"]["total"]["share"]["unattributed"]) for c in cells)
     ic = max(cells, key=lambda c: c["attribution"].get("instrument_share", 0))
     instr = ic["attribution"]["instrument_share"]
+    outside = [f"{c['workload']} under {c['model']}@{c['workers']} "
+               f"({pct(c['attribution']['check']['worst_unattributed_share'])} at worst)"
+               for c in cells if not c["attribution"]["check"]["within_tolerance"]]
     out.append(f"- Every cell of the quick run is attributed; {len(within)} of {len(cells)} have "
-               f"every worker of every repetition within 5% of its wall time, and the largest "
-               f"unattributed share of a cell's total is {pct(worst)}. Knowing the parts costs at "
+               f"every worker of every repetition within 5% of its wall time" +
+               (f" (not: {', '.join(outside)}; under gil_threads a contended hand-over's CPU is "
+                f"in both its GIL wait and its CPU)" if outside else "") +
+               f", and the largest unattributed share of a cell's total is {pct(worst)}. Knowing "
+               f"the parts costs at "
                f"most {pct(instr)} of worker time ({ic['workload']} under {ic['model']}@"
                f"{ic['workers']}: two CPU-clock and two clock reads per IO wait, two schedstat "
                f"reads per worker per batch, measured and reported per cell).")
@@ -814,7 +820,8 @@ def section_why(res, out):
     for pid, name in sorted(pids.items()):
         waits = [e for e in trace["traceEvents"] if e.get("pid") == pid and e.get("tid") == 1
                  and e.get("name") == "GIL wait"]
-        hard = sorted(e["dur"] for e in waits if e["args"]["ended"] != "free")
+        hard = sorted(e["dur"] for e in waits
+                      if e["args"]["ended"] not in ("free", "slipped_through"))
         timed = sum(1 for e in waits if e["args"]["ended"] == "timed_out_set_drop_request")
         if not hard:
             continue
