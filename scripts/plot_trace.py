@@ -82,13 +82,22 @@ def main(argv=None):
         fig, ax = plt.subplots(figsize=(13, 1.0 + 0.6 * len(tids)))
         row = {tid: i for i, tid in enumerate(tids)}
         seen = set()
+        flight = {}
         for e in sorted(spans, key=lambda e: LAYER.get(e["name"], 1)):
             k = key(e)
             seen.add(k)
             y = row[e["tid"]]
             h = 0.8 if LAYER.get(e["name"], 1) == 0 else 0.5
+            if e["name"] == "task at the worker":
+                # Pipelined tasks overlap at a worker: alternate halves of the row.
+                n = flight.get(e["tid"], 0)
+                flight[e["tid"]] = n + 1
+                h = 0.38
+                y += -0.2 if n % 2 == 0 else 0.2
+            edge = e["name"] in ("task", "task at the worker")
             ax.broken_barh([(e["ts"] / 1e3, max(e["dur"] / 1e3, 0.01))], (y - h / 2, h),
-                           facecolors=COLOURS.get(k, "#000000"), linewidth=0)
+                           facecolors=COLOURS.get(k, "#000000"),
+                           edgecolors="white" if edge else "none", linewidth=0.8 if edge else 0)
         for e in lost:
             ax.plot(e["ts"] / 1e3, row[e["tid"]] + 0.35, marker="v", color="black", ms=3)
         ax.set_yticks(range(len(tids)))
