@@ -41,7 +41,8 @@ def test_draws_pngs_and_svgs_from_one_report(report_path, tmp_path):
     r = run_plot(report_path, "--out-dir", out)
     assert r.returncode == 0, r.stderr
     names = sorted(os.listdir(out))
-    for stem in ("speedup-report", "counters-report", "latency_under_load", "counter_race"):
+    for stem in ("speedup-report", "counters-report", "attribution-report", "latency_under_load",
+                 "counter_race"):
         for ext in ("png", "svg"):
             assert f"{stem}.{ext}" in names, names
     for n in names:
@@ -102,3 +103,25 @@ def test_payload_sweep_writes_reports_the_plot_reads(tmp_path):
     bad = subprocess.run([sys.executable, SWEEP, "--build", BUILD, "--sizes", "x"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+PLOT_TRACE = os.path.join(ROOT, "scripts", "plot_trace.py")
+
+
+def test_plot_trace_draws_each_traced_cell_and_refuses_what_is_not_a_trace(tmp_path):
+    trace = tmp_path / "trace.json"
+    concbench.run({"workloads": ["latency.echo_under_load"], "models": ["gil_threads"],
+                   "workers": [2], "repetitions": 1, "params": {"round_trips": "20"}},
+                  trace=trace)
+    out = tmp_path / "plots"
+    r = subprocess.run([sys.executable, PLOT_TRACE, trace, "--out-dir", out, "--window-ms", "50"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (png,) = os.listdir(out)
+    assert png == "trace-gil-threads-latency-echo-under-load-2-workers.png"
+    assert (out / png).read_bytes().startswith(PNG_MAGIC)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a trace"}')
+    r = subprocess.run([sys.executable, PLOT_TRACE, bad], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a concbench trace" in r.stderr
