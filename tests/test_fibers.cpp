@@ -14,39 +14,16 @@
 #include "concbench/workload.hpp"
 #include "model_helpers.hpp"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CONCBENCH_FIBERS_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define CONCBENCH_FIBERS_ASAN 1
-#endif
-#ifdef CONCBENCH_FIBERS_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-
 namespace concbench {
 namespace {
 
-// Under ASan with detect_stack_use_after_return=1, locals live on ASan's per-thread fake stack,
-// which Boost.Context's default stack switch (fcontext: Debian's libboost-context is built
-// without the ucontext variant that BOOST_USE_ASAN annotates) does not know about: a fiber then
-// writes through a fake frame of another stack and crashes inside Boost, a false report about
-// the tool, not the model. With detect_stack_use_after_return=0 these tests run clean under
-// ASan+UBSan (scripts/sanitize.sh runs them so); with it on they are skipped.
-#ifdef CONCBENCH_FIBERS_ASAN
-#define SKIP_UNDER_ASAN_FAKE_STACKS()                                                       \
-  do {                                                                                      \
-    if (__asan_get_current_fake_stack() != nullptr)                                         \
-      GTEST_SKIP() << "ASan detect_stack_use_after_return=1: its fake stacks and "          \
-                      "Boost.Context's fcontext switch do not mix (see the comment above)"; \
+// See asan_fake_stacks() in model_helpers.hpp.
+#define SKIP_UNDER_ASAN_FAKE_STACKS()                                                   \
+  do {                                                                                  \
+    if (testing_helpers::asan_fake_stacks())                                            \
+      GTEST_SKIP() << "ASan detect_stack_use_after_return=1: its fake stacks and "      \
+                      "Boost.Context's fcontext switch do not mix (model_helpers.hpp)"; \
   } while (0)
-#else
-#define SKIP_UNDER_ASAN_FAKE_STACKS() \
-  do {                                \
-  } while (0)
-#endif
 
 using testing_helpers::expected_item;
 using testing_helpers::start;
