@@ -129,10 +129,15 @@ TEST(ThreadPool, ForEachIndexRethrowsAPoolThreadsException) {
           thrown.store(true);
           throw std::runtime_error("from the pool thread");
         }
-        // The caller holds its index until the pool thread has thrown.
+        // The caller holds its index until the pool thread has thrown, and each index a
+        // millisecond more: the pool thread stops the batch only once its exception is caught
+        // (an unwind of microseconds, more on a process's first throw), and without the pause
+        // the caller could run the other 998 trivial indices first, as it did here one run in
+        // six, which is a race of the test, not an unabandoned batch.
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         while (!thrown.load() && std::chrono::steady_clock::now() < deadline)
           std::this_thread::yield();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
       });
       FAIL() << "no exception, round " << round;
     } catch (const std::runtime_error& e) {
