@@ -39,7 +39,7 @@ TEST(Schedstat, OwnThreadAndAnotherProcessAreReadable) {
   const auto b = own_schedstat();
   ASSERT_TRUE(b);
   EXPECT_GE(b->run_ns, a->run_ns);
-  EXPECT_TRUE(process_schedstat(static_cast<int>(getpid())));
+  EXPECT_TRUE(task_schedstat(static_cast<int>(getpid())));
   EXPECT_GT(schedstat_read_cost_ns(), 0.0);
 }
 

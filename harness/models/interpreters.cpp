@@ -246,15 +246,14 @@ void Interpreters::serve(size_t w) {
       s->switches = detail::SwitchCount::now();
       s->sched = own_schedstat();
       if (s->sched) s->sched->run_ns = thread_cpu_ns();
-      // The batch's trace buffer from the report before it; none after it (the runner has read
-      // the buffer by the next batch, and may have freed it).
-      iv.gt.trace = iv.times.trace = s->reset_gil ? s->trace : nullptr;
       if (s->reset_gil) {
         iv.gt = GilThread{};
         iv.times = WorkerTimes{};
-        iv.gt.trace = iv.times.trace = s->trace;
         detail::note_cpu(iv.log.cpus_seen);
       }
+      // The batch's trace buffer from the report before it; none after it (the runner has read
+      // the buffer by the next batch, and may have freed it).
+      iv.gt.trace = iv.times.trace = s->reset_gil ? s->trace : nullptr;
       give_back(s);
       continue;
     }

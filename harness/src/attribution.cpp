@@ -27,17 +27,16 @@ std::optional<SchedStat> parse_schedstat(std::string_view text) {
   return SchedStat{v[0], v[1], v[2]};
 }
 
-std::optional<SchedStat> ActiveInterval::read(int pid) {
-  if (pid) return process_schedstat(pid);
+std::optional<SchedStat> ActiveInterval::read() {
   std::optional<SchedStat> s = own_schedstat();
   if (s) s->run_ns = thread_cpu_ns();  // schedstat's run time lags while the thread runs
   return s;
 }
 
-ActiveInterval::ActiveInterval(int pid) : pid_(pid), t0_(monotonic_ns()), s0_(read(pid)) {}
+ActiveInterval::ActiveInterval() : t0_(monotonic_ns()), s0_(read()) {}
 
 void ActiveInterval::finish(WorkerAttribution& a) const {
-  const std::optional<SchedStat> s1 = read(pid_);
+  const std::optional<SchedStat> s1 = read();
   a.active_ns = monotonic_ns() - t0_;
   if (s0_ && s1 && s1->run_ns >= s0_->run_ns && s1->runqueue_ns >= s0_->runqueue_ns) {
     a.sched = SchedStat{s1->run_ns - s0_->run_ns, s1->runqueue_ns - s0_->runqueue_ns,

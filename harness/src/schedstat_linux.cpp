@@ -1,7 +1,6 @@
 // schedstat on Linux: /proc/<pid>/task/<tid>/schedstat, three numbers the scheduler keeps per
 // task (CONFIG_SCHED_INFO, on in every distribution kernel): ns on a CPU, ns waiting in a run
 // queue, timeslices. Readable by the task's owner; no root, no PMU.
-#include <dirent.h>
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -9,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -42,32 +40,6 @@ std::optional<SchedStat> task_schedstat(int pid, int tid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", pid, tid ? tid : pid);
   return read_file(path);
-}
-
-std::optional<SchedStat> process_schedstat(int pid) {
-  clockid_t clock;
-  timespec ts{};
-  if (clock_getcpuclockid(pid, &clock) != 0 || clock_gettime(clock, &ts) != 0) return std::nullopt;
-  char dir[64];
-  std::snprintf(dir, sizeof dir, "/proc/%d/task", pid);
-  DIR* d = opendir(dir);
-  if (!d) return std::nullopt;
-  SchedStat sum;
-  bool any = false;
-  while (const dirent* e = readdir(d)) {
-    const int tid = std::atoi(e->d_name);
-    if (tid <= 0) continue;
-    if (const auto s = task_schedstat(pid, tid)) {
-      sum.runqueue_ns += s->runqueue_ns;
-      sum.timeslices += s->timeslices;
-      any = true;
-    }
-  }
-  closedir(d);
-  if (!any) return std::nullopt;
-  sum.run_ns =
-      static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
-  return sum;
 }
 
 std::optional<uint64_t> machine_steal_ns() {

@@ -10,9 +10,6 @@ std::optional<SchedStat> own_schedstat() {
 std::optional<SchedStat> task_schedstat(int, int) {
   return std::nullopt;
 }
-std::optional<SchedStat> process_schedstat(int) {
-  return std::nullopt;
-}
 std::optional<uint64_t> machine_steal_ns() {
   return std::nullopt;
 }

@@ -51,9 +51,6 @@ std::optional<SchedStat> parse_schedstat(std::string_view text);
 std::optional<SchedStat> own_schedstat();
 // Thread `tid` of process `pid` (tid 0: its main thread), for a worker in another process.
 std::optional<SchedStat> task_schedstat(int pid, int tid = 0);
-// Every thread of process `pid` summed, its run time from the process's CPU clock
-// (clock_getcpuclockid); for a worker process read from outside. Allocates (a directory scan).
-std::optional<SchedStat> process_schedstat(int pid);
 // Time the hypervisor ran something else on this machine's CPUs so far (/proc/stat's steal,
 // summed over CPUs; 10 ms ticks), or nothing: a VM's CPU taken away is in no thread's figures.
 std::optional<uint64_t> machine_steal_ns();
@@ -88,19 +85,18 @@ struct WorkerAttribution {
 void attribute_loop_thread(WorkerAttribution& a,
                            uint64_t WorkerTimes::*off_cpu = &WorkerTimes::io_wait_ns);
 
-// Reads schedstat at the start and end of a worker's active interval and the clock with it.
+// Reads the calling thread's schedstat and CPU clock at the start and end of its active interval,
+// and the clock with them.
 class ActiveInterval {
  public:
-  // `pid` 0: the calling thread (own_schedstat); otherwise that process's main thread.
-  explicit ActiveInterval(int pid = 0);
+  ActiveInterval();
   // Closes the interval into `a` (active_ns, sched, sched_unavailable).
   void finish(WorkerAttribution& a) const;
 
  private:
-  int pid_;
   uint64_t t0_;
   std::optional<SchedStat> s0_;
-  static std::optional<SchedStat> read(int pid);
+  static std::optional<SchedStat> read();
 };
 
 // Relative tolerance on |unattributed| / wall (beyond the run-queue overlap described above).
