@@ -788,7 +788,11 @@ def section_why(res, out):
         row(q, wl, m, w)
     row(pp, "cpu.spin", "process_pool", 2, label="cpu.spin 64 KiB payload")
     for wl, m, w in (("cpu.spin", "cpython.threading", 2), ("io.sleep", "cpython.asyncio", 1),
-                     ("latency.echo_under_load", "cpython.threading", 2)):
+                     ("latency.echo_under_load", "cpython.threading", 2),
+                     ("cpu.spin", "cpython.process_pool", 2),
+                     ("cpu.spin", "cpython.process_threads", 2),
+                     ("cpu.spin", "cpython.asyncio_to_thread", 2),
+                     ("io.sleep", "cpython.gevent", 1)):
         row(cp, wl, m, w)
     out.append("")
     cells = [c for c in q["results"] if c["status"] == "ok" and "total" in c["attribution"]]
@@ -808,9 +812,18 @@ def section_why(res, out):
                f"most {pct(instr)} of worker time ({ic['workload']} under {ic['model']}@"
                f"{ic['workers']}: two CPU-clock and two clock reads per IO wait, two schedstat "
                f"reads per worker per batch, measured and reported per cell).")
-    out.append("- A process pool's totals include its parent, the dispatcher, whose wait in "
-               "poll() for results is IO wait; a thread's time before its first item (thread "
+    out.append("- The totals are the workers' time: a dispatcher (a process pool's parent, "
+               "multiprocessing's feeder and manager threads, asyncio_to_thread's loop) is "
+               "listed apart, in `dispatchers`. A thread's time before its first item (thread "
                "start, and for cpython.threading its first wait for the GIL) is idle.")
+    ppc = Suite(cp).cell("cpu.spin", "cpython.process_pool", 2)
+    if ppc and "total" in (ppc.get("attribution") or {}):
+        d = ppc["attribution"].get("dispatchers") or {}
+        out.append(f"- cpython.process_pool on cpu.spin at 2 workers: its worker processes spent "
+                   f"{pct(ppc['attribution']['total']['share']['serialize'])} of their time in "
+                   f"multiprocessing's loop (unpickling calls, pickling results), its "
+                   f"dispatchers {pct((d.get('share') or {}).get('idle'))} idle, waiting for "
+                   f"them.")
     out.append("- A real CPython does not time its GIL, so cpython.threading's GIL wait is "
                "inferred: a thread's time off the CPU outside its IO and idle waits (each cell "
                "says so in `attribution.notes`).")

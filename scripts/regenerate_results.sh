@@ -183,7 +183,8 @@ for s in "${steps[@]}"; do
       note "$runner" run --suite quick --repetitions 3 --overwrite --out results/why/quick.json
       note env PYTHONPATH="$PWD/build/python" "$py" -m concbench run \
         --workloads cpu.spin,io.sleep,latency.echo_under_load \
-        --models cpython.serial,cpython.threading,cpython.asyncio --workers 1,2 \
+        --models cpython.serial,cpython.threading,cpython.thread_pool,cpython.asyncio,cpython.asyncio_to_thread,cpython.gevent,cpython.process_pool,cpython.process_threads \
+        --workers 1,2 \
         --repetitions 3 --overwrite --out results/why/cpython.json
       # The convoy behind the GIL: one responder beside 1 and 2 CPU-bound threads.
       note "$runner" run --workloads latency.echo_under_load --models gil_threads \

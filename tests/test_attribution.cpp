@@ -111,6 +111,37 @@ TEST(Attribution, FairnessNamesTheStarvedWorkerAndLeavesTheParentOut) {
   EXPECT_EQ(s["dominant"], "cpu");
 }
 
+TEST(Attribution, TheTotalIsTheWorkersTimeAndDispatchersHaveTheirOwn) {
+  // Two workers on a CPU, and a dispatcher and a pool's helper thread that mostly wait for
+  // them: summed in, they would make the cell look idle.
+  std::vector<WorkerAttribution> ws(4);
+  for (int i = 0; i < 4; ++i) {
+    WorkerAttribution& w = ws[static_cast<size_t>(i)];
+    w.worker = i < 2 ? i : 1 - i;
+    w.active_ns = 1000;
+    w.kind = i < 2 ? "process" : "parent";
+    w.sched = i < 2 ? SchedStat{1000, 0, 1} : SchedStat{50, 0, 1};
+    w.times.idle_ns = i < 2 ? 0 : 950;
+    w.times.tasks = i < 2 ? 5 : 0;
+    w.tasks_known = i < 2;
+  }
+  ws[3].times.serialize_ns = 50;  // a feeder thread: all its CPU pickles
+  const json r = attribute_repetition(1000, ws, "");
+  const json s = summarize_attribution({&r});
+  EXPECT_EQ(s["workers"].size(), 4u);
+  EXPECT_EQ(s["total"]["wall_ns"], 2000);
+  EXPECT_EQ(s["total"]["parts_ns"]["cpu"], 2000);
+  EXPECT_EQ(s["dominant"], "cpu");
+  EXPECT_EQ(s["dispatchers"]["wall_ns"], 2000);
+  EXPECT_EQ(s["dispatchers"]["parts_ns"]["idle"], 1900);
+  EXPECT_EQ(s["dispatchers"]["parts_ns"]["serialize"], 50);
+  // A cell of dispatchers only (none of its entries does the work) is totalled as it is.
+  const json only = attribute_repetition(1000, {ws[2]}, "");
+  const json so = summarize_attribution({&only});
+  EXPECT_EQ(so["total"]["wall_ns"], 1000);
+  EXPECT_TRUE(so["dispatchers"].is_null());
+}
+
 TEST(Attribution, AModelWithoutOneSaysWhy) {
   const json r =
       attribute_repetition(1000, {}, "cancelled: the workers' records were not collected");

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "concbench/attribution.hpp"
 #include "concbench/foreign_python.hpp"
 #include "concbench/params.hpp"
 #include "model_helpers.hpp"
@@ -50,6 +52,20 @@ void verifies(const std::string& model, const char* workload,
     // The driver, and a pool's processes; a pool's chunks carry no per-task latency.
     ASSERT_EQ(r.worker_pids.size(), 1u + (pool ? static_cast<size_t>(workers) : 0u));
     if (!pool) EXPECT_NE(r.latency_ns[0], BatchResult::kNoSample);
+    // Where the driver's workers spent the batch: one record per worker (a pool's dispatcher
+    // too), each with its schedstat, and the parts adding up to the batch's wall time up to
+    // the run-queue overlap (a loaded machine moves time between parts, not out of the sum).
+    ASSERT_TRUE(r.attribution_unavailable.empty()) << r.attribution_unavailable;
+    const size_t single = model.ends_with(".asyncio") || model.ends_with(".serial");
+    EXPECT_EQ(r.attribution.size(), single ? 1u : static_cast<size_t>(workers) + (pool ? 1u : 0u));
+    const nlohmann::json a = attribute_repetition(r.span.wall_ns, r.attribution, "");
+    for (const auto& w : a["workers"]) {
+      ASSERT_FALSE(w.contains("sched_unavailable")) << w.dump();
+      const double un = std::abs(w["parts"]["unattributed"].get<double>());
+      EXPECT_LE(un, 0.1 * static_cast<double>(r.span.wall_ns) +
+                        w["parts"]["runqueue"].get<double>() + 2e6)
+          << w.dump();
+    }
   }
   m->teardown();
 }

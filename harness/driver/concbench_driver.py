@@ -19,8 +19,11 @@
 #                                                                      driver -> {"op": "ok"}
 #   runner -> {"op": "run", "key": K, "rounds": R, "nonce": "N", "stride": S}
 #   driver -> {"op": "result", "checksums": ["..."], "done": "0101..", "latency_ns": [...],
-#              "failures": [[k, reason]], "wall_ns", "cpu": [user_ns, sys_ns] or null}
-#             wall_ns is measured here, from handing out the first item to the last result.
+#              "failures": [[k, reason]], "wall_ns", "cpu": [user_ns, sys_ns] or null,
+#              "attribution": [{worker, kind, active_ns, run_ns, runqueue_ns, timeslices,
+#                               io_wait_ns, gil_wait_ns, idle_ns, io_waits, tasks, note}]}
+#             wall_ns is measured here, from handing out the first item to the last result;
+#             attribution is each worker's time in it (harness attribution.hpp, and below).
 #   runner -> {"op": "quit"}                                           (the driver exits 0)
 # Any message the driver cannot serve is answered {"op": "error", "reason": "..."}.
 # The steps mirror python_bindings/concbench/workloads.py (cpu.spin, io.sleep, overhead.noop);
@@ -94,6 +97,81 @@ class State(object):
 
 STATE = State()
 
+# --- attribution (harness attribution.hpp): where each worker's time went ---
+#
+# A worker thread reads its schedstat (/proc/thread-self/schedstat: run and run-queue ns, no root
+# needed) at the start and end of its part of the batch, and times its sleeps (the IO wait) into
+# its clock, a thread-local. What it spent off the CPU outside those is inferred: its GIL wait
+# where the interpreter has a GIL, idle (the batch's claim lock, the only other place it blocks)
+# where it has none; a loop's is its IO wait; a dispatcher's its wait for the workers.
+CLOCK = threading.local()
+GIL_ENABLED = None  # set by main() from gil_info()
+
+
+def read_schedstat(path="/proc/thread-self/schedstat"):
+    try:
+        with open(path) as f:
+            run, rq, slices = f.read().split()
+        return int(run), int(rq), int(slices)
+    except (IOError, OSError, ValueError):
+        return None
+
+
+def _thread_cpu_reader():
+    """The calling thread's CPU clock in ns, or None (Python 2.7, Jython): schedstat's run time
+    lags a running thread by up to a tick, so the clock is preferred where there is one."""
+    f = getattr(time, "thread_time_ns", None)  # 3.7+
+    if f is not None:
+        return f
+    g, cid = getattr(time, "clock_gettime", None), getattr(time, "CLOCK_THREAD_CPUTIME_ID", None)
+    if g is not None and cid is not None:
+        return lambda: int(g(cid) * 1e9)
+    return None
+
+
+thread_cpu_ns = _thread_cpu_reader()
+
+
+class WorkerClock(object):
+    def __init__(self, worker, kind="thread"):
+        self.worker, self.kind = worker, kind
+        self.io_wait_ns = 0
+        self.io_waits = 0
+        self.tasks = 0
+        self.s0 = read_schedstat()
+        self.c0 = thread_cpu_ns() if thread_cpu_ns else None
+        self.t0 = now_ns()
+        CLOCK.clock = self
+
+    def close(self):
+        active = now_ns() - self.t0
+        c1 = thread_cpu_ns() if thread_cpu_ns else None
+        s1 = read_schedstat()
+        CLOCK.clock = None
+        rec = {"worker": self.worker, "kind": self.kind, "active_ns": active,
+               "io_wait_ns": self.io_wait_ns, "io_waits": self.io_waits, "tasks": self.tasks,
+               "idle_ns": 0}
+        if self.s0 is None or s1 is None:
+            rec["sched_unavailable"] = "no /proc/thread-self/schedstat in this interpreter"
+            return rec
+        run = c1 - self.c0 if c1 is not None else s1[0] - self.s0[0]
+        rq = s1[1] - self.s0[1]
+        rec.update(run_ns=run, runqueue_ns=rq, timeslices=s1[2] - self.s0[2])
+        off = max(0, active - run - rq - self.io_wait_ns)
+        if self.kind == "loop":
+            rec["io_wait_ns"] += off
+        elif self.kind == "parent":
+            rec["idle_ns"] = off
+        elif GIL_ENABLED:
+            rec["gil_wait_ns"] = off
+            rec["note"] = ("gil_wait inferred: the thread's time off the CPU outside its sleeps "
+                           "(the interpreter does not time its GIL)")
+        else:
+            rec["idle_ns"] = off
+            rec["note"] = ("no GIL: the thread's time off the CPU outside its sleeps is its wait "
+                           "for the batch's claim lock (idle)")
+        return rec
+
 
 def spin(units, seed):
     x = seed
@@ -106,6 +184,8 @@ def spin(units, seed):
 
 
 def sleep_ns(duration_ns):
+    clk = getattr(CLOCK, "clock", None)
+    c0 = thread_cpu_ns() if clk is not None and thread_cpu_ns else 0
     start = now_ns()
     deadline = start + duration_ns
     now = start
@@ -114,6 +194,10 @@ def sleep_ns(duration_ns):
             raise Cancelled("cancelled")
         time.sleep(min(WAIT_SLICE_S, (deadline - now) / 1e9))
         now = now_ns()
+    if clk is not None:  # its time off the CPU (without a CPU clock: all of it)
+        cpu = thread_cpu_ns() - c0 if thread_cpu_ns else 0
+        clk.io_wait_ns += max(0, now - start - cpu)
+        clk.io_waits += 1
     return duration_ns if now - start >= duration_ns else 0
 
 
@@ -148,6 +232,7 @@ class Batch(object):
         self.done = [0] * self.items
         self.latency = [-1] * ((self.items + stride - 1) // stride)
         self.failures = []
+        self.attribution = []
 
     def claim(self):
         with self.lock:
@@ -174,12 +259,19 @@ class Batch(object):
         if sampled:
             self.latency[k // self.stride] = now_ns() - t0
 
-    def drain(self):
-        while True:
-            k = self.claim()
-            if k < 0:
-                return
-            self.run_item(k)
+    def drain(self, worker=0):
+        clk = WorkerClock(worker)
+        try:
+            while True:
+                k = self.claim()
+                if k < 0:
+                    return
+                self.run_item(k)
+                clk.tasks += 1
+        finally:
+            rec = clk.close()
+            with self.lock:
+                self.attribution.append(rec)
 
 
 class Serial(object):
@@ -214,7 +306,7 @@ class Threading(object):
             if b is None:
                 return
             try:
-                b.drain()
+                b.drain(i)
             finally:
                 self.finished.release()
 
@@ -249,14 +341,22 @@ except (AttributeError, ValueError, OSError):
     CLK_TCK = None
 
 
+class _ChunkClock(object):
+    def __init__(self):
+        self.io_wait_ns = self.io_waits = 0
+
+
 def _run_chunk(chunk):
+    """(pid, its sleeps' ns, the results) of one chunk in a pool worker."""
     out = []
+    clk = CLOCK.clock = _ChunkClock()
     for k, task, nonce in chunk:
         try:
             out.append((k, True, execute(task, nonce)))
         except Exception as e:
             out.append((k, False, "%s: %s" % (type(e).__name__, e)))
-    return out
+    CLOCK.clock = None
+    return os.getpid(), clk.io_wait_ns, out
 
 
 def _ping(_):
@@ -296,13 +396,39 @@ class ProcessPool(object):
         chunks = [[(k, batch.tasks[k % n], round_nonce(batch.nonce, k // n))
                    for k in range(i, min(batch.items, i + size))]
                   for i in range(0, batch.items, size)]
-        for part in self.pool.imap_unordered(_run_chunk, chunks):
+        # Each worker process read from outside (its schedstat): run and run-queue time, its
+        # sleeps from its chunks; the rest of its time off the CPU is idle, waiting for a chunk.
+        # Its CPU includes multiprocessing's pickling (not told apart). This thread dispatches.
+        s0 = dict((pid, read_schedstat("/proc/%d/task/%d/schedstat" % (pid, pid)))
+                  for pid in self.pids)
+        inside = dict((pid, [0, 0]) for pid in self.pids)  # tasks, sleeps' ns
+        clk = WorkerClock(-1, "parent")
+        t0 = now_ns()
+        for pid, io_ns, part in self.pool.imap_unordered(_run_chunk, chunks):
+            if pid in inside:
+                inside[pid][0] += len(part)
+                inside[pid][1] += io_ns
             for k, ok, v in part:
                 if ok:
                     batch.checksums[k] = v
                     batch.done[k] = 1
                 else:
                     batch.failures.append([k, v])
+        wall = now_ns() - t0
+        batch.attribution.append(clk.close())
+        for i, pid in enumerate(self.pids):
+            s1 = read_schedstat("/proc/%d/task/%d/schedstat" % (pid, pid))
+            rec = {"worker": i, "kind": "process", "active_ns": wall, "tasks": inside[pid][0],
+                   "io_wait_ns": inside[pid][1], "io_waits": inside[pid][0],
+                   "note": "a pool process, read from outside: its CPU includes "
+                           "multiprocessing's pickling; idle is its wait for a chunk"}
+            if s0[pid] is None or s1 is None:
+                rec["sched_unavailable"] = "no schedstat for pool process %d" % pid
+            else:
+                run, rq = s1[0] - s0[pid][0], s1[1] - s0[pid][1]
+                rec.update(run_ns=run, runqueue_ns=rq, timeslices=s1[2] - s0[pid][2],
+                           idle_ns=max(0, wall - run - rq - inside[pid][1]))
+            batch.attribution.append(rec)
 
     def close(self):
         self.pool.terminate()
@@ -350,7 +476,13 @@ class Asyncio(object):
         self.loop = asyncio.new_event_loop()
 
     def run(self, batch):
-        self.loop.run_until_complete(self._batch(batch))
+        clk = WorkerClock(0, "loop")
+        try:
+            self.loop.run_until_complete(self._batch(batch))
+        finally:
+            rec = clk.close()
+            rec["tasks"] = sum(batch.done)
+            batch.attribution.append(rec)
 
     async def _batch(self, b):
         n = len(b.tasks)
@@ -452,7 +584,9 @@ def main():
         out.write(json.dumps(obj, separators=(",", ":")) + "\n")
         out.flush()
 
+    global GIL_ENABLED
     fault = os.environ.get("CONCBENCH_DRIVER_FAULT", "")
+    GIL_ENABLED = gil_info()[1]
     send(hello())
     model = None
     tasks = {}
@@ -515,6 +649,7 @@ def main():
                     "wall_ns": wall,
                     "cpu": cpu,
                     "pids": pids,
+                    "attribution": b.attribution,
                 })
             else:
                 send({"op": "error", "reason": "unknown op %r" % (op,)})

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "concbench/attribution.hpp"
 #include "concbench/kernels.hpp"
 #include "concbench/model.hpp"
 #include "concbench/params.hpp"
@@ -346,6 +347,11 @@ class ForeignPython final : public Model {
         r.has_child_cpu = true;
         cpu_from = "/proc/PID/stat around the round trip (clock ticks)";
       }
+      // Where each of the driver's workers spent the batch, as the driver reports it.
+      if (auto it = res.find("attribution"); it != res.end() && it->is_array() && !it->empty())
+        for (const auto& w : *it) r.attribution.push_back(worker_attribution_from_json(w));
+      else
+        r.attribution_unavailable = "the driver reported no attribution (an older driver)";
       r.worker_pids = {pid};
       // A pool's worker processes, alive until teardown: the runner reads their memory too.
       if (auto it = res.find("pids"); it != res.end() && it->is_array())

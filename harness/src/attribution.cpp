@@ -57,6 +57,32 @@ void attribute_loop_thread(WorkerAttribution& a, uint64_t WorkerTimes::*off_cpu)
   a.times.*off_cpu = a.active_ns > on ? a.active_ns - on : 0;
 }
 
+WorkerAttribution worker_attribution_from_json(const nlohmann::json& w) {
+  WorkerAttribution a;
+  a.worker = w.value("worker", 0);
+  a.kind = w.value("kind", std::string("thread"));
+  a.active_ns = w.value("active_ns", uint64_t{0});
+  a.times.io_wait_ns = w.value("io_wait_ns", uint64_t{0});
+  a.times.idle_ns = w.value("idle_ns", uint64_t{0});
+  a.times.gil_wait_ns = w.value("gil_wait_ns", uint64_t{0});
+  a.times.loop_lag_ns = w.value("loop_lag_ns", uint64_t{0});
+  a.times.serialize_ns = w.value("serialize_ns", uint64_t{0});
+  a.times.deserialize_ns = w.value("deserialize_ns", uint64_t{0});
+  a.times.io_waits = w.value("io_waits", uint64_t{0});
+  a.times.tasks = w.value("tasks", uint64_t{0});
+  // A dispatcher runs no task of its own; a worker may not count its tasks (a user function
+  // submitted as it is, with no wrapper around it).
+  a.tasks_known = w.value("tasks_known", a.kind != "parent");
+  a.note = w.value("note", std::string());
+  a.wait_timing_cost_ns = w.value("wait_timing_cost_ns", 0.0);
+  if (w.contains("run_ns"))
+    a.sched = SchedStat{w["run_ns"].get<uint64_t>(), w.value("runqueue_ns", uint64_t{0}),
+                        w.value("timeslices", uint64_t{0})};
+  else
+    a.sched_unavailable = w.value("sched_unavailable", std::string("no schedstat reported"));
+  return a;
+}
+
 const std::vector<std::string>& attribution_parts() {
   static const std::vector<std::string> parts = {
       "cpu", "runqueue", "gil_wait", "io_wait", "serialize", "deserialize", "idle", "unattributed"};
@@ -258,8 +284,14 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
     return std::make_pair(ns, share);
   };
   json workers = json::array();
-  std::map<std::string, std::optional<double>> total;
-  for (const auto& p : parts) total[p] = 0.0;
+  // `total` is the workers' time: a dispatcher (kind "parent": the thread that submits and
+  // collects, a pool's helper threads) mostly waits for the workers, and summed in it would make
+  // every pooled cell look idle or blocked. Dispatchers have a total of their own beside.
+  bool any_worker = false;
+  for (const auto& [id, a] : acc) any_worker = any_worker || a.kind != "parent";
+  std::map<std::string, std::optional<double>> total, disp;
+  for (const auto& p : parts) total[p] = disp[p] = 0.0;
+  double disp_wall = 0;
   double total_wall = 0, total_hold = 0, total_lag = 0, total_instrument = 0, total_rq_in_waits = 0;
   std::vector<double> tasks, cpu, wait;
   bool have_cpu = true;
@@ -275,18 +307,20 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
                         {{"gil_hold", a.gil_hold},
                          {"loop_lag", a.loop_lag},
                          {"runqueue_in_waits", a.rq_in_waits}}}});
-    total_wall += a.wall;
-    total_hold += a.gil_hold;
-    total_lag += a.loop_lag;
     total_instrument += a.instrument;
-    total_rq_in_waits += a.rq_in_waits;
+    const bool dispatcher = a.kind == "parent" && any_worker;
+    auto& sum = dispatcher ? disp : total;
+    (dispatcher ? disp_wall : total_wall) += a.wall;
     for (const auto& p : parts) {
-      if (!a.parts.at(p) || !total[p])
-        total[p].reset();
+      if (!a.parts.at(p) || !sum[p])
+        sum[p].reset();
       else
-        *total[p] += *a.parts.at(p);
+        *sum[p] += *a.parts.at(p);
     }
     if (a.kind == "parent") continue;  // a dispatcher, not a worker: no fairness among it
+    total_hold += a.gil_hold;
+    total_lag += a.loop_lag;
+    total_rq_in_waits += a.rq_in_waits;
     if (a.tasks_known) tasks.push_back(a.tasks);
     if (a.parts.at("cpu")) {
       cpu.push_back(*a.parts.at("cpu") + *a.parts.at("serialize") + *a.parts.at("deserialize"));
@@ -296,6 +330,11 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
     wait.push_back(*a.parts.at("gil_wait") + a.parts.at("runqueue").value_or(0.0));
   }
   auto [tns, tshare] = parts_json(total, total_wall);
+  json dispatchers = nullptr;
+  if (disp_wall > 0) {
+    auto [dns, dshare] = parts_json(disp, disp_wall);
+    dispatchers = {{"wall_ns", std::llround(disp_wall)}, {"parts_ns", dns}, {"share", dshare}};
+  }
   // The dominant part: the largest share, unattributed included (a figure it dominates is one
   // this attribution does not explain, and the reader should hear so).
   std::string dominant;
@@ -325,6 +364,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
   return {{"repetitions", used},
           {"workers", workers},
           {"total", {{"wall_ns", std::llround(total_wall)}, {"parts_ns", tns}, {"share", tshare}}},
+          {"dispatchers", dispatchers},
           {"beside_ns",
            {{"gil_hold", total_hold},
             {"loop_lag", total_lag},
@@ -338,7 +378,8 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
           {"schedstat_read_cost_ns", schedstat_read_cost_ns()},
           {"io_wait_timing_cost_ns", io_wait_timing_cost_ns()},
           // The timing's estimated cost as a share of worker time: what the parts cost to know.
-          {"instrument_share", total_wall > 0 ? total_instrument / total_wall : 0.0},
+          {"instrument_share",
+           total_wall + disp_wall > 0 ? total_instrument / (total_wall + disp_wall) : 0.0},
           {"fairness", fairness},
           {"notes", notes}};
 }

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "concbench/attribution.hpp"
 #include "concbench/counters.hpp"
 #include "concbench/kernels.hpp"
 
@@ -104,27 +105,6 @@ class PyModel final : public Model {
   void cancel() override { flag_->cancel(); }
 
  private:
-  static WorkerAttribution attribution_of(const nlohmann::json& w) {
-    WorkerAttribution a;
-    a.worker = w.value("worker", 0);
-    a.kind = w.value("kind", std::string("thread"));
-    a.active_ns = w.value("active_ns", uint64_t{0});
-    a.times.io_wait_ns = w.value("io_wait_ns", uint64_t{0});
-    a.times.idle_ns = w.value("idle_ns", uint64_t{0});
-    a.times.gil_wait_ns = w.value("gil_wait_ns", uint64_t{0});
-    a.times.loop_lag_ns = w.value("loop_lag_ns", uint64_t{0});
-    a.times.io_waits = w.value("io_waits", uint64_t{0});
-    a.times.tasks = w.value("tasks", uint64_t{0});
-    a.note = w.value("note", std::string());
-    a.wait_timing_cost_ns = w.value("wait_timing_cost_ns", 0.0);
-    if (w.contains("run_ns"))
-      a.sched = SchedStat{w["run_ns"].get<uint64_t>(), w["runqueue_ns"].get<uint64_t>(),
-                          w.value("timeslices", uint64_t{0})};
-    else
-      a.sched_unavailable = w.value("sched_unavailable", std::string("no schedstat"));
-    return a;
-  }
-
   static void convert(const py::tuple& r, BatchResult& out) {
     if (r.size() != 10) throw std::runtime_error("model run() must return a 10-tuple");
     const auto checksums = r[0].cast<std::vector<uint64_t>>();
@@ -150,13 +130,16 @@ class PyModel final : public Model {
     // Where each worker's time went (models/base.py: WorkerClock), or why there is nothing.
     if (auto it = out.model_metrics.find("attribution"); it != out.model_metrics.end()) {
       if (it->is_array())
-        for (const auto& w : *it) out.attribution.push_back(attribution_of(w));
+        for (const auto& w : *it) out.attribution.push_back(worker_attribution_from_json(w));
       out.model_metrics.erase(it);
+    } else if (auto u = out.model_metrics.find("attribution_unavailable");
+               u != out.model_metrics.end() && u->is_string()) {
+      out.attribution_unavailable = u->get<std::string>();
+      out.model_metrics.erase(u);
     } else {
       out.attribution_unavailable =
-          "not attributed: this model's workers keep no WorkerClock (the workers of "
-          "cpython.process_pool, process_threads, interpreters and gevent run in other processes "
-          "or interpreters, whose clocks are not collected)";
+          "not attributed: the model returned no attribution records (models/base.py: "
+          "WorkerClock, OutsideClock)";
     }
     out.observations.shared_counter = r[5].cast<uint64_t>();
     out.observations.rtt_ns = r[6].cast<std::vector<uint64_t>>();

@@ -63,11 +63,53 @@ def test_a_pool_threads_wait_for_work_is_idle_and_the_parts_add_up():
     assert sleep["dominant"] == "io_wait", sleep
 
 
-def test_a_model_without_a_clock_says_why():
-    r = concbench.run(dict(FAST, workloads=["cpu.spin"], models=["cpython.process_pool"],
+def _adds_up(key, a):
+    assert "unavailable" not in a, (key, a)
+    for w in a["workers"]:
+        p = w["parts_ns"]
+        assert p["cpu"] is not None, (key, w)
+        assert abs(p["unattributed"]) <= 0.1 * w["wall_ns"] + p["runqueue"], (key, w)
+
+
+def test_pools_of_processes_and_executor_threads_are_attributed_and_add_up():
+    from concbench import models
+    names = [m for m in ("cpython.process_pool", "cpython.process_threads",
+                         "cpython.asyncio_to_thread", "cpython.gevent") if m in models.names()]
+    r = concbench.run(dict(FAST, workloads=["cpu.spin", "io.sleep"], models=names,
                            workers=[2]))
+    cells = _cells(r)
+    for key, c in cells.items():
+        a = c["attribution"]
+        _adds_up(key, a)
+        kinds = {w["kind"] for w in a["workers"]}
+        if key[1] != "cpython.gevent":
+            # The thread that submits and collects, and the pool's own helper threads, are
+            # dispatchers: listed, totalled apart, and not in the workers' total.
+            assert "parent" in kinds and a["dispatchers"]["wall_ns"] > 0, (key, kinds)
+        want = {"cpython.process_pool": "process", "cpython.process_threads": "thread",
+                "cpython.asyncio_to_thread": "thread", "cpython.gevent": "loop"}[key[1]]
+        assert want in kinds, (key, kinds)
+        workers = [w for w in a["workers"] if w["kind"] != "parent"]
+        # Every task of the attributed repetitions, counted by the worker that ran it.
+        done = sum(w["tasks"] for w in workers)
+        assert done == sum(rep["tasks"] for rep in c["repetitions"]), (key, done)
+        if key[0] == "io.sleep":
+            assert a["dominant"] == "io_wait", (key, a["total"])
+        else:
+            # On a CPU, at most a half where process_threads runs 2 threads per process behind
+            # one GIL each; how the rest splits depends on the machine's load.
+            assert a["total"]["share"]["cpu"] > 0.2, (key, a["total"])
+
+
+def test_a_process_pool_with_a_large_payload_shows_its_serialization():
+    r = concbench.run(dict(FAST, workloads=["overhead.noop"], models=["cpython.process_pool"],
+                           workers=[2], params={"payload_bytes": "1000000", "tasks": "8"}))
     a = r["results"][0]["attribution"]
-    assert "WorkerClock" in a["unavailable"], a
+    _adds_up("noop", a)
+    ser = a["total"]["share"]["serialize"]
+    assert ser > 0.02, a["total"]
+    feeder = [w for w in a["workers"] if w["worker"] == -3]
+    assert feeder and feeder[0]["parts_ns"]["serialize"] > 0, a["workers"]
 
 
 def test_run_writes_a_trace_with_a_track_per_thread(tmp_path):

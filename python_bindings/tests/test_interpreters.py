@@ -90,6 +90,7 @@ CHECK = textwrap.dedent('''
     out["cells"] = [(c["workload"], c["workers"], c["status"], c["error"],
                      c["repetitions"][0]["model_metrics"] if c["repetitions"] else None)
                     for c in cells]
+    out["attribution"] = [(c["workload"], c["workers"], c["attribution"]) for c in cells]
     # The runner's timeout reaches tasks running inside the interpreters (their control queue).
     cells = run(["cpython.interpreters"], [2], workloads=["io.sleep"], timeout=0.5,
                 params={"tasks": "4", "sleep_us": "3000000"})
@@ -146,6 +147,19 @@ def test_every_workload_verifies_and_cpu_spin_scales(version, api):
         assert len(mm["startup_ns"]) == n and min(mm["startup_ns"]) > 0
         assert mm["crossing"]["bytes_in"] > 0 and mm["crossing"]["bytes_out"] > 0
         assert mm["api"] == api
+    # Each interpreter's thread, read from outside, and the caller that feeds them: the parts
+    # add up, and each interpreter unmarshals what it is sent.
+    for w, n, a in out["attribution"]:
+        assert "unavailable" not in a, (w, n, a)
+        kinds = [x["kind"] for x in a["workers"]]
+        assert kinds.count("interpreter") == n and kinds.count("parent") == 1, (w, n, kinds)
+        for x in a["workers"]:
+            p = x["parts_ns"]
+            assert abs(p["unattributed"]) <= 0.1 * x["wall_ns"] + p["runqueue"], (w, n, x)
+            if x["kind"] == "interpreter":
+                assert x["tasks"] > 0 and p["deserialize"] > 0, (w, n, x)
+        if w == "io.sleep":
+            assert a["dominant"] == "io_wait", (w, a["total"])
     assert "cannot run under the selected models" in out["bench"]
     ((status, error),) = out["timeout"]
     assert status == "timed_out" and "abandoned" not in error, error

@@ -76,6 +76,14 @@ struct WorkerAttribution {
   double wait_timing_cost_ns = 0;  // what timing one wait costs this worker; 0: the C++ figure
 };
 
+// A worker's record as another process or interpreter reports it (the cpython.* models'
+// WorkerClock and OutsideClock, the py:* driver): {worker, kind, active_ns, run_ns, runqueue_ns,
+// timeslices, io_wait_ns, idle_ns, gil_wait_ns, loop_lag_ns, serialize_ns, deserialize_ns,
+// io_waits, tasks, tasks_known, note, wait_timing_cost_ns, sched_unavailable}; absent numbers
+// are 0, and without run_ns the schedstat part is unavailable with the record's reason.
+// Throws nlohmann::json::exception on a field of the wrong type.
+WorkerAttribution worker_attribution_from_json(const nlohmann::json& w);
+
 // For a thread that runs an event loop. A loop blocks only in epoll_wait (on IO, on a timer,
 // or on its queue), so the time its thread spent off the CPU in the active interval is its IO
 // wait: the kernel's figure (active less run and run-queue time), not the clock's, which

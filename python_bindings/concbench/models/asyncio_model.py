@@ -70,6 +70,16 @@ class AsyncioModel(PyModel):
             return calls[k % n]()
         return run_inline
 
+    # The loop thread's attribution: worker 0, a loop, whose time off the CPU is its IO wait.
+    LOOP_CLOCK = (0, "loop")
+
+    def open_worker_clocks(self):
+        """Before the timed region: clocks on threads the loop hands work to (none here)."""
+
+    def worker_records(self, res):
+        """After it: their attribution records."""
+        return []
+
     def metrics(self):
         sync = self.user is not None and self.user.async_fn is None
         return {"runs": "fn called on the loop (blocking it)" if sync else
@@ -129,8 +139,9 @@ class AsyncioModel(PyModel):
                     return
                 await asyncio.sleep(wl.WAIT_SLICE_S)
 
+        self.open_worker_clocks()
         res.begin_work()
-        clk = WorkerClock(0, kind="loop")
+        clk = WorkerClock(*self.LOOP_CLOCK)
         mon = loop.create_task(monitor())
         work = asyncio.ensure_future(asyncio.gather(*(lane(i) for i in range(lanes))))
         dog = loop.create_task(watchdog(work))
@@ -150,7 +161,8 @@ class AsyncioModel(PyModel):
             "max_inflight": lanes,
             "loop_lag": {"samples": len(lags), "p50_ns": _percentile(lags, 50),
                          "p99_ns": _percentile(lags, 99), "max_ns": lags[-1] if lags else 0},
-            "attribution": [dict(clk.record, tasks=sum(res.done), loop_lag_ns=sum(lags))],
+            "attribution": [dict(clk.record, tasks=sum(res.done), loop_lag_ns=sum(lags))]
+            + self.worker_records(res),
         }
         metrics.update(self.metrics())
         return res.as_tuple(self.finish(res, tasks, metrics), st.observations())

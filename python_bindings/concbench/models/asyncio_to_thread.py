@@ -7,10 +7,12 @@ and, in Python code, for the GIL."""
 import asyncio
 import concurrent.futures
 import functools
+import itertools
 import threading
 
 from .. import workloads as wl
 from .asyncio_model import AsyncioModel
+from .base import PoolClocks
 
 
 def _to_thread(loop, fn):
@@ -34,19 +36,41 @@ class AsyncioToThread(AsyncioModel):
         # Start every thread now, outside the measured batches.
         barrier = threading.Barrier(workers)
         list(self.executor.map(lambda _: barrier.wait(), range(workers)))
+        self.local = threading.local()
+        self.indexes = itertools.count()
+        self.clocks = PoolClocks(self.executor, workers, self._thread_index)
+
+    def _thread_index(self):
+        w = getattr(self.local, "w", None)
+        if w is None:
+            w = self.local.w = next(self.indexes)  # the GIL makes next() atomic
+        return w
+
+    # The loop hands each task to the executor and awaits it: a dispatcher, whose time off the
+    # CPU is its wait for results (idle); the executor's threads are the workers.
+    LOOP_CLOCK = (-1, "parent")
+
+    def open_worker_clocks(self):
+        self.clocks.open()
+
+    def worker_records(self, res):
+        return self.clocks.close(res.begin_ns(), res.span[0])
 
     def item_runner(self, loop, tasks, st, res):
         n = len(tasks)
         if self.user is None:
+            execute = self.clocks.wrap(wl.execute)
+
             async def run_steps(k, lane):
                 # The task's steps, blocking, on an executor thread (lane picks its sockets).
                 return await _to_thread(loop, functools.partial(
-                    wl.execute, tasks[k % n], lane, st, res.nonce(k)))
+                    execute, tasks[k % n], lane, st, res.nonce(k)))
             return run_steps
         calls = self.user_calls(tasks)
+        call = self.clocks.wrap(lambda f: f())
 
         async def run_call(k, lane):
-            return await _to_thread(loop, calls[k % n])
+            return await _to_thread(loop, functools.partial(call, calls[k % n]))
         return run_call
 
     def metrics(self):

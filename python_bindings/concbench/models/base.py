@@ -17,6 +17,7 @@ workload's predictions, which the model never sees.
 
 import json
 import resource
+import threading
 import time
 
 from .. import _concbench as _c
@@ -51,6 +52,58 @@ def _wait_timing_cost_ns():
 _WAIT_COST_NS = _wait_timing_cost_ns()
 
 
+def task_schedstat(pid, tid=None):
+    """(run ns, run-queue ns, timeslices) of thread `tid` of process `pid` (its main thread when
+    tid is None), read from outside it; None where it cannot be read (gone, no schedstat). The
+    run time lags a thread on a CPU by up to a tick, so it is read of threads that are waiting."""
+    try:
+        with open("/proc/%d/task/%d/schedstat" % (pid, pid if tid is None else tid), "rb") as f:
+            run, rq, slices = f.read().split()
+        return int(run), int(rq), int(slices)
+    except (OSError, ValueError):
+        return None
+
+
+class OutsideClock:
+    """Threads that keep no clock of their own (a pool's worker processes, multiprocessing's
+    feeder and manager threads, a subinterpreter's thread), read from outside through their
+    schedstat just before the timed region and just after it, while they wait: their run and
+    run-queue time over the batch. What each did off the CPU is said by its model: `off` names
+    the part (idle for a thread that waits for work, io_wait for a loop), and the model adds the
+    waits and the serializing it timed inside the thread."""
+
+    def __init__(self, threads):
+        # threads: (worker, kind, pid, tid or None, note)
+        self.threads = list(threads)
+        self.s0 = [task_schedstat(pid, tid) for _, _, pid, tid, _ in self.threads]
+
+    def close(self, active_ns, inside=None, off="idle"):
+        """One record per thread, in WorkerClock's form. inside[i], where given, is a dict of
+        what thread i timed itself (io_wait_ns, io_waits, tasks, serialize_ns, deserialize_ns,
+        gil_wait_ns); its time off the CPU outside those goes to `off`."""
+        out = []
+        for i, ((worker, kind, pid, tid, note), s0) in enumerate(zip(self.threads, self.s0)):
+            s1 = task_schedstat(pid, tid)
+            rec = {"worker": worker, "kind": kind, "active_ns": active_ns, "io_wait_ns": 0,
+                   "idle_ns": 0, "io_waits": 0, "tasks": 0, "wait_timing_cost_ns": _WAIT_COST_NS}
+            if inside and inside[i]:
+                rec.update(inside[i])
+            if note:
+                rec["note"] = note
+            if s0 is None or s1 is None:
+                rec["sched_unavailable"] = ("no schedstat for %s %d%s" % (
+                    "process" if tid is None else "thread", pid if tid is None else tid,
+                    "" if s1 is not None else " (it exited or cannot be read)"))
+            else:
+                run, rq = max(0, s1[0] - s0[0]), max(0, s1[1] - s0[1])
+                rec.update(run_ns=run, runqueue_ns=rq, timeslices=max(0, s1[2] - s0[2]))
+                waited = sum(rec.get(k, 0) for k in ("io_wait_ns", "idle_ns", "gil_wait_ns"))
+                # The serializing is on the CPU: inside run, not beside it.
+                rec[off + "_ns"] = rec.get(off + "_ns", 0) + max(0, active_ns - run - rq - waited)
+            out.append(rec)
+        return out
+
+
 class WorkerClock:
     """One worker thread's attribution (harness attribution.hpp), opened and closed on the thread
     itself around its work in the batch: its CPU time (time.thread_time_ns), run-queue delay
@@ -58,26 +111,35 @@ class WorkerClock:
     workloads.clock), and tasks. CPython says nothing of its GIL, so a thread's remaining time
     off the CPU is inferred to be its GIL wait (or a lock's: the claim lock of cpython.threading);
     for an event loop's thread (kind "loop") it is its IO wait, as a loop blocks only in its
-    selector. The record goes to the runner in model_metrics["attribution"]."""
+    selector; for a dispatcher (kind "parent": the thread that submits and collects) it is idle,
+    its wait for the workers. Its serialize_ns and deserialize_ns are what the model timed on it
+    (CPU time, inside its run time). The record goes to the runner in
+    model_metrics["attribution"]."""
 
-    def __init__(self, worker, kind="thread"):
-        self.worker, self.kind = worker, kind
+    def __init__(self, worker, kind="thread", attach=True):
+        # attach=False: the thread's steps do not time their waits into it (greenlets of one
+        # thread would time overlapping waits).
+        self.worker, self.kind, self.attach = worker, kind, attach
         self.io_wait_ns = self.idle_ns = self.io_waits = self.tasks = 0
+        self.serialize_ns = self.deserialize_ns = 0
         self.s0 = _schedstat()
         self.c0 = time.thread_time_ns()
         self.t0 = time.monotonic_ns()
-        wl.clock.clock = self
+        if attach:
+            wl.clock.clock = self
         self.record = None
 
     def close(self):
         t1 = time.monotonic_ns()
         c1 = time.thread_time_ns()
         s1 = _schedstat()
-        wl.clock.clock = None
+        if self.attach:
+            wl.clock.clock = None
         active = t1 - self.t0
         rec = {"worker": self.worker, "kind": self.kind, "active_ns": active,
                "io_wait_ns": self.io_wait_ns, "idle_ns": self.idle_ns, "io_waits": self.io_waits,
-               "tasks": self.tasks, "wait_timing_cost_ns": _WAIT_COST_NS}
+               "tasks": self.tasks, "wait_timing_cost_ns": _WAIT_COST_NS,
+               "serialize_ns": self.serialize_ns, "deserialize_ns": self.deserialize_ns}
         if self.s0 is None or s1 is None:
             rec["sched_unavailable"] = "no /proc/thread-self/schedstat"
         else:
@@ -86,6 +148,10 @@ class WorkerClock:
             off = max(0, active - run - rq - self.io_wait_ns - self.idle_ns)
             if self.kind == "loop":
                 rec["io_wait_ns"] += off
+            elif self.kind == "parent":
+                rec["idle_ns"] += off
+                rec["note"] = ("a dispatcher's time off the CPU is idle: its wait for the "
+                               "workers (in CPython its waits for the GIL too, not told apart)")
             else:
                 rec["gil_wait_ns"] = off
                 rec["note"] = ("gil_wait inferred: the thread's time off the CPU outside its IO "
@@ -104,6 +170,67 @@ class WorkerClock:
         over = max(0, lo - self.t0) + max(0, self.t1 - hi)
         rec["active_ns"] = max(0, rec["active_ns"] - over)
         rec["idle_ns"] = max(0, rec["idle_ns"] - over)
+
+
+class PoolClocks:
+    """A WorkerClock on each thread of a concurrent.futures.ThreadPoolExecutor, opened and closed
+    on the thread itself by one job per thread (a barrier keeps them on distinct threads), just
+    outside the timed region. A thread's time between items, waiting on the executor's queue, is
+    its idle time: timed per item by wrap() (two clock and two CPU-clock reads, counted in the
+    cell's instrument cost as an IO wait's)."""
+
+    def __init__(self, executor, threads, index):
+        # index(): the calling pool thread's worker number
+        self.executor, self.threads, self.index = executor, threads, index
+        self.clocks = []
+        self.lock = threading.Lock()
+        self.barrier = threading.Barrier(threads)
+
+    def _open(self, _):
+        clk = WorkerClock(self.index())
+        clk.gap_from = (time.monotonic_ns(), time.thread_time_ns())
+        with self.lock:
+            self.clocks.append(clk)
+        self.barrier.wait()
+
+    def _close(self, _):
+        clk = wl.clock.clock
+        _idle_gap(clk)  # after its last item: waiting for work that did not come
+        self.barrier.wait()
+        if clk is not None:
+            clk.close()
+
+    def open(self):
+        self.clocks = []
+        list(self.executor.map(self._open, range(self.threads)))
+
+    @staticmethod
+    def wrap(fn):
+        """fn, with the time since the thread's previous item counted as idle, and the item."""
+        def item(*args):
+            clk = wl.clock.clock
+            _idle_gap(clk)
+            try:
+                return fn(*args)
+            finally:
+                if clk is not None:
+                    clk.gap_from = (time.monotonic_ns(), time.thread_time_ns())
+                    clk.tasks += 1
+        return item
+
+    def close(self, begin, wall):
+        """The records, after the timed region [begin, begin + wall]."""
+        list(self.executor.map(self._close, range(self.threads)))
+        for clk in self.clocks:  # opened before the timed region and closed after it
+            clk.clip(begin, begin + wall)
+        return [c.record for c in self.clocks if c.record]
+
+
+def _idle_gap(clk):
+    if clk is not None:
+        t0, c0 = clk.gap_from
+        clk.idle_ns += max(0, (time.monotonic_ns() - t0) - (time.thread_time_ns() - c0))
+        clk.io_waits += 1  # two clock and two CPU-clock reads, as an IO wait costs
 
 
 def param_integer(name, help, default, lo, hi):

@@ -36,7 +36,7 @@ from .. import _concbench as _c
 from .. import user_workload as uw
 from .. import workloads as wl
 from .asyncio_model import _percentile
-from .base import PyModel, Results, param_choice, param_integer
+from .base import PyModel, Results, WorkerClock, param_choice, param_integer
 
 try:
     import gevent
@@ -191,14 +191,19 @@ def _child_main(conn):
                 lags.append(max(0, time.perf_counter_ns() - t0 - int(LAG_INTERVAL_S * 1e9)))
 
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        # The hub's thread is the worker: its time off the CPU is its IO wait. Not attached:
+        # the lanes' blocking steps, greenlets of this thread, would time overlapping waits.
+        clk = WorkerClock(0, kind="loop", attach=False)
         mon = g.spawn(monitor)
         g.joinall([g.spawn(lane, i) for i in range(lanes)])
         stop[0] = True
         mon.join()
+        rec = clk.close()
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (int((ru1.ru_utime - ru0.ru_utime) * 1e9), int((ru1.ru_stime - ru0.ru_stime) * 1e9))
+        rec.update(tasks=sum(res.done), loop_lag_ns=sum(lags))
         conn.send((res.checksums, bytes(res.done), res.latency_ns, res.failures, lanes,
-                   _lag_stats(lags), st.observations(), cpu))
+                   _lag_stats(lags), st.observations(), cpu, rec))
 
 
 class GeventModel(PyModel):
@@ -269,26 +274,36 @@ class GeventModel(PyModel):
         res = Results(items, n, nonce, stride)
         calls = self.user_calls(tasks)
         limit = int(self.params["max_inflight"])
+        caller = WorkerClock(-1, kind="parent")
         res.begin_work()
+        t0 = time.thread_time_ns()
         self.conn.send((tasks if calls is None else None, calls, rounds, nonce, stride, limit))
+        caller.serialize_ns = time.thread_time_ns() - t0
         reply = None
         while reply is None:
             if self.conn.poll(wl.WAIT_SLICE_S):
+                t0 = time.thread_time_ns()
                 reply = self.conn.recv()
+                caller.deserialize_ns = time.thread_time_ns() - t0
             elif self.cancel.is_set() or self.child.poll() is not None:
                 break
         res.end_work()
+        caller.close()
+        caller.clip(res.begin_ns(), res.begin_ns() + res.span[0])
         metrics = {"patch": "child", "monkey_patched": True, "gevent": gevent.__version__,
                    "child_restarts": self.restarts}
         if reply is None:
             self._stop_child(terminate=True)  # cancelled or died: items stay not done
             return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
-        checksums, done, lat, failures, lanes, lag, observations, cpu = reply
+        checksums, done, lat, failures, lanes, lag, observations, cpu, rec = reply
         res.checksums, res.done, res.latency_ns, res.failures = checksums, bytearray(done), lat, \
             failures
         res.span = res.span + cpu
         metrics.update({"max_inflight": lanes, "hub_lag": lag,
-                        "worker_pids": [self.child.pid]})  # the runner reads its USS and PSS
+                        "worker_pids": [self.child.pid],  # the runner reads its USS and PSS
+                        # The child's hub thread, and this process's thread sending the batch
+                        # (pickling it: serialize) and receiving its results (deserialize).
+                        "attribution": [rec, caller.record]})
         return res.as_tuple(self.finish(res, tasks, metrics), observations)
 
     def run(self, tasks, rounds, nonce, stride):
@@ -334,6 +349,7 @@ class GeventModel(PyModel):
                 lags.append(max(0, time.perf_counter_ns() - t0 - int(LAG_INTERVAL_S * 1e9)))
 
         res.begin_work()
+        clk = WorkerClock(0, kind="loop")  # the hub's thread: its time off the CPU is its IO wait
         mon = gevent.spawn(monitor)
         work = [gevent.spawn(lane, i) for i in range(lanes)]
         try:
@@ -347,6 +363,7 @@ class GeventModel(PyModel):
                     break
         finally:
             res.end_work()
+            clk.close()
             stop[0] = True
             mon.join()
         lags.sort()
@@ -359,6 +376,7 @@ class GeventModel(PyModel):
                         "p99_ns": _percentile(lags, 99), "max_ns": lags[-1] if lags else 0},
             "runs": ("fn called in a greenlet (blocking the hub unless it calls gevent)"
                      if calls is not None else "the task's steps on gevent's sleep and sockets"),
+            "attribution": [dict(clk.record, tasks=sum(res.done), loop_lag_ns=sum(lags))],
         }
         return res.as_tuple(self.finish(res, tasks, metrics), st.observations())
 

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 
-from .base import PyModel, Results
+from .base import OutsideClock, PyModel, Results, WorkerClock
 
 
 class _Pep734:
@@ -63,9 +63,9 @@ def q_put(q, m):
         except self.queues.QueueEmpty:
             return None
 
-    def create(self, tasks_q, results_q, ctl_q):
+    def create(self, tasks_q, results_q, ctl_q, worker):
         interp = self.interp_mod.create()
-        interp.exec("POLL_S = %r\n" % POLL_S + self.worker_prelude)
+        interp.exec("POLL_S = %r\nWORKER = %d\n" % (POLL_S, worker) + self.worker_prelude)
         interp.prepare_main(tasks_q=tasks_q, results_q=results_q, ctl_q=ctl_q)
         return interp
 
@@ -106,10 +106,11 @@ def q_put(q, m):
     def get_nowait(self, q):
         return self.chans.recv(q, None)
 
-    def create(self, tasks_q, results_q, ctl_q):
+    def create(self, tasks_q, results_q, ctl_q, worker):
         interp = self.subs.create()
         # A float is not shareable on 3.12: POLL_S goes in as source.
-        self.subs.run_string(interp, "POLL_S = %r\n" % POLL_S + self.worker_prelude, {})
+        self.subs.run_string(interp, "POLL_S = %r\nWORKER = %d\n" % (POLL_S, worker)
+                             + self.worker_prelude, {})
         self.shared[interp] = {"tasks_q": tasks_q, "results_q": results_q, "ctl_q": ctl_q}
         return interp
 
@@ -225,7 +226,12 @@ def pidigits(units):
     return h
 
 
+_io_wait = 0  # this task's time off the CPU in its sleeps: its IO wait, for the attribution
+
+
 def sleep_ns(duration_ns):
+    global _io_wait
+    c0 = time.thread_time_ns()
     start = time.monotonic_ns()
     deadline = start + duration_ns
     now = start
@@ -233,6 +239,7 @@ def sleep_ns(duration_ns):
         time.sleep(min(0.05, (deadline - now) / 1e9))
         check_cancel()
         now = time.monotonic_ns()
+    _io_wait += max(0, (now - start) - (time.thread_time_ns() - c0))
     return duration_ns if now - start >= duration_ns else 0
 
 
@@ -265,14 +272,20 @@ def get(q):
 
 
 def serve(tasks_q, results_q):
-    global _batch
+    global _batch, _io_wait
+    ser = 0  # the previous result's marshalling and queueing, sent with the next one
     while True:
         msg = get(tasks_q)
         if not msg:
             return
         t0 = time.perf_counter_ns()
-        _batch, k, task, nonce = marshal.loads(msg)
+        batch, k, task, nonce = marshal.loads(msg)
         t1 = time.perf_counter_ns()
+        if batch != _batch:
+            ser = 0  # not this batch's
+        _batch = batch
+        _io_wait = 0
+        c1 = time.thread_time_ns()
         try:
             check_cancel()
             v = execute(task, nonce)
@@ -283,15 +296,18 @@ def serve(tasks_q, results_q):
             v = "%s: %s" % (type(e).__name__, e)
             ok = False
         t2 = time.perf_counter_ns()
-        # This side's crossing time: the task's unmarshalling.
-        out = marshal.dumps((_batch, k, ok, v, t2 - t1, t1 - t0))
+        # This side's crossing time: the task's unmarshalling; and for the attribution, the
+        # task's CPU time and IO wait, and the previous result's marshalling.
+        out = marshal.dumps((_batch, k, ok, v, t2 - t1, t1 - t0, WORKER,
+                             time.thread_time_ns() - c1, _io_wait, ser))
         q_put(results_q, out)
+        ser = time.perf_counter_ns() - t2
 '''
 
 
 def worker_namespace():
     """WORKER_SOURCE run in a plain dict here: the tests compare its ports with _concbench."""
-    ns = {"POLL_S": POLL_S, "ctl_q": None, "q_get_nowait": lambda q: None}
+    ns = {"POLL_S": POLL_S, "ctl_q": None, "q_get_nowait": lambda q: None, "WORKER": 0}
     exec(compile(WORKER_SOURCE, "<concbench.interpreters worker>", "exec"), ns)
     return ns
 
@@ -303,6 +319,11 @@ class Interpreters(PyModel):
     latency_means = "the task's run time inside its interpreter"
     python_callables = False
     workloads = ("cpu.spin", "cpu.pidigits", "io.sleep", "overhead.noop")
+    THREAD_NOTE = ("an interpreter's thread, read from outside (schedstat): its CPU includes "
+                   "polling its task queue; deserialize is its unmarshalling of each task, "
+                   "serialize its marshalling and queueing of each result (the batch's last one "
+                   "excepted: it would travel with the next); idle is its time off the CPU "
+                   "outside its sleeps")
 
     def setup(self, workers, params, seed, cancel, workload=None):
         super().setup(workers, params, seed, cancel, workload)
@@ -318,7 +339,7 @@ class Interpreters(PyModel):
         for _ in range(workers):
             t0 = time.perf_counter_ns()
             ctl = b.create_queue()
-            interp = b.create(self.tasks_q, self.results_q, ctl)
+            interp = b.create(self.tasks_q, self.results_q, ctl, len(self.interps))
             self.ctl_qs.append(ctl)
             b.exec(interp, WORKER_SOURCE)
             self.startup_ns.append(time.perf_counter_ns() - t0)
@@ -342,6 +363,12 @@ class Interpreters(PyModel):
         cross_ns = 0
         bytes_in = bytes_out = 0
         got = 0
+        # Per interpreter, what it timed itself: tasks, IO wait, unmarshalling, marshalling.
+        inside = [{"tasks": 0, "io_wait_ns": 0, "io_waits": 0, "deserialize_ns": 0,
+                   "serialize_ns": 0} for _ in self.threads]
+        outside = OutsideClock((i, "interpreter", os.getpid(), t.native_id, self.THREAD_NOTE)
+                               for i, t in enumerate(self.threads))
+        caller = WorkerClock(-1, kind="parent")
         res.begin_work()
         for k in range(items):
             t0 = time.perf_counter_ns()
@@ -349,6 +376,7 @@ class Interpreters(PyModel):
             self.backend.put(self.tasks_q, msg)
             cross_ns += time.perf_counter_ns() - t0
             bytes_in += len(msg)
+        caller.serialize_ns = cross_ns
         outstanding = items
         cancel_at = None
         b = self.backend
@@ -371,10 +399,18 @@ class Interpreters(PyModel):
                     break
                 time.sleep(POLL_S)
                 continue
-            batch, k, ok, v, run_ns, wcross = marshal.loads(msg)
+            batch, k, ok, v, run_ns, wcross, worker, _cpu, io_ns, ser_ns = marshal.loads(msg)
             if batch != self.batch:
                 continue  # a late result of a cancelled batch
-            cross_ns += time.perf_counter_ns() - t0 + wcross
+            got_ns = time.perf_counter_ns() - t0
+            cross_ns += got_ns + wcross
+            caller.deserialize_ns += got_ns
+            w = inside[worker]
+            w["tasks"] += ok is not None
+            w["io_wait_ns"] += io_ns
+            w["io_waits"] += 1  # its task's two clock reads cost about one timed wait's
+            w["deserialize_ns"] += wcross
+            w["serialize_ns"] += ser_ns
             bytes_out += len(msg)
             outstanding -= 1
             got += 1
@@ -389,6 +425,9 @@ class Interpreters(PyModel):
                 res.latency_ns.append(run_ns)
         self.batch += 1
         res.end_work()
+        caller.close()
+        begin = res.begin_ns()
+        caller.clip(begin, begin + res.span[0])
         if self.errors:
             done = set(k for k in range(items) if res.done[k])
             res.failures.extend((k, "interpreter failed: " + self.errors[0])
@@ -400,6 +439,11 @@ class Interpreters(PyModel):
             "crossing": {"items": got, "bytes_in": bytes_in, "bytes_out": bytes_out,
                          "ns": cross_ns},
         }
+        if cancel_at is not None or self.errors:
+            metrics["attribution_unavailable"] = ("cancelled" if cancel_at is not None else
+                                                  "an interpreter failed")
+        else:
+            metrics["attribution"] = [caller.record] + outside.close(res.span[0], inside)
         return res.as_tuple(metrics, (0, [], 0, []))
 
     def teardown(self):

@@ -17,7 +17,7 @@ import warnings
 from .. import _concbench as _c
 from .. import user_workload as uw
 from .. import workloads as wl
-from .base import PyModel, Results, param_choice, shutdown
+from .base import OutsideClock, PyModel, Results, WorkerClock, param_choice, shutdown
 
 START_METHODS = ("default", "fork", "spawn", "forkserver")
 
@@ -37,9 +37,141 @@ class _NeverCancelled:
         return False
 
 
-def _init_worker():
-    global _worker_state
+# What each worker process times itself, for the attribution: one slot per process in shared
+# memory (a RawArray made with the pool), taken at start, written after each task with a few
+# stores (one writer per slot: no lock), read by the parent outside the timed region.
+SLOT_PID, SLOT_TASKS, SLOT_TASK_CPU, SLOT_IO_WAIT, SLOT_IO_WAITS, SLOT_IDLE = range(6)
+SLOT_FIELDS = 6
+_slots = None
+_slot_base = None
+
+
+class _TaskClock:
+    """The worker's wl.clock: the IO and idle waits its tasks' steps time (workloads.py)."""
+
+    __slots__ = ("io_wait_ns", "idle_ns", "io_waits", "tasks")
+
+    def __init__(self):
+        self.io_wait_ns = self.idle_ns = self.io_waits = self.tasks = 0
+
+
+def _init_worker(slots=None, slot_lock=None, slot_next=None):
+    global _worker_state, _slots, _slot_base
     _worker_state = wl.BatchState(_NeverCancelled(), _c.IoEnv())
+    if slots is None:
+        return
+    with slot_lock:
+        slot = slot_next.value
+        slot_next.value += 1
+    if (slot + 1) * SLOT_FIELDS <= len(slots):
+        _slots, _slot_base = slots, slot * SLOT_FIELDS
+        slots[_slot_base + SLOT_PID] = os.getpid()
+        wl.clock.clock = _TaskClock()
+
+
+def make_slots(ctx, processes):
+    """The shared slots of a pool of `processes` (room for twice as many: a worker the pool
+    replaces takes a fresh one), with the lock and counter its initializer takes one with."""
+    return (ctx.RawArray("q", 2 * processes * SLOT_FIELDS), ctx.Lock(), ctx.RawValue("i", 0))
+
+
+def slots_of(slots):
+    """{pid: the slot's fields} of the processes that took a slot."""
+    out = {}
+    for b in range(0, len(slots), SLOT_FIELDS):
+        if slots[b + SLOT_PID]:
+            out[slots[b + SLOT_PID]] = slots[b:b + SLOT_FIELDS]
+    return out
+
+
+def timed_task(fn, *args):
+    """Runs one task in a worker process, with its CPU time and waits added to its slot."""
+    if _slots is None:
+        return fn(*args)
+    c0 = time.thread_time_ns()
+    try:
+        return fn(*args)
+    finally:
+        cpu = time.thread_time_ns() - c0
+        s, b, clk = _slots, _slot_base, wl.clock.clock
+        s[b + SLOT_TASKS] += 1
+        s[b + SLOT_TASK_CPU] += cpu
+        s[b + SLOT_IO_WAIT] = clk.io_wait_ns
+        s[b + SLOT_IO_WAITS] = clk.io_waits
+        s[b + SLOT_IDLE] = clk.idle_ns
+
+
+class PoolProbe:
+    """The attribution of a ProcessPoolExecutor's batch: opened just before the timed region and
+    closed just after it. Each worker process: its run and run-queue time from outside (it waits,
+    single-threaded, in multiprocessing's call queue at both ends), its tasks' CPU time and IO
+    waits from its slot; its CPU outside its tasks is multiprocessing's loop (unpickling each
+    call, pickling each result, the pipe's system calls), reported as serialize, the two not told
+    apart; its time off the CPU outside its IO waits is idle, waiting for a call. The parent: the
+    caller's thread (submitting, then waiting), the executor's manager thread (moving calls to the
+    queue, reading and unpickling results, completing futures) and the call queue's feeder
+    thread (pickling calls and writing them to the pipe: its CPU is serialize)."""
+
+    MANAGER_NOTE = ("the executor's manager thread: its CPU moves calls to the call queue, reads "
+                    "and unpickles results and completes futures (the three not told apart)")
+    FEEDER_NOTE = ("the call queue's feeder thread: its CPU pickles each call and writes it to "
+                   "the pipe (serialize)")
+    WORKER_NOTE = ("serialize: the worker's CPU outside its tasks, multiprocessing's loop "
+                   "unpickling each call and pickling each result (not told apart, so "
+                   "deserialize is 0); idle: its time off the CPU outside its tasks' waits, from "
+                   "schedstat read from outside")
+
+    def __init__(self, pool, slots, user_calls, threads=None):
+        """threads: the worker threads to read, as OutsideClock takes them; by default each
+        worker process's main thread, with its slot."""
+        self.slots = slots
+        self.user_calls = user_calls
+        self.before = slots_of(slots) if slots is not None else {}
+        if threads is None:
+            pids = sorted(getattr(pool, "_processes", None) or ())
+            threads = [(i, "process", pid, None, self.WORKER_NOTE) for i, pid in enumerate(pids)]
+        threads = list(threads)
+        me = os.getpid()
+        manager = (getattr(pool, "_executor_manager_thread", None)
+                   or getattr(pool, "_queue_management_thread", None))  # 3.8
+        feeder = getattr(getattr(pool, "_call_queue", None), "_thread", None)
+        for worker, t, note in ((-2, manager, self.MANAGER_NOTE), (-3, feeder, self.FEEDER_NOTE)):
+            tid = getattr(t, "native_id", None)
+            if tid is not None:
+                threads.append((worker, "parent", me, tid, note))
+        self.outside = OutsideClock(threads)
+        self.caller = WorkerClock(-1, kind="parent")
+
+    def close(self, res, inside=None):
+        """The records, after end_work(). inside: per thread, what it timed itself (OutsideClock)."""
+        self.caller.close()
+        begin = res.begin_ns()
+        wall = res.span[0]
+        self.caller.clip(begin, begin + wall)
+        after = slots_of(self.slots) if self.slots is not None else {}
+        recs = self.outside.close(wall, inside)
+        for (_, kind, pid, tid, _), rec in zip(self.outside.threads, recs):
+            if rec["worker"] == -3:
+                rec["serialize_ns"] = rec.get("run_ns", 0)
+            if tid is not None or self.slots is None:
+                continue
+            a, b = after.get(pid), self.before.get(pid)
+            if a is None or self.user_calls:
+                rec["tasks_known"] = False  # a user function runs as submitted, unwrapped
+                rec["note"] = ("its CPU includes multiprocessing's pickling (a user function "
+                               "is submitted as it is, with no clock around it)")
+                continue
+            b = b or [pid, 0, 0, 0, 0, 0]
+            d = [x - y for x, y in zip(a, b)]
+            rec["tasks"] = d[SLOT_TASKS]
+            # Each task's two CPU-clock reads cost about one timed wait's.
+            rec["io_waits"] = d[SLOT_IO_WAITS] + d[SLOT_TASKS]
+            if "run_ns" in rec:
+                off = rec["idle_ns"]  # OutsideClock put all its time off the CPU there
+                rec["io_wait_ns"] = min(off, d[SLOT_IO_WAIT])
+                rec["idle_ns"] = off - rec["io_wait_ns"]
+                rec["serialize_ns"] = max(0, rec["run_ns"] - d[SLOT_TASK_CPU])
+        return [self.caller.record] + recs
 
 
 _TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else None
@@ -95,7 +227,7 @@ def _ping(_):
 def _run_task(task, nonce):
     st = _worker_state
     st.begin()
-    return wl.execute(task, 0, st, nonce)
+    return timed_task(wl.execute, task, 0, st, nonce)
 
 
 class ProcessPool(PyModel):
@@ -132,8 +264,10 @@ class ProcessPool(PyModel):
             # process has the runner's and the echo server's threads. The children only run Python
             # and build their own IO peers, which is what the warning's advice amounts to.
             warnings.simplefilter("ignore", DeprecationWarning)
+            self.slots = make_slots(ctx, self.workers)
             self.pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=_init_worker)
+                max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                initargs=self.slots)
             # Start every worker now, outside the measured batches.
             self.pids = set(self.pool.map(_ping, range(self.workers * 4)))
         self.restarts = getattr(self, "restarts", -1) + 1
@@ -149,6 +283,7 @@ class ProcessPool(PyModel):
         futures = []
         calls = self.user_calls(tasks)
         cpu0 = _children_cpu(self.pool)
+        probe = PoolProbe(self.pool, self.slots[0], calls is not None)
         res.begin_work()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -173,6 +308,7 @@ class ProcessPool(PyModel):
                 futures.append(f)
         await_all(futures, self.cancel, self.pool)
         res.end_work()
+        attribution = probe.close(res)
         add_children_cpu(res, cpu0, self.pool)
         for k, f in enumerate(futures):
             if not f.done() or f.cancelled():
@@ -189,6 +325,10 @@ class ProcessPool(PyModel):
                    "pool_restarts": self.restarts,
                    # Taken by the bridge: the runner reads these processes' USS and PSS.
                    "worker_pids": sorted(getattr(self.pool, "_processes", None) or ())}
+        if self.cancel.is_set():
+            metrics["attribution_unavailable"] = "cancelled: the pool was shut down mid-batch"
+        else:
+            metrics["attribution"] = attribution
         return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
 
     def teardown(self):

@@ -26,8 +26,8 @@ from .. import _concbench as _c
 from .. import user_workload as uw
 from .. import workloads as wl
 from .base import PyModel, Results, param_choice, param_integer, shutdown
-from .process_pool import (START_METHODS, NotPicklable, _children_cpu, _NeverCancelled,
-                           add_children_cpu, await_all)
+from .process_pool import (START_METHODS, NotPicklable, PoolProbe, _children_cpu,
+                           _NeverCancelled, _TaskClock, add_children_cpu, await_all)
 
 CHUNKS_PER_PROCESS = 4
 
@@ -42,8 +42,11 @@ class _Worker:
         self.index_lock = threading.Lock()
         self.next_index = 0
         barrier = threading.Barrier(threads)
-        # Start every thread now (and give each its index: its own echo connection).
-        list(self.pool.map(lambda _: (self.index(), barrier.wait()), range(threads)))
+        # Start every thread now (and give each its index: its own echo connection, and its
+        # clock of the IO waits its steps time, for the attribution).
+        self.tids = sorted(self.pool.map(
+            lambda _: (self.index(), barrier.wait(), threading.get_native_id())[2],
+            range(threads)))
 
     def index(self):
         w = getattr(self.local, "w", None)
@@ -51,6 +54,7 @@ class _Worker:
             with self.index_lock:
                 w = self.local.w = self.next_index
                 self.next_index += 1
+            wl.clock.clock = _TaskClock()
         return w
 
 
@@ -61,26 +65,37 @@ def _init_worker(threads):
 
 def _ping(_):
     time.sleep(0.01)  # so that every process of the pool takes some
-    return os.getpid()
+    return os.getpid(), tuple(_w.tids)
 
 
 def _one(entry):
+    """(item, ok, checksum or error, run ns, pid, thread's native id, and for the attribution its
+    CPU ns, IO wait ns and idle ns) of one item on a pool thread."""
     k, what, nonce = entry
+    w = _w.index()
+    clk = wl.clock.clock
+    io0, idle0 = clk.io_wait_ns, clk.idle_ns
+    c0 = time.thread_time_ns()
     t0 = time.perf_counter_ns()
     try:
         if nonce is None:
             result = what()  # a user function's call
             pickle.dumps(result)  # an unpicklable result fails its item, not the chunk
         else:
-            result = wl.execute(what, _w.index(), _w.state, nonce)
+            result = wl.execute(what, w, _w.state, nonce)
+        ok, run = True, time.perf_counter_ns() - t0
     except BaseException as e:  # noqa: BLE001 - a task's failure is a result
-        return (k, False, uw.one_line(e), 0, os.getpid(), threading.get_ident())
-    return (k, True, result, time.perf_counter_ns() - t0, os.getpid(), threading.get_ident())
+        ok, result, run = False, uw.one_line(e), 0
+    cpu = time.thread_time_ns() - c0
+    return (k, ok, result, run, os.getpid(), threading.get_native_id(), cpu,
+            clk.io_wait_ns - io0, clk.idle_ns - idle0)
 
 
 def _run_chunk(entries):
+    """The chunk's items, and the CPU the process's main thread spent dispatching them."""
+    c0 = time.thread_time_ns()
     _w.state.begin()
-    return list(_w.pool.map(_one, entries))
+    return time.thread_time_ns() - c0, list(_w.pool.map(_one, entries))
 
 
 def chunk_size(items, processes, threads):
@@ -122,7 +137,8 @@ class ProcessThreads(PyModel):
             self.pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
                 initargs=(self.threads,))
-            self.pids = set(self.pool.map(_ping, range(self.workers * 4)))
+            # Each process's pool threads (their native ids), for the attribution.
+            self.pool_threads = dict(self.pool.map(_ping, range(self.workers * 4)))
         self.restarts += 1
 
     def run(self, tasks, rounds, nonce, stride):
@@ -135,6 +151,14 @@ class ProcessThreads(PyModel):
         size = chunk_size(items, self.workers, self.threads)
         futures = []
         cpu0 = _children_cpu(self.pool)
+        pids = sorted(getattr(self.pool, "_processes", None) or ())
+        threads = []  # (worker, kind, pid, tid, note) for OutsideClock
+        for p, pid in enumerate(pids):
+            tids = self.pool_threads.get(pid, ())
+            threads.append((-4 - p, "parent", pid, pid, self.MAIN_NOTE))
+            threads += [(p * self.threads + t, "thread", pid, tid, self.THREAD_NOTE)
+                        for t, tid in enumerate(tids)]
+        probe = PoolProbe(self.pool, None, False, threads)
         res.begin_work()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -151,6 +175,11 @@ class ProcessThreads(PyModel):
         res.end_work()
         add_children_cpu(res, cpu0, self.pool)
         used = set()
+        # What each thread timed itself: tasks, CPU, IO and idle waits, and each process's main
+        # thread the CPU it spent dispatching.
+        at = {(pid, tid): i for i, (_, _, pid, tid, _) in enumerate(probe.outside.threads)}
+        inside = [{"tasks": 0, "cpu": 0, "io_wait_ns": 0, "idle_ns": 0, "io_waits": 0,
+                   "off": 0} for _ in probe.outside.threads]
         for i, f in enumerate(futures):
             if not f.done() or f.cancelled():
                 continue
@@ -159,8 +188,17 @@ class ProcessThreads(PyModel):
                 for k in range(i * size, min(items, (i + 1) * size)):
                     res.failures.append((k, uw.one_line(err)))
                 continue
-            for k, ok, value, run_ns, pid, tid in f.result():
+            dispatch_cpu, results = f.result()
+            for k, ok, value, run_ns, pid, tid, cpu, io, idle in results:
                 used.add((pid, tid))
+                i = at.get((pid, tid))
+                if i is not None:
+                    w = inside[i]
+                    w["tasks"] += 1
+                    w["io_wait_ns"] += io
+                    w["idle_ns"] += idle
+                    w["io_waits"] += 1  # its two CPU-clock reads cost about one timed wait's
+                    w["off"] += max(0, run_ns - cpu - io - idle) if ok else 0
                 if not ok:
                     res.failures.append((k, value))
                     continue
@@ -168,13 +206,55 @@ class ProcessThreads(PyModel):
                 res.done[k] = 1
                 if res.sampled(k):
                     res.latency_ns.append(run_ns)
+            main = at.get((results[0][4], results[0][4])) if results else None
+            if main is not None:  # the chunk's process: its main thread dispatched it
+                inside[main]["cpu"] += dispatch_cpu
         metrics = {"start_method": self.method, "processes": self.workers,
                    "threads_per_process": self.threads, "chunk_items": size,
                    "chunks": len(futures), "pool_restarts": self.restarts,
                    "processes_used": len({p for p, _ in used}), "threads_used": len(used),
                    # Taken by the bridge: the runner reads these processes' USS and PSS.
                    "worker_pids": sorted(getattr(self.pool, "_processes", None) or ())}
+        if self.cancel.is_set() or len(at) < len(pids) * (1 + self.threads):
+            metrics["attribution_unavailable"] = (
+                "cancelled" if self.cancel.is_set() else
+                "a worker process did not name its threads (it started after setup)")
+        else:
+            metrics["attribution"] = self._attribute(probe, res, inside)
         return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
+
+    MAIN_NOTE = ("a worker process's main thread, read from outside (schedstat): its CPU outside "
+                 "dispatching chunks to its threads is multiprocessing's loop, unpickling each "
+                 "chunk and pickling its results (serialize, the two not told apart)")
+    THREAD_NOTE = ("a worker process's pool thread, read from outside (schedstat): gil_wait is "
+                   "its time off the CPU inside its tasks outside their IO waits, less its "
+                   "run-queue delay (inferred: CPython does not time its GIL); idle is the rest "
+                   "of its time off the CPU")
+
+    @staticmethod
+    def _attribute(probe, res, inside):
+        for (_, kind, pid, tid, _), w in zip(probe.outside.threads, inside):
+            off, cpu = w.pop("off"), w.pop("cpu")
+            w["cpu_in_tasks"] = cpu
+            w["gil_off"] = off
+            if kind == "parent":
+                w.clear()  # a dispatcher: its idle time is what OutsideClock leaves
+                w["dispatch_cpu"] = cpu
+        recs = probe.close(res, [dict((k, v) for k, v in w.items()
+                                      if k in ("tasks", "io_wait_ns", "idle_ns", "io_waits"))
+                                 for w in inside])
+        for w, rec in zip(inside, recs[1:]):
+            if "run_ns" not in rec:
+                continue
+            if rec["worker"] <= -4:  # a worker process's main thread
+                rec["serialize_ns"] = max(0, rec["run_ns"] - w["dispatch_cpu"])
+                rec["tasks_known"] = False
+            elif "gil_off" in w:
+                # OutsideClock left every other nanosecond off the CPU in idle.
+                gil = min(rec["idle_ns"], max(0, w["gil_off"] - rec["runqueue_ns"]))
+                rec["gil_wait_ns"] = gil
+                rec["idle_ns"] -= gil
+        return recs
 
     def teardown(self):
         if self.pool is not None:

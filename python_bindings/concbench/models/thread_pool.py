@@ -4,10 +4,9 @@ one submit() per task, as Python programs use it."""
 import concurrent.futures
 import itertools
 import threading
-import time
 
 from .. import workloads as wl
-from .base import PyModel, Results, WorkerClock, shutdown
+from .base import PoolClocks, PyModel, Results, shutdown
 
 
 class ThreadPool(PyModel):
@@ -42,67 +41,29 @@ class ThreadPool(PyModel):
         cancel = self.cancel
         calls = self.user_calls(tasks)
 
-        # Each pool thread's attribution clock, opened and closed on the thread itself by one job
-        # per thread (a barrier keeps them on distinct threads), outside the timed region. Its
-        # time between items, waiting on the executor's queue, is idle: timed per item (two
-        # clock reads and two CPU-clock reads), which the cell's instrument cost includes.
-        clocks = []
-        lock = threading.Lock()
-
-        def open_clock(_):
-            clk = WorkerClock(self._worker_index())
-            clk.gap_from = (time.monotonic_ns(), time.thread_time_ns())
-            with lock:
-                clocks.append(clk)
-            barrier.wait()
-
-        def close_clock(_):
-            clk = wl.clock.clock
-            idle_gap(clk)  # after its last item: waiting for work that did not come
-            barrier.wait()
-            if clk is not None:
-                clk.close()
-
-        def idle_gap(clk):
-            if clk is not None:
-                t0, c0 = clk.gap_from
-                clk.idle_ns += max(0, (time.monotonic_ns() - t0) - (time.thread_time_ns() - c0))
-                clk.io_waits += 1  # two clock and two CPU-clock reads, as an IO wait costs
-
-        def gap_start(clk):
-            if clk is not None:
-                clk.gap_from = (time.monotonic_ns(), time.thread_time_ns())
-                clk.tasks += 1
+        # Each pool thread's attribution clock (base.PoolClocks); a cancelled item still counts
+        # as one, as the executor ran it.
+        clocks = PoolClocks(self.pool, self.workers, self._worker_index)
 
         def item(k):
-            clk = wl.clock.clock
-            idle_gap(clk)
             if not cancel.is_set():
                 task = tasks[k % n]
                 w = self._worker_index()
                 res.record(k, lambda nonce: wl.execute(task, w, st, nonce))
-            gap_start(clk)
 
         def call(k):
-            clk = wl.clock.clock
-            idle_gap(clk)
             if not cancel.is_set():
                 res.record_call(k, calls[k % n])
-            gap_start(clk)
 
-        barrier = threading.Barrier(self.workers)
-        list(self.pool.map(open_clock, range(self.workers)))
+        job = clocks.wrap(item if calls is None else call)
+        clocks.open()
         res.begin_work()
-        futures = [self.pool.submit(item if calls is None else call, k) for k in range(items)]
+        futures = [self.pool.submit(job, k) for k in range(items)]
         concurrent.futures.wait(futures)
         res.end_work()
-        list(self.pool.map(close_clock, range(self.workers)))
-        begin = res.begin_ns()
-        for clk in clocks:  # opened before the timed region and closed after it
-            clk.clip(begin, begin + res.span[0])
+        records = clocks.close(res.begin_ns(), res.span[0])
         return res.as_tuple(self.finish(res, tasks, {
-            "threads": self.workers,
-            "attribution": [c.record for c in clocks if c.record]}), st.observations())
+            "threads": self.workers, "attribution": records}), st.observations())
 
     def teardown(self):
         shutdown(self.pool)
