@@ -25,7 +25,10 @@ except ImportError:  # pragma: no cover - depends on the interpreter
     sys.exit(2)
 
 COLOURS = {
-    "task": "#bbbbbb",  # in a task, neither waiting for nor holding a GIL: running or runnable "GIL held": "#2ca02c", "IO wait": "#1f77b4", "idle": "#eeeeee",
+    # in a task, neither waiting for nor holding a GIL: running or runnable
+    "task": "#bbbbbb",
+    "GIL held": "#2ca02c", "IO wait": "#1f77b4", "idle": "#eeeeee",
+    "CPU step (holds the loop)": "#17becf",
     "serialize": "#9467bd", "deserialize": "#c5b0d5", "task at the worker": "#8c564b",
     "GIL wait/free": "#fdd0a2", "GIL wait/slipped_through": "#fdae6b",
     "GIL wait/signalled_won": "#fd8d3c", "GIL wait/timed_out_set_drop_request": "#d62728",

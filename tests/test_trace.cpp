@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -97,6 +98,36 @@ TEST(Trace, RecordingStopsAtTheCapAndSaysSo) {
   EXPECT_GT(s["dropped"].get<size_t>(), 0u);
   EXPECT_NE(s["note"].get<std::string>().find("cap of 30 events"), std::string::npos) << s.dump();
   EXPECT_EQ(cell_to_json(r)["trace"], s);  // the report keeps the summary, not the events
+}
+
+TEST(Trace, EventLoopsRecordEachTasksLifeAndTheCpuStepsThatHoldTheLoop) {
+  for (const char* model : {"async", "async_mt", "fibers"}) {
+    SCOPED_TRACE(model);
+    const std::string path = temp_path("loop.json");
+    const int workers = std::string(model) == "async" ? 1 : 2;
+    RunConfig c = traced(model, workers, path);
+    c.params["tasks"] = "8";
+    const CellResult r = run_cell({"mixed.cpu_io", model, workers}, c);
+    ASSERT_EQ(r.status, "ok") << r.error;
+    ASSERT_FALSE(r.trace["summary"].contains("note")) << r.trace["summary"].dump();
+    const json& events = r.trace["events"];
+    // Every task begins and ends once, as an async span with its item as the id (tasks on a
+    // loop overlap), and every CPU step is a span on the thread it held.
+    std::map<uint64_t, int> begun, ended;
+    size_t steps = 0;
+    for (const json& e : events) {
+      if (e.value("name", "") == "task" && e["ph"] == "b") ++begun[e["id2"]["local"]];
+      if (e.value("name", "") == "task" && e["ph"] == "e") ++ended[e["id2"]["local"]];
+      if (e.value("name", "") == "CPU step (holds the loop)") {
+        ASSERT_EQ(e["ph"], "X");
+        ++steps;
+      }
+    }
+    const uint64_t tasks = r.repetitions.at(0).tasks;
+    EXPECT_EQ(begun.size(), tasks);
+    EXPECT_EQ(begun, ended);
+    EXPECT_EQ(steps, tasks);  // mixed.cpu_io: one CPU step per task
+  }
 }
 
 TEST(Trace, WithoutTraceNothingIsRecorded) {

@@ -24,6 +24,7 @@
 // found through a thread_local set while a thread runs the loop.
 #include "async_loop.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -241,6 +242,11 @@ class AsyncLoop final : public Model {
     asio::io_context& ioc = *ioc_;
     ioc.restart();
     std::vector<WorkerLog> thread_logs(static_cast<size_t>(threads_));
+    if (batch.trace) {
+      batch.trace->recorded = true;
+      for (size_t t = 0; t < thread_logs.size(); ++t)
+        thread_logs[t].attr.times.trace = batch.trace->worker(static_cast<int>(t));
+    }
     uint64_t offloads = 0;
     {
       BatchState st(ioc, batch, result);
@@ -381,7 +387,7 @@ class AsyncLoop final : public Model {
             {"max_ns", sorted.back()}};
   }
 
-  LoopTask<uint64_t> run_task(const Task& task, Lane& lane, BatchState& st) {
+  LoopTask<uint64_t> run_task(const Task& task, uint64_t k, Lane& lane, BatchState& st) {
     uint64_t h = task_checksum_start(task);
     for (size_t i = 0; i < task.steps.size(); ++i) {
       const Step& s = task.steps[i];
@@ -389,6 +395,10 @@ class AsyncLoop final : public Model {
       uint64_t v = 0;
       switch (s.kind) {
         case StepKind::cpu:
+          if (st.batch.trace) [[unlikely]] {
+            v = traced_cpu_step(s, task.seed, i, k, lane);
+            break;
+          }
           v = run_cpu_step(s, task.seed, i, lane.ctx);  // inline: this loop thread is blocked
           break;
         case StepKind::sleep:
@@ -411,6 +421,21 @@ class AsyncLoop final : public Model {
     co_return h;
   }
 
+  // --trace: a CPU step holds its loop thread, so its span is that thread's (spans on a thread
+  // never overlap), with a sample of the CPU the thread is on.
+  static uint64_t traced_cpu_step(const Step& s, uint64_t task_seed, size_t i, uint64_t k,
+                                  Lane& lane) {
+    TraceBuffer* const trace = current_thread_log()->attr.times.trace;
+    const uint64_t t0 = monotonic_ns();
+    const int cpu = sched_getcpu();
+    const uint64_t v = run_cpu_step(s, task_seed, i, lane.ctx);
+    if (trace) {
+      trace->add(TraceKind::cpu, t0, t0, static_cast<uint64_t>(cpu < 0 ? 0 : cpu));
+      trace->add(TraceKind::loop_step, t0, monotonic_ns(), k);
+    }
+    return v;
+  }
+
   LoopTask<void> start_lanes(BatchState& st) {
     for (Lane& lane : st.lanes) spawn(lane.ex, lane_loop(st, lane), &note_escape, &st);
     co_return;
@@ -424,13 +449,21 @@ class AsyncLoop final : public Model {
       const uint64_t k = st.next.fetch_add(1, std::memory_order_relaxed);
       if (k >= items) break;
       const bool sampled = st.batch.sampled(k);
-      const uint64_t t0 = sampled ? monotonic_ns() : 0;
+      const bool traced = st.batch.trace != nullptr;
+      const uint64_t t0 = sampled || traced ? monotonic_ns() : 0;
       bool cancelled = false;
       try {
-        const uint64_t h = co_await run_task(tasks[k % tasks.size()], lane, st);
+        const uint64_t h = co_await run_task(tasks[k % tasks.size()], k, lane, st);
         st.result.checksums[k] = seal(h, st.batch.item_nonce(k));
         st.result.done[k] = 1;
-        if (sampled) st.result.latency_ns[k / st.batch.latency_stride] = monotonic_ns() - t0;
+        if (sampled || traced) [[unlikely]] {
+          const uint64_t t1 = monotonic_ns();
+          if (sampled) st.result.latency_ns[k / st.batch.latency_stride] = t1 - t0;
+          // On the thread it ended on (under async_mt it may have begun on another).
+          if (traced)
+            if (TraceBuffer* trace = current_thread_log()->attr.times.trace)
+              trace->add(TraceKind::task_async, t0, t1, k);
+        }
       } catch (const TaskCancelled&) {
         cancelled = true;
       } catch (const std::exception& e) {

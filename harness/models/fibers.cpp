@@ -41,6 +41,8 @@
 // counter is atomic, result slots are per item. A fiber lets only TaskCancelled and
 // std::exception out of a task (reported as failures); anything else terminates, because
 // Boost.Context's own stack unwinding (forced_unwind) must never be caught.
+#include <sched.h>
+
 #include <algorithm>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -247,6 +249,15 @@ uint64_t Fiber::run_task(const Task& task) {
     uint64_t v = 0;
     switch (s.kind) {
       case StepKind::cpu:
+        if (TraceBuffer* trace = worker->log.attr.times.trace) [[unlikely]] {
+          // --trace: the step holds the worker's thread, so its span is that thread's.
+          const uint64_t t0 = monotonic_ns();
+          const int cpu = sched_getcpu();
+          v = run_cpu_step(s, task.seed, i, ctx);
+          trace->add(TraceKind::cpu, t0, t0, static_cast<uint64_t>(cpu < 0 ? 0 : cpu));
+          trace->add(TraceKind::loop_step, t0, monotonic_ns(), item);
+          break;
+        }
         v = run_cpu_step(s, task.seed, i, ctx);  // inline: the worker is held
         break;
       case StepKind::sleep:
@@ -272,13 +283,18 @@ void Fiber::run_item() {
   const Batch& b = st->batch;
   const uint64_t k = item;
   const bool sampled = b.sampled(k);
-  const uint64_t t0 = sampled ? monotonic_ns() : 0;
+  TraceBuffer* const trace = worker->log.attr.times.trace;
+  const uint64_t t0 = sampled || trace ? monotonic_ns() : 0;
   try {
     const uint64_t h = run_task((*b.tasks)[k % b.tasks->size()]);
     st->result.checksums[k] = seal(h, b.item_nonce(k));
     st->result.done[k] = 1;
     ++completed;
-    if (sampled) st->result.latency_ns[k / b.latency_stride] = monotonic_ns() - t0;
+    if (sampled || trace) [[unlikely]] {
+      const uint64_t t1 = monotonic_ns();
+      if (sampled) st->result.latency_ns[k / b.latency_stride] = t1 - t0;
+      if (trace) trace->add(TraceKind::task_async, t0, t1, k);  // fibers of a thread overlap
+    }
   } catch (const TaskCancelled&) {
   } catch (const std::exception& e) {
     worker->failures.push_back({k, std::string("task threw: ") + e.what()});
@@ -317,6 +333,7 @@ class Fibers final : public Model {
     const uint64_t fibers = std::min<uint64_t>(items, max_inflight_ ? max_inflight_ : set);
     grow_pools(fibers);  // outside the timed region; a no-op once the pools are big enough
     BatchState st(batch, result);
+    if (batch.trace) batch.trace->recorded = true;
     for (size_t w = 0; w < workers_v_.size(); ++w) {
       Worker& wk = *workers_v_[w];
       wk.share = share_of(fibers, w);
@@ -326,6 +343,7 @@ class Fibers final : public Model {
       wk.resumes = 0;
       wk.failures.clear();
       wk.log = WorkerLog{};
+      wk.log.attr.times.trace = batch.trace ? batch.trace->worker(static_cast<int>(w)) : nullptr;
       wk.lag_ns.clear();
       wk.lag_ns.reserve(lag_reserve_);
       wk.lag_stop = false;

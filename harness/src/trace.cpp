@@ -33,6 +33,10 @@ const char* kind_name(TraceKind k) {
       return "task at the worker";
     case TraceKind::cpu:
       return "cpu";
+    case TraceKind::loop_step:
+      return "CPU step (holds the loop)";
+    case TraceKind::task_async:
+      return "task";
   }
   return "?";
 }
@@ -54,6 +58,27 @@ void add_track(json& events, const TraceBuffer& b, int tid, const std::string& n
                         {"ts", us(e.t0, origin)},
                         {"name", "cpu of " + name},
                         {"args", {{"cpu", e.arg}}}});
+      continue;
+    }
+    if (e.kind == TraceKind::task_async) {
+      // A loop's tasks overlap on its thread: an async span per task (Perfetto draws each
+      // task's own row), begun and ended with the task's item as its id, local to the cell.
+      const json args = {{"item", e.arg}};
+      events.push_back({{"ph", "b"},
+                        {"pid", 0},
+                        {"tid", tid},
+                        {"ts", us(e.t0, origin)},
+                        {"name", kind_name(e.kind)},
+                        {"cat", "task"},
+                        {"id2", {{"local", e.arg}}},
+                        {"args", args}});
+      events.push_back({{"ph", "e"},
+                        {"pid", 0},
+                        {"tid", tid},
+                        {"ts", us(e.t1, origin)},
+                        {"name", kind_name(e.kind)},
+                        {"cat", "task"},
+                        {"id2", {{"local", e.arg}}}});
       continue;
     }
     if (e.kind == TraceKind::gil_lost) {
@@ -81,10 +106,12 @@ void add_track(json& events, const TraceBuffer& b, int tid, const std::string& n
         ev["cat"] = "gil";
         break;
       case TraceKind::task:
+      case TraceKind::loop_step:
       case TraceKind::serialize:
       case TraceKind::deserialize:
       case TraceKind::in_flight:
-        ev["cat"] = e.kind == TraceKind::task || e.kind == TraceKind::in_flight ? "task" : "ipc";
+        ev["cat"] =
+            e.kind == TraceKind::serialize || e.kind == TraceKind::deserialize ? "ipc" : "task";
         ev["args"] = {{"item", e.arg}};
         break;
       default:

@@ -125,3 +125,23 @@ def test_plot_trace_draws_each_traced_cell_and_refuses_what_is_not_a_trace(tmp_p
     r = subprocess.run([sys.executable, PLOT_TRACE, bad], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a concbench trace" in r.stderr
+
+
+def test_plot_trace_has_a_colour_for_every_span_a_trace_holds(tmp_path):
+    # Spans of the GIL, IO, the process pool and an event loop: a span without a colour of its
+    # own would be drawn black, indistinguishable from another.
+    import importlib.util
+    trace = tmp_path / "trace.json"
+    concbench.run({"workloads": ["latency.echo_under_load", "mixed.cpu_io"],
+                   "models": ["gil_threads", "process_pool", "async"], "workers": [1, 2],
+                   "repetitions": 1, "min_time": 0.01, "params": {"round_trips": "20"}},
+                  trace=trace)
+    with open(trace) as f:
+        events = json.load(f)["traceEvents"]
+    spec = importlib.util.spec_from_file_location("plot_trace", PLOT_TRACE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    names = {e["name"] + ("/" + e["args"]["ended"] if e["name"] == "GIL wait" else "")
+             for e in events if e.get("ph") == "X"}
+    assert {"task", "GIL held", "CPU step (holds the loop)"} <= names, names
+    assert names <= set(mod.COLOURS), names - set(mod.COLOURS)

@@ -23,6 +23,8 @@ enum class TraceKind : uint8_t {
   deserialize,  // arg: the work item
   in_flight,    // a task out at a worker process, from the parent's side; arg: the work item
   cpu,          // an instant: the CPU the worker is on (arg)
+  loop_step,    // a CPU step run inline on an event loop's thread, which it holds; arg: the item
+  task_async,   // a task's life on an event loop, overlapping others (an async span); arg: item
 };
 
 // Why a GIL acquisition ended (gil.hpp).
