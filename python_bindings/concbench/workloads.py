@@ -40,8 +40,14 @@ WAIT_SLICE_S = 0.05  # blocking waits wake this often to notice cancellation
 clock = threading.local()
 
 
-def _off_cpu_since(t0, c0):
-    return max(0, (time.monotonic_ns() - t0) - (time.thread_time_ns() - c0))
+def _off_cpu_since(t0, c0, clk=None, kind="io_wait"):
+    """A wait's time off the CPU since (t0, c0); with --trace, also a span on clk's track."""
+    t1 = time.monotonic_ns()
+    off = max(0, (t1 - t0) - (time.thread_time_ns() - c0))
+    tr = getattr(clk, "trace", None)
+    if tr is not None:
+        tr.add(kind, t0, t1)
+    return off
 ECHO_CHUNK = 64 * 1024  # echo exchanges in chunks, as the C++ step does (see io_steps_linux.cpp)
 COMPANION_WAIT_S = 0.2  # echo_respond waits this long at most for its spinners
 
@@ -315,7 +321,7 @@ def _respond(step, seed, state):
     t0, c0 = time.monotonic_ns(), time.thread_time_ns()
     _wait_for_companions(want, state)
     if clk is not None:
-        clk.idle_ns += _off_cpu_since(t0, c0)
+        clk.idle_ns += _off_cpu_since(t0, c0, clk, "idle")
     client = _c.EchoClient(seed, units, nbytes)
     sock = socket.socket(fileno=os.dup(client.responder_fd()))
     # Timed as a whole, not per round trip (which the timing would lengthen): its time off the
@@ -334,7 +340,7 @@ def _respond(step, seed, state):
     finally:
         sock.close()
         if clk is not None:
-            clk.io_wait_ns += _off_cpu_since(t0, c0)
+            clk.io_wait_ns += _off_cpu_since(t0, c0, clk)
             clk.io_waits += 1
     state.stop = True
     return h
@@ -348,7 +354,7 @@ def run_io_step(step, seed, worker, state):
     try:
         return _run_io_step(step, seed, worker, state)
     finally:
-        clk.io_wait_ns += _off_cpu_since(t0, c0)
+        clk.io_wait_ns += _off_cpu_since(t0, c0, clk)
         clk.io_waits += 1
 
 

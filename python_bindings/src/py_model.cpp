@@ -2,7 +2,9 @@
 
 #include <pybind11/stl.h>
 
+#include <map>
 #include <stdexcept>
+#include <tuple>
 
 #include "concbench/attribution.hpp"
 #include "concbench/counters.hpp"
@@ -79,10 +81,20 @@ class PyModel final : public Model {
         tasks_ = py::tuple(l);
         tasks_key_ = batch.tasks;
       }
+      // --trace: the model records into Python lists bounded by a track's share of the cap,
+      // copied into the batch's buffers after the batch (outside its timed region).
+      if (batch.trace) model_.attr("begin_trace")(batch.trace->per_buffer());
       const CounterValues c0 = counters_->read();
-      py::tuple r = model_.attr("run")(tasks_, batch.rounds, batch.nonce, batch.latency_stride);
+      py::tuple r;
+      try {
+        r = model_.attr("run")(tasks_, batch.rounds, batch.nonce, batch.latency_stride);
+      } catch (...) {
+        if (batch.trace) model_.attr("end_trace")();
+        throw;
+      }
       const CounterValues c1 = counters_->read();
       out.counters = c1.since(c0);
+      if (batch.trace) copy_trace(model_.attr("end_trace")(), *batch.trace);
       convert(r, out);
     } catch (py::error_already_set& e) {
       throw std::runtime_error(name_ + ": " + first_line(e.what()));
@@ -105,6 +117,35 @@ class PyModel final : public Model {
   void cancel() override { flag_->cancel(); }
 
  private:
+  // [(worker, [(kind, t0, t1, item)], dropped)] from the model's Tracer (models/base.py) into
+  // the runner's buffers: worker -1 is the dispatcher, the runner's "own thread".
+  static void copy_trace(const py::object& tracks, BatchTrace& trace) {
+    static const std::map<std::string, TraceKind, std::less<>> kinds = {
+        {"task", TraceKind::task},
+        {"task_async", TraceKind::task_async},
+        {"io_wait", TraceKind::io_wait},
+        {"idle", TraceKind::idle},
+        {"in_flight", TraceKind::in_flight},
+        {"serialize", TraceKind::serialize},
+        {"deserialize", TraceKind::deserialize}};
+    for (const py::handle t : tracks) {
+      const auto [worker, events, dropped] = t.cast<std::tuple<int, py::list, uint64_t>>();
+      TraceBuffer* b = worker < 0 ? trace.parent() : trace.worker(worker);
+      if (!b) continue;  // a worker beyond the cell's count: none of the runner's tracks
+      for (const py::handle e : events) {
+        const auto [kind, t0, t1, arg] =
+            e.cast<std::tuple<std::string, uint64_t, uint64_t, uint64_t>>();
+        const auto k = kinds.find(kind);
+        if (k == kinds.end()) throw std::runtime_error("trace: unknown event kind " + kind);
+        b->add(k->second, t0, t1, arg);
+      }
+      b->note_dropped(dropped);
+      // A model that keeps a clock but records no event (gevent's patch=child) records no
+      // timeline, and the cell's trace summary says so.
+      trace.recorded = trace.recorded || !events.empty() || dropped > 0;
+    }
+  }
+
   static void convert(const py::tuple& r, BatchResult& out) {
     if (r.size() != 10) throw std::runtime_error("model run() must return a 10-tuple");
     const auto checksums = r[0].cast<std::vector<uint64_t>>();

@@ -122,3 +122,33 @@ def test_run_writes_a_trace_with_a_track_per_thread(tmp_path):
     names = {e["args"]["name"] for e in t["traceEvents"] if e.get("name") == "thread_name"}
     assert names == {"worker 0", "worker 1"}, names
     assert r["results"][0]["trace"]["events"] > 0
+
+
+def test_cpython_models_record_a_timeline_with_every_task(tmp_path):
+    import json
+    from concbench import models
+    names = [m for m in ("cpython.threading", "cpython.thread_pool", "cpython.asyncio",
+                         "cpython.asyncio_to_thread", "cpython.gevent", "cpython.process_pool",
+                         "cpython.process_threads") if m in models.names()]
+    path = tmp_path / "trace.json"
+    r = concbench.run(dict(FAST, repetitions=1, workloads=["mixed.cpu_io"], models=names,
+                           workers=[2], params={"tasks": "12"}), trace=path)
+    with open(path) as f:
+        events = json.load(f)["traceEvents"]
+    for pid, c in enumerate(r["results"], 1):
+        assert c["status"] == "ok", c["error"]
+        assert "note" not in c["trace"], (c["model"], c["trace"])
+        mine = [e for e in events if e.get("pid") == pid]
+        tasks = c["repetitions"][0]["tasks"]
+        if c["model"] == "cpython.process_threads":
+            tasks = c["repetitions"][0]["model_metrics"]["chunks"]  # a span per chunk
+        if c["model"] == "cpython.asyncio_to_thread":
+            tasks *= 2  # on its executor thread, and its life on the loop
+        # A task span per item: on its thread's track, or (an event loop's, a process pool's
+        # round trips) an async span on the loop's or the parent's, begun and ended once each.
+        spans = [e for e in mine if e.get("name") == "task" and e["ph"] in ("X", "b")]
+        ends = [e for e in mine if e.get("name") == "task" and e["ph"] == "e"]
+        assert len(spans) == tasks, (c["model"], len(spans), tasks)
+        assert len(ends) == sum(1 for e in spans if e["ph"] == "b"), c["model"]
+        if c["model"] in ("cpython.threading", "cpython.thread_pool"):
+            assert any(e.get("name") == "IO wait" for e in mine), c["model"]

@@ -108,7 +108,8 @@ class AsyncioModel(PyModel):
                 nxt[0] = k + 1
                 task = tasks[k % n]
                 sampled = res.sampled(k)
-                t0 = time.perf_counter_ns() if sampled else 0
+                tr = clk.trace
+                t0 = time.perf_counter_ns() if sampled or tr is not None else 0
                 try:
                     if run_item is None:
                         checksum = await wl.execute_async(loop, task, i, st, self.lane_sockets,
@@ -120,8 +121,12 @@ class AsyncioModel(PyModel):
                 except Exception as e:  # noqa: BLE001 - a task's failure is a result
                     res.failures.append((k, uw.one_line(e)))
                     continue
-                if sampled:
-                    res.latency_ns.append(time.perf_counter_ns() - t0)
+                if sampled or tr is not None:
+                    t1 = time.perf_counter_ns()
+                    if sampled:
+                        res.latency_ns.append(t1 - t0)
+                    if tr is not None:  # the loop's tasks overlap: an async span each
+                        tr.add("task_async", t0, t1, k)
                 res.checksums[k] = checksum
                 res.done[k] = 1
 

@@ -59,7 +59,7 @@ class AsyncioToThread(AsyncioModel):
     def item_runner(self, loop, tasks, st, res):
         n = len(tasks)
         if self.user is None:
-            execute = self.clocks.wrap(wl.execute)
+            execute = self.clocks.wrap(wl.execute, span=True)
 
             async def run_steps(k, lane):
                 # The task's steps, blocking, on an executor thread (lane picks its sockets).
@@ -67,7 +67,7 @@ class AsyncioToThread(AsyncioModel):
                     execute, tasks[k % n], lane, st, res.nonce(k)))
             return run_steps
         calls = self.user_calls(tasks)
-        call = self.clocks.wrap(lambda f: f())
+        call = self.clocks.wrap(lambda f: f(), span=True)
 
         async def run_call(k, lane):
             return await _to_thread(loop, functools.partial(call, calls[k % n]))

@@ -104,6 +104,60 @@ class OutsideClock:
         return out
 
 
+class TraceTrack:
+    """One worker's timeline in the traced batch (bench_runner run --trace): (kind, t0, t1, item)
+    events in ns of time.perf_counter_ns or time.monotonic_ns (both CLOCK_MONOTONIC on Linux,
+    the runner's clock), bounded by the cell's
+    share of the cap; past it, events are counted, not kept. kind is one of the runner's
+    (trace_buffer.hpp): task, task_async (a task on an event loop, overlapping others), io_wait,
+    idle, in_flight, serialize, deserialize."""
+
+    __slots__ = ("events", "cap", "dropped")
+
+    def __init__(self, cap):
+        self.events, self.cap, self.dropped = [], cap, 0
+
+    def add(self, kind, t0, t1, arg=0):
+        if len(self.events) < self.cap:
+            self.events.append((kind, t0, t1, arg))
+        else:
+            self.dropped += 1
+
+
+class Tracer:
+    """The traced batch's tracks, per worker (-1: the dispatcher, the runner's "own thread")."""
+
+    def __init__(self, cap):
+        self.cap = cap
+        self.tracks = {}
+        self.lock = threading.Lock()
+
+    def track(self, worker):
+        with self.lock:
+            t = self.tracks.get(worker)
+            if t is None:
+                t = self.tracks[worker] = TraceTrack(self.cap)
+            return t
+
+    def export(self):
+        return [(w, t.events, t.dropped) for w, t in sorted(self.tracks.items())]
+
+
+# The traced batch's Tracer, between PyModel.begin_trace() and end_trace() (the bridge calls
+# both around run(), from the cell's thread: one batch at a time); None when not tracing.
+_TRACER = None
+
+
+def tracer():
+    return _TRACER
+
+
+def track_of_thread():
+    """The calling thread's track: its WorkerClock's, when tracing; None otherwise."""
+    clk = getattr(wl.clock, "clock", None)
+    return getattr(clk, "trace", None)
+
+
 class WorkerClock:
     """One worker thread's attribution (harness attribution.hpp), opened and closed on the thread
     itself around its work in the batch: its CPU time (time.thread_time_ns), run-queue delay
@@ -122,6 +176,7 @@ class WorkerClock:
         self.worker, self.kind, self.attach = worker, kind, attach
         self.io_wait_ns = self.idle_ns = self.io_waits = self.tasks = 0
         self.serialize_ns = self.deserialize_ns = 0
+        self.trace = _TRACER.track(worker) if _TRACER is not None else None
         self.s0 = _schedstat()
         self.c0 = time.thread_time_ns()
         self.t0 = time.monotonic_ns()
@@ -205,17 +260,22 @@ class PoolClocks:
         list(self.executor.map(self._open, range(self.threads)))
 
     @staticmethod
-    def wrap(fn):
-        """fn, with the time since the thread's previous item counted as idle, and the item."""
+    def wrap(fn, span=False):
+        """fn, with the time since the thread's previous item counted as idle, and the item;
+        span: with --trace, the call is a task span on the thread's track (fn does not record
+        one itself, as Results.record does)."""
         def item(*args):
             clk = wl.clock.clock
             _idle_gap(clk)
+            t0 = time.perf_counter_ns() if span and clk is not None and clk.trace else 0
             try:
                 return fn(*args)
             finally:
                 if clk is not None:
                     clk.gap_from = (time.monotonic_ns(), time.thread_time_ns())
                     clk.tasks += 1
+                    if t0:
+                        clk.trace.add("task", t0, time.perf_counter_ns())
         return item
 
     def close(self, begin, wall):
@@ -229,8 +289,11 @@ class PoolClocks:
 def _idle_gap(clk):
     if clk is not None:
         t0, c0 = clk.gap_from
-        clk.idle_ns += max(0, (time.monotonic_ns() - t0) - (time.thread_time_ns() - c0))
+        t1 = time.monotonic_ns()
+        clk.idle_ns += max(0, (t1 - t0) - (time.thread_time_ns() - c0))
         clk.io_waits += 1  # two clock and two CPU-clock reads, as an IO wait costs
+        if clk.trace is not None:
+            clk.trace.add("idle", t0, t1)
 
 
 def param_integer(name, help, default, lo, hi):
@@ -256,6 +319,7 @@ class Results:
         self.stride = stride
         self.span = None
         self._begin = None
+        self.tracer = _TRACER
 
     def nonce(self, item):
         """The nonce work item `item` must be executed with (sealed into its checksum)."""
@@ -268,7 +332,8 @@ class Results:
         """Runs fn(nonce) -> checksum for work item `item`, timing it when it is sampled; a
         failure is recorded, and a cancellation leaves the item not done."""
         sampled = item % self.stride == 0
-        t0 = time.perf_counter_ns() if sampled else 0
+        tr = track_of_thread() if self.tracer is not None else None
+        t0 = time.perf_counter_ns() if sampled or tr is not None else 0
         try:
             checksum = fn(_c.round_nonce(self.batch_nonce, item // self.n))
         except wl.Cancelled:
@@ -276,8 +341,12 @@ class Results:
         except BaseException as e:  # noqa: BLE001 - a task's failure is a result, not a crash
             self.failures.append((item, "%s: %s" % (type(e).__name__, e)))
             return
-        if sampled:
-            self.latency_ns.append(time.perf_counter_ns() - t0)
+        if sampled or tr is not None:
+            t1 = time.perf_counter_ns()
+            if sampled:
+                self.latency_ns.append(t1 - t0)
+            if tr is not None:
+                tr.add("task", t0, t1, item)
         self.checksums[item] = checksum
         self.done[item] = 1
 
@@ -285,14 +354,19 @@ class Results:
         """record() for a user function's call: call() -> the result, which verify() compares
         with the reference after the batch (user_workload.py)."""
         sampled = item % self.stride == 0
-        t0 = time.perf_counter_ns() if sampled else 0
+        tr = track_of_thread() if self.tracer is not None else None
+        t0 = time.perf_counter_ns() if sampled or tr is not None else 0
         try:
             result = call()
         except BaseException as e:  # noqa: BLE001 - the user's exception is a result
             self.failures.append((item, uw.one_line(e)))
             return
-        if sampled:
-            self.latency_ns.append(time.perf_counter_ns() - t0)
+        if sampled or tr is not None:
+            t1 = time.perf_counter_ns()
+            if sampled:
+                self.latency_ns.append(t1 - t0)
+            if tr is not None:
+                tr.add("task", t0, t1, item)
         self.checksums[item] = result
         self.done[item] = 1
 
@@ -361,6 +435,17 @@ class PyModel:
 
     def run(self, tasks, rounds, nonce, stride):
         raise NotImplementedError
+
+    def begin_trace(self, cap):
+        """Before the traced batch's run(): its events go to a Tracer of `cap` per track."""
+        global _TRACER
+        _TRACER = Tracer(cap)
+
+    def end_trace(self):
+        """After it: [(worker, [(kind, t0, t1, item)], dropped)], and tracing stops."""
+        global _TRACER
+        t, _TRACER = _TRACER, None
+        return t.export() if t is not None else []
 
     def teardown(self):
         wl.forget_sockets(self.env)

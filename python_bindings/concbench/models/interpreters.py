@@ -369,6 +369,9 @@ class Interpreters(PyModel):
         outside = OutsideClock((i, "interpreter", os.getpid(), t.native_id, self.THREAD_NOTE)
                                for i, t in enumerate(self.threads))
         caller = WorkerClock(-1, kind="parent")
+        # --trace: each task from its put to its result, an async span on the caller's track.
+        tr = caller.trace
+        sent = [0] * items if tr is not None else None
         res.begin_work()
         for k in range(items):
             t0 = time.perf_counter_ns()
@@ -376,6 +379,8 @@ class Interpreters(PyModel):
             self.backend.put(self.tasks_q, msg)
             cross_ns += time.perf_counter_ns() - t0
             bytes_in += len(msg)
+            if sent is not None:
+                sent[k] = t0
         caller.serialize_ns = cross_ns
         outstanding = items
         cancel_at = None
@@ -404,6 +409,8 @@ class Interpreters(PyModel):
                 continue  # a late result of a cancelled batch
             got_ns = time.perf_counter_ns() - t0
             cross_ns += got_ns + wcross
+            if tr is not None:
+                tr.add("task_async", sent[k], t0 + got_ns, k)
             caller.deserialize_ns += got_ns
             w = inside[worker]
             w["tasks"] += ok is not None

@@ -284,20 +284,24 @@ class ProcessPool(PyModel):
         calls = self.user_calls(tasks)
         cpu0 = _children_cpu(self.pool)
         probe = PoolProbe(self.pool, self.slots[0], calls is not None)
+        # --trace: every task's round trip, as an async span on the parent's track (they
+        # overlap); only the traced batch stamps every item.
+        tr = probe.caller.trace
         res.begin_work()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             for k in range(items):
                 if self.cancel.is_set():
                     break
-                if res.sampled(k):
+                stamped = tr is not None or res.sampled(k)
+                if stamped:
                     submitted[k] = time.perf_counter_ns()
                 if calls is not None:
                     # What a user writes: submit(fn, x). The partial pickles as fn and x.
                     f = self.pool.submit(calls[k % n])
                 else:
                     f = self.pool.submit(_run_task, tasks[k % n], res.nonce(k))
-                if res.sampled(k):
+                if stamped:
                     # Latency is from submit() to the result in the parent's hands (the pool's
                     # result thread runs the callback as it sets the result): the round trip,
                     # pickling both ways included. Only sampled items carry a callback, and
@@ -310,6 +314,10 @@ class ProcessPool(PyModel):
         res.end_work()
         attribution = probe.close(res)
         add_children_cpu(res, cpu0, self.pool)
+        if tr is not None:
+            for k in range(len(futures)):
+                if finished[k]:
+                    tr.add("task_async", submitted[k], finished[k], k)
         for k, f in enumerate(futures):
             if not f.done() or f.cancelled():
                 continue

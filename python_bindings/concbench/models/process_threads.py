@@ -159,6 +159,9 @@ class ProcessThreads(PyModel):
             threads += [(p * self.threads + t, "thread", pid, tid, self.THREAD_NOTE)
                         for t, tid in enumerate(tids)]
         probe = PoolProbe(self.pool, None, False, threads)
+        # --trace: each chunk's round trip, an async span on the parent's track.
+        tr = probe.caller.trace
+        spans = []
         res.begin_work()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -171,9 +174,17 @@ class ProcessThreads(PyModel):
                 else:
                     entries = [(k, tasks[k % n], res.nonce(k)) for k in ks]
                 futures.append(self.pool.submit(_run_chunk, entries))
+                if tr is not None:
+                    span = [start, time.perf_counter_ns(), 0]
+                    spans.append(span)
+                    futures[-1].add_done_callback(
+                        lambda _f, span=span: span.__setitem__(2, time.perf_counter_ns()))
         await_all(futures, self.cancel, self.pool)
         res.end_work()
         add_children_cpu(res, cpu0, self.pool)
+        for start, t0, t1 in spans:
+            if t1:
+                tr.add("task_async", t0, t1, start)
         used = set()
         # What each thread timed itself: tasks, CPU, IO and idle waits, and each process's main
         # thread the CPU it spent dispatching.

@@ -69,6 +69,8 @@ class TraceBuffer {
       ++dropped_;
     }
   }
+  // Events a recorder outside this buffer (a Python model's own lists) could not keep.
+  void note_dropped(uint64_t n) { dropped_ += n; }
   size_t size() const { return size_; }
   uint64_t dropped() const { return dropped_; }
   const TraceEvent& operator[](size_t i) const { return events_[i]; }
