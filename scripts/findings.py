@@ -14,7 +14,6 @@ Bad input (a missing or malformed file, a dirty revision): one line on stderr, e
 import argparse
 import glob
 import json
-import math
 import os
 import sys
 

@@ -10,7 +10,7 @@
 # build-fuzz/artifacts/<target>-crash-*; once fixed, copy it into fuzz/corpus/<target>/, where
 # ctest's fuzz_replay_<target> replays it in every build from then on.
 #
-# Usage: scripts/fuzz.sh [RUNS] [TARGET...]    e.g. scripts/fuzz.sh 20000 (what CI runs)
+# Usage: scripts/fuzz.sh [RUNS] [TARGET...]    e.g. scripts/fuzz.sh 10000 (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-1000000}
