@@ -86,7 +86,8 @@ def main(argv=None):
         row = {tid: i for i, tid in enumerate(tids)}
         seen = set()
         flight = {}
-        for e in sorted(spans, key=lambda e: LAYER.get(e["name"], 1)):
+        # Longer spans first, so the waits inside a step (a GIL wait within an IO step) show.
+        for e in sorted(spans, key=lambda e: (LAYER.get(e["name"], 1), -e["dur"])):
             k = key(e)
             seen.add(k)
             y = row[e["tid"]]
