@@ -50,6 +50,22 @@ TEST(Gil, MutualExclusionUnderContention) {
   EXPECT_GE(switches, 4u);  // every thread acquired at least once
 }
 
+TEST(Gil, OneAcquisitionInSixtyFourMeasuresItsCpu) {
+  std::atomic<uint32_t> breaker{0};
+  Gil gil(breaker, std::chrono::microseconds(5000));
+  GilThread t;
+  for (int i = 0; i < 1000; ++i) {
+    gil.take(t);
+    gil.drop(t);
+  }
+  EXPECT_EQ(t.samples, 1000 / kGilCpuSampleEvery);
+  // An uncontended acquisition never leaves the CPU: what its samples measured is CPU time up
+  // to the clocks' granularity, and never more than their wall time by more than that.
+  EXPECT_GT(t.sampled_wait_ns, 0u);
+  EXPECT_LE(t.sampled_wait_cpu_ns, t.sampled_wait_ns + t.samples * 1000);
+  EXPECT_LT(gil_cpu_sample_cost_ns(), 100'000u);
+}
+
 TEST(Gil, ADropRequestMakesTheHolderHandOverAtItsNextCheckpoint) {
   std::atomic<uint32_t> breaker{0};
   Gil gil(breaker, 2ms);

@@ -161,6 +161,7 @@ json attribute_repetition(uint64_t wall_ns, const std::vector<WorkerAttribution>
           {"unattributed", static_cast<int64_t>(std::llround(unatt))}}},
         {"beside",
          {{"gil_hold", t.gil_hold_ns},
+          {"gil_wait_on_cpu", t.gil_wait_on_cpu_ns},
           {"loop_lag", t.loop_lag_ns},
           {"runqueue_in_waits", rq_in_waits}}},
         {"timeslices", a.sched ? json(a.sched->timeslices) : json(nullptr)},
@@ -224,7 +225,8 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
   struct Acc {
     std::string kind;
     std::map<std::string, std::optional<double>> parts;
-    double gil_hold = 0, loop_lag = 0, wall = 0, tasks = 0, instrument = 0, rq_in_waits = 0;
+    double gil_hold = 0, gil_on_cpu = 0, loop_lag = 0, wall = 0, tasks = 0, instrument = 0,
+           rq_in_waits = 0;
     bool tasks_known = true;
   };
   std::map<int, Acc> acc;
@@ -252,6 +254,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
       else
         a.tasks += w["tasks"].get<double>();
       a.gil_hold += w["beside"]["gil_hold"].get<double>();
+      a.gil_on_cpu += w["beside"].value("gil_wait_on_cpu", 0.0);
       a.loop_lag += w["beside"]["loop_lag"].get<double>();
       a.rq_in_waits += w["beside"].value("runqueue_in_waits", 0.0);
       a.instrument += w.value("instrument_ns", 0.0);
@@ -292,7 +295,8 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
   std::map<std::string, std::optional<double>> total, disp;
   for (const auto& p : parts) total[p] = disp[p] = 0.0;
   double disp_wall = 0;
-  double total_wall = 0, total_hold = 0, total_lag = 0, total_instrument = 0, total_rq_in_waits = 0;
+  double total_wall = 0, total_hold = 0, total_lag = 0, total_instrument = 0, total_rq_in_waits = 0,
+         total_on_cpu = 0;
   std::vector<double> tasks, cpu, wait;
   bool have_cpu = true;
   for (const auto& [id, a] : acc) {
@@ -305,6 +309,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
                        {"share", share},
                        {"beside_ns",
                         {{"gil_hold", a.gil_hold},
+                         {"gil_wait_on_cpu", a.gil_on_cpu},
                          {"loop_lag", a.loop_lag},
                          {"runqueue_in_waits", a.rq_in_waits}}}});
     total_instrument += a.instrument;
@@ -319,6 +324,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
     }
     if (a.kind == "parent") continue;  // a dispatcher, not a worker: no fairness among it
     total_hold += a.gil_hold;
+    total_on_cpu += a.gil_on_cpu;
     total_lag += a.loop_lag;
     total_rq_in_waits += a.rq_in_waits;
     if (a.tasks_known) tasks.push_back(a.tasks);
@@ -367,6 +373,7 @@ json summarize_attribution(const std::vector<const json*>& reps, double starved_
           {"dispatchers", dispatchers},
           {"beside_ns",
            {{"gil_hold", total_hold},
+            {"gil_wait_on_cpu", total_on_cpu},
             {"loop_lag", total_lag},
             {"runqueue_in_waits", total_rq_in_waits}}},
           {"dominant", dominant},

@@ -7,7 +7,10 @@
 //                by up to a tick), less the serializing and deserializing below, which run on
 //                the CPU too;
 //   runqueue     runnable but waiting for a CPU (schedstat's run-queue delay);
-//   gil_wait     blocked acquiring an interpreter lock (the emulated GIL's own clock);
+//   gil_wait     blocked acquiring an interpreter lock (the emulated GIL's own clock, less the
+//                CPU its acquisitions spend: per acquisition the mean one in 64 of them
+//                measured, at most its wall time; that is in cpu, and reported beside as
+//                gil_wait_on_cpu);
 //   io_wait      inside an IO step (the clock around it);
 //   serialize, deserialize   encoding and decoding what crosses a boundary (the clock);
 //   idle         waiting for work: before the worker's first item, after its last, and on an
@@ -19,7 +22,7 @@
 // of `runqueue` (which then means runnable outside a timed wait) and reported beside as
 // runqueue_in_waits; what is left either way is `unattributed`, checked against a tolerance.
 // gil_hold and loop_lag are reported beside the parts, not in the sum: holding the GIL is
-// computing, and an event loop's lag is time its CPU steps already fill.
+// computing, and an event loop's lag is time its CPU steps already fill. So is gil_wait_on_cpu.
 //
 // schedstat (/proc/<pid>/task/<tid>/schedstat) needs no root and no PMU; where the kernel has
 // none (CONFIG_SCHED_INFO off) cpu and runqueue are null with the reason, and the sum is not

@@ -42,7 +42,19 @@ struct GilThread {
   std::vector<uint64_t> wait_ns;  // one per acquisition (0 when the lock was free)
   uint64_t hold_start_ns = 0;
   TraceBuffer* trace = nullptr;  // --trace: waits (with how each ended) and holds
+  // One acquisition in kGilCpuSampleEvery also reads the thread's CPU clock, before it starts
+  // and after it ends (outside the lock's critical section): the CPU an acquisition spends (its
+  // futex calls, its bookkeeping), whose mean scales to all of them (gil_hooks.hpp).
+  uint64_t sampled_wait_ns = 0;
+  uint64_t sampled_wait_cpu_ns = 0;  // less the reads' own cost (gil_cpu_sample_cost_ns)
+  uint64_t samples = 0;
 };
+
+// Sampling every 64th acquisition costs two CPU-clock reads (a system call each where the
+// kernel has no vDSO path for thread clocks) per 64: under 1% of a contended hand-over.
+inline constexpr uint64_t kGilCpuSampleEvery = 64;
+// What the two CPU-clock reads of a sample add to the CPU they measure, measured once.
+uint64_t gil_cpu_sample_cost_ns();
 
 class Gil {
  public:

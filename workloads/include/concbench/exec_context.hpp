@@ -33,8 +33,9 @@ struct TaskCancelled : std::exception {
 // attribution (harness attribution.hpp) adds the kernel's view (on-CPU and run-queue time) and
 // checks that the parts add up to the worker's wall time.
 struct WorkerTimes {
-  uint64_t gil_wait_ns = 0;   // blocked acquiring an interpreter lock, or in a forced switch
-  uint64_t gil_hold_ns = 0;   // holding it (overlaps the CPU time: reported beside the parts)
+  uint64_t gil_wait_ns = 0;         // blocked acquiring an interpreter lock, or in a forced switch
+  uint64_t gil_hold_ns = 0;         // holding it (overlaps the CPU time: reported beside the parts)
+  uint64_t gil_wait_on_cpu_ns = 0;  // acquiring it on the CPU (in the CPU part, not gil_wait)
   uint64_t io_wait_ns = 0;    // inside an IO step (sleep, socket, pipe, file) with the lock let go
   uint64_t serialize_ns = 0;  // encoding tasks or results to cross a boundary
   uint64_t deserialize_ns = 0;   // decoding them
