@@ -236,6 +236,85 @@ TEST(GilThreads, CounterRaceLosesNothingAtBackEdgesButLosesWithPerInstructionChe
   EXPECT_GT(lost_updates(call, 2'000'000), 0u);
 }
 
+// --gil-policy: each version range's checks as the race sees them. 3.2-3.9 checks between a
+// unit's instructions and loses updates on x += 1; 3.10 and later check only at back-edges and
+// calls and lose none, but lose on x += one(); 3.13's per-thread breaker behaves as the shared
+// one with one interpreter.
+TEST(GilThreads, EachPolicyLosesUpdatesWhereItsVersionsDo) {
+  const std::map<std::string, std::string> wp = {{"tasks", "2"}, {"units", "1000000"}};
+  auto call_wp = wp;
+  call_wp["call_between"] = "1";
+  for (const char* policy : {"3.2-3.9", "3.10", "3.11-3.12", "3.13+"}) {
+    SCOPED_TRACE(policy);
+    const std::map<std::string, std::string> mp = {{"switch_interval_us", "200"},
+                                                   {"gil_policy", policy}};
+    const Cell plain = run_model("gil_threads", 2, "cpu.counter_race", wp, mp);
+    expect_verified(plain);
+    EXPECT_EQ(plain.result.model_metrics["gil_policy"], policy);
+    EXPECT_GT(plain.result.model_metrics["gil_switches"].get<uint64_t>(), 2u);
+    if (std::string(policy) == "3.2-3.9")
+      EXPECT_GT(lost_updates(plain, 2'000'000), 0u);
+    else
+      EXPECT_EQ(lost_updates(plain, 2'000'000), 0u);
+    const Cell call = run_model("gil_threads", 2, "cpu.counter_race", call_wp, mp);
+    expect_verified(call);
+    EXPECT_GT(lost_updates(call, 2'000'000), 0u);
+    EXPECT_EQ(call.result.model_metrics["eval_breaker"],
+              std::string(policy) == "3.13+" ? "per_thread" : "shared");
+  }
+  // --checkpoint still overrides where the policy checks.
+  const Cell over = run_model(
+      "gil_threads", 2, "cpu.counter_race", wp,
+      {{"switch_interval_us", "200"}, {"gil_policy", "3.2-3.9"}, {"checkpoint", "backedge"}});
+  EXPECT_EQ(lost_updates(over, 2'000'000), 0u);
+}
+
+// 3.13's per-thread breaker, with one interpreter: a CPU-bound pair shares the lock as under
+// 3.11-3.12, each thread's drop request reaching the holder through its own word.
+TEST(GilThreads, APerThreadBreakerHandsOverAsTheSharedOneDoes) {
+  const std::map<std::string, std::string> wp = {{"tasks", "4"}, {"units", "5000"}};
+  for (const char* policy : {"3.11-3.12", "3.13+"}) {
+    SCOPED_TRACE(policy);
+    const Cell c = run_model("gil_threads", 2, "cpu.spin", wp,
+                             {{"switch_interval_us", "1000"}, {"gil_policy", policy}});
+    expect_verified(c);
+    // Each switch follows a timed-out wait's drop request, or a forced switch.
+    EXPECT_GT(c.result.model_metrics["gil_drop_requests"].get<uint64_t>(), 2u);
+    EXPECT_GT(c.result.model_metrics["gil_switches"].get<uint64_t>(), 2u);
+  }
+}
+
+// 3.1's ticker lock: no interval and no drop request; the holder releases every check_interval
+// checks and takes the lock straight back, so a waiter gets it only when it wins the race.
+TEST(GilThreads, TheTickerLockReleasesEveryCheckIntervalWithoutDropRequests) {
+  const Cell c = run_model("gil_threads", 2, "cpu.spin", {{"tasks", "4"}, {"units", "400"}},
+                           {{"gil_policy", "3.1"}, {"check_interval", "10"}});
+  expect_verified(c);
+  const auto& m = c.result.model_metrics;
+  EXPECT_EQ(m["gil_algorithm"], "ticker");
+  EXPECT_EQ(m["gil_drop_requests"], 0u);
+  EXPECT_EQ(m["gil_forced_switches"], 0u);
+  // 1600 units, a check each, one release per 10: about 160 acquisitions.
+  EXPECT_GT(m["gil_acquisitions"].get<uint64_t>(), 100u);
+}
+
+// Beazley 2009: on two cores, two CPU-bound threads under the old GIL take longer than one
+// thread doing the same work, because each release signals a waiter that wakes to find the
+// lock retaken. A ratio within one run, with two idle CPUs, and a wide margin.
+TEST(GilThreads, UnderTheTickerLockTwoThreadsAreSlowerThanOneOnTwoCores) {
+  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  const std::map<std::string, std::string> wp = {{"tasks", "8"}, {"units", "5000"}};
+  auto timed = [&](const char* policy, int workers) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Cell c = run_model("gil_threads", workers, "cpu.spin", wp, {{"gil_policy", policy}});
+    expect_verified(c);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const double one = timed("3.1", 1), two = timed("3.1", 2);
+  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  EXPECT_GT(two, 1.1 * one) << "one thread " << one << " s, two " << two << " s";
+}
+
 TEST(GilThreads, FreeThreadsLoseUpdatesOnTwoCores) {
   // Lost updates need the two threads on two cores at the same time.
   CONCBENCH_REQUIRE_IDLE_CPUS(2);

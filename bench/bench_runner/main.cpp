@@ -123,8 +123,9 @@ int run_micro(int argc, char** argv) {
 }
 
 struct RunFlags {
-  std::string suite = "quick", scaling = "strong", checkpoint, switch_interval_us, pin, workloads,
-              models, workers, repetitions, min_time, timeout, seed, out, trace, trace_cap;
+  std::string suite = "quick", scaling = "strong", checkpoint, gil_policy, switch_interval_us, pin,
+              workloads, models, workers, repetitions, min_time, timeout, seed, out, trace,
+              trace_cap;
   std::vector<std::string> params, plugins, workload_files, pythons;
   bool overwrite = false, interleave = false, sched_trace = false;
   std::set<std::string> given;  // flags present on the command line, even with an empty value
@@ -146,6 +147,7 @@ RunConfig build_config(const RunFlags& f) {
       {"seed", &f.seed},
       {"scaling", &f.scaling},
       {"checkpoint", &f.checkpoint},
+      {"gil_policy", &f.gil_policy},
       {"switch_interval_us", &f.switch_interval_us},
       {"pin", &f.pin},
       {"trace", &f.trace},
@@ -417,8 +419,12 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   run->add_option("--scaling", f.scaling,
                   "strong (default: same tasks split across workers) or weak (tasks x workers)");
+  run->add_option("--gil-policy", f.gil_policy,
+                  "gil_threads: the CPython versions whose GIL to emulate: 3.1 | 3.2-3.9 | 3.10 | "
+                  "3.11-3.12 (default) | 3.13+");
   run->add_option("--checkpoint", f.checkpoint,
-                  "gil_threads: backedge (CPython 3.10+) or per_instruction (3.9 and earlier)");
+                  "gil_threads: where the eval breaker is checked, overriding the policy: "
+                  "backedge (CPython 3.10+) or per_instruction (3.9 and earlier)");
   run->add_option("--switch-interval-us", f.switch_interval_us,
                   "gil_threads: the GIL switch interval in microseconds (default 5000)");
   run->add_option("--pin", f.pin, "pinned_pool: compact | scatter | list:0,2,4 (OS PU indexes)");

@@ -16,10 +16,15 @@ namespace concbench::detail {
 // The context's model_data() is the thread's GilThread.
 class GilHooks final : public ExecHooks {
  public:
-  explicit GilHooks(Gil& gil) : gil_(gil) {}
+  // check_interval: the ticker lock's checks between releases (3.1's sys.setcheckinterval).
+  explicit GilHooks(Gil& gil, uint64_t check_interval = 3)
+      : gil_(gil), check_interval_(check_interval) {}
   void on_break(ExecContext& ctx) override {
     ctx.throw_if_cancelled();
-    gil_.yield_if_requested(thread_of(ctx));
+    if (gil_.algorithm() == GilAlgorithm::ticker) [[unlikely]]
+      gil_.tick(thread_of(ctx), check_interval_);
+    else
+      gil_.yield_if_requested(thread_of(ctx));
   }
   void release(ExecContext& ctx) override { gil_.drop(thread_of(ctx)); }
   void reacquire(ExecContext& ctx) override { gil_.take(thread_of(ctx)); }
@@ -33,6 +38,7 @@ class GilHooks final : public ExecHooks {
     return *static_cast<GilThread*>(ctx.model_data());
   }
   Gil& gil_;
+  uint64_t check_interval_;
 };
 
 // A thread's GIL waits and hold into its attribution (attribution.hpp). A wait's wall time is

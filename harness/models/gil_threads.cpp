@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "concbench/gil.hpp"
@@ -26,9 +28,23 @@ class GilThreads final : public Model {
     Model::setup(cfg);
     io_ = std::make_unique<IoEnv>();
     const auto us = std::chrono::microseconds(cfg.params.get_int("switch_interval_us"));
-    gil_ = std::make_unique<Gil>(breaker_, us);
-    hooks_ = std::make_unique<GilHooks>(*gil_);
-    per_instruction_ = cfg.params.get("checkpoint") == "per_instruction";
+    policy_ = find_gil_policy(cfg.params.get("gil_policy"));
+    if (!policy_) throw std::invalid_argument("gil_policy: unknown policy");  // the choice checks
+    check_interval_ = static_cast<uint64_t>(cfg.params.get_int("check_interval"));
+    gil_ = std::make_unique<Gil>(breaker_, us, policy_->algorithm);
+    hooks_ = std::make_unique<GilHooks>(*gil_, check_interval_);
+    // --checkpoint is the finer knob: it overrides where the policy checks.
+    const std::string checkpoint = cfg.params.get("checkpoint");
+    per_instruction_ =
+        checkpoint == "policy" ? policy_->per_instruction : checkpoint == "per_instruction";
+    // The ticker counts every check: the bit keeps every check on the slow path.
+    if (policy_->algorithm == GilAlgorithm::ticker)
+      breaker_.fetch_or(kBreakTick, std::memory_order_relaxed);
+    // 3.13+: a breaker word per thread, fixed for the model's life (cancel() reaches them all).
+    if (policy_->per_thread_breaker) {
+      words_n_ = static_cast<size_t>(cfg.workers);
+      words_ = std::make_unique<std::atomic<uint32_t>[]>(words_n_);
+    }
     // Opened on the thread that will start every batch's threads: they inherit it.
     counters_ = std::make_unique<InheritedCounters>();
   }
@@ -41,7 +57,16 @@ class GilThreads final : public Model {
     threads_.resize(n);
     for (GilThread& t : threads_) t = GilThread{};
     detail::attach_trace(batch, logs);
-    for (size_t i = 0; i < n; ++i) threads_[i].trace = logs[i].attr.times.trace;
+    for (size_t i = 0; i < n; ++i) {
+      threads_[i].trace = logs[i].attr.times.trace;
+      threads_[i].ticks = check_interval_;
+      if (words_) {
+        // A fresh word, with the cancellation the model's may already carry.
+        words_[i].store(breaker_.load(std::memory_order_relaxed) & kBreakCancel,
+                        std::memory_order_relaxed);
+        threads_[i].breaker = &words_[i];
+      }
+    }
     std::vector<GilThread>& threads = threads_;
     detail::BatchQueue queue(batch, result);
     io_->begin_batch();
@@ -53,7 +78,7 @@ class GilThreads final : public Model {
         [&](int w) {
           const auto i = static_cast<size_t>(w);
           const detail::SwitchCount s0 = detail::SwitchCount::now();
-          ExecContext ctx(breaker_, *hooks_, io_.get(), w);
+          ExecContext ctx(words_ ? words_[i] : breaker_, *hooks_, io_.get(), w);
           ctx.set_model_data(&threads[i]);
           ctx.set_per_instruction(per_instruction_);
           // A Python thread runs with the GIL from its first bytecode to its last; its first
@@ -77,6 +102,13 @@ class GilThreads final : public Model {
     result.model_metrics["threads_started"] = cfg_.workers;
     result.model_metrics["switch_interval_us"] = gil_->interval().count();
     result.model_metrics["checkpoint"] = per_instruction_ ? "per_instruction" : "backedge";
+    result.model_metrics["gil_policy"] = policy_->name;
+    result.model_metrics["gil_algorithm"] =
+        policy_->algorithm == GilAlgorithm::ticker ? "ticker" : "interval";
+    result.model_metrics["eval_breaker"] = words_ ? "per_thread" : "shared";
+    result.model_metrics["checks"] = policy_->checks;
+    if (policy_->algorithm == GilAlgorithm::ticker)
+      result.model_metrics["check_interval"] = check_interval_;
     return result;
   }
 
@@ -84,7 +116,11 @@ class GilThreads final : public Model {
     io_.reset();
     counters_.reset();
   }
-  void cancel() override { breaker_.fetch_or(kBreakCancel, std::memory_order_relaxed); }
+  void cancel() override {
+    breaker_.fetch_or(kBreakCancel, std::memory_order_relaxed);
+    for (size_t i = 0; i < words_n_; ++i)
+      words_[i].fetch_or(kBreakCancel, std::memory_order_relaxed);
+  }
 
  private:
   std::atomic<uint32_t> breaker_{0};
@@ -93,20 +129,42 @@ class GilThreads final : public Model {
   std::unique_ptr<Gil> gil_;
   std::unique_ptr<GilHooks> hooks_;
   bool per_instruction_ = false;
+  const GilPolicy* policy_ = nullptr;
+  uint64_t check_interval_ = 3;
+  std::unique_ptr<std::atomic<uint32_t>[]> words_;  // 3.13+: one per thread
+  size_t words_n_ = 0;
   std::vector<GilThread> threads_;
 };
 
 }  // namespace
 
+static std::vector<std::string> policy_names() {
+  std::vector<std::string> out;
+  for (const GilPolicy& p : gil_policies()) out.push_back(p.name);
+  return out;
+}
+
 ModelInfo gil_threads_model_info() {
   ModelInfo info{
       "gil_threads",
-      "N threads per batch behind an emulated CPython 3.11/3.12 GIL",
+      "N threads per batch behind an emulated CPython GIL (--gil-policy: 3.1 to 3.13+)",
       {ParamSpec::integer("switch_interval_us", "GIL switch interval (sys.setswitchinterval)", 5000,
                           1, 10'000'000),
+       ParamSpec::choice("gil_policy",
+                         "the CPython versions whose GIL to emulate: lock algorithm, where the "
+                         "eval breaker is checked, whose breaker a drop request sets",
+                         kDefaultGilPolicy, policy_names()),
        ParamSpec::choice("checkpoint",
-                         "eval-breaker checks: backedge (3.10+) or per_instruction (<= 3.9)",
-                         "backedge", {"backedge", "per_instruction"})},
+                         "eval-breaker checks: policy (the policy's), backedge (3.10+) or "
+                         "per_instruction (<= 3.9)",
+                         "policy", {"policy", "backedge", "per_instruction"}),
+       // 3.1's sys.setcheckinterval was 100 instructions. A check here is a kernel's unit: a
+       // cpu.spin unit is about a microsecond, some 33 instructions of 3.1 (about 30 ns each),
+       // so 3 checks stand for its 100. 3.1 is not installed to measure; pyenv starts at 3.6.
+       ParamSpec::integer("check_interval",
+                          "the 3.1 ticker lock's checks between releases (3 checks: about the "
+                          "100 instructions of sys.setcheckinterval)",
+                          3, 1, 1'000'000'000)},
       false,
       [] { return std::make_unique<GilThreads>(); },
       {}};

@@ -21,7 +21,7 @@ const std::set<std::string>& known_keys() {
       "suite",   "workloads",  "models",  "workers",        "repetitions",        "min_time",
       "timeout", "params",     "scaling", "checkpoint",     "switch_interval_us", "pin",
       "seed",    "interleave", "plugins", "workload_files", "pythons",            "trace",
-      "trace_cap", "sched_trace"};
+      "trace_cap", "sched_trace", "gil_policy"};
   // clang-format on
   return k;
 }
@@ -79,8 +79,9 @@ RunConfig config_from_request(const json& req) {
     if (!known_keys().count(k))
       throw UsageError("config: unknown key '" + k +
                        "' (suite, workloads, models, workers, repetitions, min_time, timeout, "
-                       "params, scaling, checkpoint, switch_interval_us, pin, seed, interleave, "
-                       "plugins, workload_files, pythons)");
+                       "params, scaling, checkpoint, gil_policy, switch_interval_us, pin, seed, "
+                       "interleave, plugins, workload_files, pythons, trace, trace_cap, "
+                       "sched_trace)");
   const auto has = [&](const char* k) { return req.contains(k) && !req.at(k).is_null(); };
   // First: a plugin's workloads must exist before names are checked.
   if (has("plugins"))
@@ -196,7 +197,7 @@ RunConfig config_from_request(const json& req) {
     cfg.sched_trace = v.get<bool>();
   }
   // Shorthands for model parameters.
-  for (const char* k : {"checkpoint", "switch_interval_us", "pin"})
+  for (const char* k : {"checkpoint", "gil_policy", "switch_interval_us", "pin"})
     if (has(k)) cfg.params[k] = scalar_text(req.at(k), flag(k));
   if (has("params")) {
     const json& p = req.at("params");

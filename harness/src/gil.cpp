@@ -14,8 +14,45 @@ constexpr std::chrono::milliseconds kCancelPoll{50};
 
 }  // namespace
 
-Gil::Gil(std::atomic<uint32_t>& breaker, std::chrono::microseconds interval)
-    : breaker_(breaker), interval_(std::max(interval, std::chrono::microseconds(1))) {}
+const std::vector<GilPolicy>& gil_policies() {
+  static const std::vector<GilPolicy> policies = {
+      {"3.1", GilAlgorithm::ticker, true, false,
+       "every instruction but the fast-dispatched ones counts a tick; every check_interval "
+       "ticks the holder releases and retakes the lock"},
+      {"3.2-3.9", GilAlgorithm::interval, true, false,
+       "before every instruction but the fast-dispatched ones (LOAD_FAST, LOAD_CONST, "
+       "STORE_FAST, POP_TOP and the like)"},
+      {"3.10", GilAlgorithm::interval, false, false,
+       "at frame entry, after calls and on backward jumps"},
+      {"3.11-3.12", GilAlgorithm::interval, false, false,
+       "at RESUME, JUMP_BACKWARD and after calls into C"},
+      {"3.13+", GilAlgorithm::interval, false, true,
+       "as 3.11-3.12, each thread with its own eval breaker: a waiter sets the holder's bit"},
+  };
+  return policies;
+}
+
+const GilPolicy* find_gil_policy(std::string_view name) {
+  for (const GilPolicy& p : gil_policies())
+    if (name == p.name) return &p;
+  return nullptr;
+}
+
+Gil::Gil(std::atomic<uint32_t>& breaker, std::chrono::microseconds interval, GilAlgorithm algorithm)
+    : breaker_(breaker),
+      interval_(std::max(interval, std::chrono::microseconds(1))),
+      algorithm_(algorithm) {}
+
+void Gil::tick(GilThread& t, uint64_t check_interval) {
+  if (t.ticks > 0) {
+    --t.ticks;
+    return;
+  }
+  t.ticks = check_interval > 0 ? check_interval - 1 : 0;
+  // "Other threads may run now": release, signal one waiter, and retake at once.
+  drop(t, /*force_switch=*/false);
+  take(t);
+}
 
 uint64_t gil_cpu_sample_cost_ns() {
   // A sample with nothing between its reads: the two clock reads inside it and the CPU-clock
@@ -44,6 +81,17 @@ void Gil::take(GilThread& t) {
   const bool waited = locked_;
   bool requested = false;
   const GilOutcome on_entry = waiters_ > 0 ? GilOutcome::slipped_through : GilOutcome::free;
+  // 3.1's PyThread_acquire_lock(interpreter_lock, 1): sleep until signalled and the lock is
+  // free; no interval and no drop request.
+  while (locked_ && algorithm_ == GilAlgorithm::ticker) {
+    ++waiters_;
+    cond_.wait(lock);
+    --waiters_;
+    if (locked_ && t.trace) [[unlikely]] {
+      const uint64_t now = monotonic_ns();  // woken, and the releaser had it back already
+      t.trace->add(TraceKind::gil_lost, now, now);
+    }
+  }
   while (locked_) {
     const uint64_t saved_switch = switch_number_;
     // A fresh interval per wait. Only a real timeout counts: a spurious or signalled wake-up
@@ -53,8 +101,10 @@ void Gil::take(GilThread& t) {
     --waiters_;
     if (timed_out && locked_ && switch_number_ == saved_switch) {
       // Relaxed: the holder only needs to see the bit eventually; the hand-over itself is
-      // ordered by mu_.
-      breaker_.fetch_or(kBreakDropRequest, std::memory_order_relaxed);
+      // ordered by mu_. The holder's word: the shared one, or under 3.13 its own (the holder
+      // is last_holder_ while the lock is held, and mu_ is held here).
+      const GilThread* holder = last_holder_.load(std::memory_order_relaxed);
+      (holder ? word(*holder) : breaker_).fetch_or(kBreakDropRequest, std::memory_order_relaxed);
       ++t.drop_requests;
       requested = true;
     } else if (!timed_out && locked_ && t.trace) [[unlikely]] {
@@ -73,7 +123,7 @@ void Gil::take(GilThread& t) {
     switch_cond_.notify_all();
   }
   // The new holder clears a pending request: whoever wants the lock next must time out anew.
-  breaker_.fetch_and(~kBreakDropRequest, std::memory_order_relaxed);
+  word(t).fetch_and(~kBreakDropRequest, std::memory_order_relaxed);
   lock.unlock();
   const uint64_t t1 = monotonic_ns();
   if (sample) [[unlikely]] {
@@ -105,12 +155,12 @@ void Gil::drop(GilThread& t, bool force_switch) {
     locked_ = false;
     cond_.notify_one();
   }
-  if (!force_switch) return;
-  if ((breaker_.load(std::memory_order_relaxed) & kBreakDropRequest) == 0) return;
+  if (!force_switch || algorithm_ == GilAlgorithm::ticker) return;
+  if ((word(t).load(std::memory_order_relaxed) & kBreakDropRequest) == 0) return;
   std::unique_lock sw(switch_mu_);
   if (last_holder_.load(std::memory_order_relaxed) != &t) return;  // already handed over
   // FORCE_SWITCHING: whoever asked for the lock gets it before we can take it back.
-  breaker_.fetch_and(~kBreakDropRequest, std::memory_order_relaxed);
+  word(t).fetch_and(~kBreakDropRequest, std::memory_order_relaxed);
   ++t.forced_switches;
   const uint64_t w0 = monotonic_ns();
   while (last_holder_.load(std::memory_order_relaxed) == &t) {
@@ -124,7 +174,7 @@ void Gil::drop(GilThread& t, bool force_switch) {
 }
 
 void Gil::yield_if_requested(GilThread& t) {
-  if ((breaker_.load(std::memory_order_relaxed) & kBreakDropRequest) == 0) return;
+  if ((word(t).load(std::memory_order_relaxed) & kBreakDropRequest) == 0) return;
   drop(t);
   take(t);
 }

@@ -35,7 +35,10 @@ def _parser():
     r.add_argument("--timeout", help="seconds per cell before it is cancelled and recorded")
     r.add_argument("--param", action="append", default=[], help="key=value (repeatable)")
     r.add_argument("--scaling", help="strong (default) or weak")
-    r.add_argument("--checkpoint", help="gil_threads: backedge or per_instruction")
+    r.add_argument("--gil-policy", dest="gil_policy",
+                   help="gil_threads: 3.1 | 3.2-3.9 | 3.10 | 3.11-3.12 (default) | 3.13+")
+    r.add_argument("--checkpoint",
+                   help="gil_threads: backedge or per_instruction, overriding the policy's")
     r.add_argument("--switch-interval-us", dest="switch_interval_us",
                    help="gil_threads and cpython.threading: switch interval in microseconds")
     r.add_argument("--pin", help="pinned_pool: compact | scatter | list:0,2,4")
@@ -90,7 +93,7 @@ def _parser():
 def _request(args):
     req = {}
     for key in ("suite", "workloads", "models", "workers", "repetitions", "min_time", "timeout",
-                "scaling", "checkpoint", "switch_interval_us", "pin", "seed"):
+                "scaling", "checkpoint", "gil_policy", "switch_interval_us", "pin", "seed"):
         value = getattr(args, key)
         if value is not None:
             req[key] = value

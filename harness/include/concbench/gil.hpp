@@ -12,7 +12,15 @@
 //  check: at an eval-breaker check with the drop request set: drop, then take.
 //
 // The drop request is a bit of the model's breaker word (exec_context.hpp), so the holder's
-// checkpoint stays one relaxed load.
+// checkpoint stays one relaxed load. Under 3.13's per-thread eval breaker each thread has a word
+// of its own (GilThread::breaker): a waiter sets the bit in the current holder's word, and a
+// holder clears its own; with one interpreter that behaves as the shared word does.
+//
+// CPython 3.1's lock (GilAlgorithm::ticker) is another algorithm: no interval, no drop request,
+// no forced switch. The holder releases and at once retakes the lock every check_interval
+// checks (sys.setcheckinterval, 100), and a waiter sleeps until it is signalled. A woken waiter
+// usually finds the lock retaken: the convoy that made two threads slower than one on two
+// cores (Beazley 2009), and the reason 3.2 replaced the lock.
 //
 // Lock order: mu_ before switch_mu_ (take holds both while it publishes the new holder; drop
 // holds them one after the other, never together). last_holder_ is written only with both held,
@@ -24,11 +32,30 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <string_view>
 #include <vector>
 
 #include "concbench/trace_buffer.hpp"
 
 namespace concbench {
+
+// How the lock hands over (see the top).
+enum class GilAlgorithm { ticker, interval };
+
+// A CPython version range's GIL, as the emulation reproduces it: the lock's algorithm, where
+// the eval breaker is looked at, and whose breaker word a drop request goes to.
+struct GilPolicy {
+  const char* name;         // as --gil-policy takes it
+  GilAlgorithm algorithm;   // ticker: 3.1; interval: 3.2 and later
+  bool per_instruction;     // a check between a unit's instructions (3.9 and earlier)
+  bool per_thread_breaker;  // 3.13+: the drop request goes to the holder's own word
+  const char* checks;       // where that version checks, in words
+};
+// 3.1, 3.2-3.9, 3.10, 3.11-3.12, 3.13+, oldest first.
+const std::vector<GilPolicy>& gil_policies();
+// The policy of that name, or nullptr.
+const GilPolicy* find_gil_policy(std::string_view name);
+inline constexpr const char* kDefaultGilPolicy = "3.11-3.12";
 
 // One thread's view of the GIL. Written only by its thread; read by others after it finished.
 struct GilThread {
@@ -42,6 +69,10 @@ struct GilThread {
   std::vector<uint64_t> wait_ns;  // one per acquisition (0 when the lock was free)
   uint64_t hold_start_ns = 0;
   TraceBuffer* trace = nullptr;  // --trace: waits (with how each ended) and holds
+  // The breaker word this thread's checks read: its own under a per-thread breaker (3.13+),
+  // nullptr for the GIL's shared word. Set before the thread first takes the lock.
+  std::atomic<uint32_t>* breaker = nullptr;
+  uint64_t ticks = 0;  // the ticker lock's countdown to its next release (3.1)
   // One acquisition in kGilCpuSampleEvery also reads the thread's CPU clock, before it starts
   // and after it ends (outside the lock's critical section): the CPU an acquisition spends (its
   // futex calls, its bookkeeping), whose mean scales to all of them (gil_hooks.hpp).
@@ -60,7 +91,8 @@ class Gil {
  public:
   // `breaker` is the model's breaker word: this GIL sets and clears kBreakDropRequest in it, and
   // gives up a forced-switch wait when kBreakCancel appears.
-  Gil(std::atomic<uint32_t>& breaker, std::chrono::microseconds interval);
+  Gil(std::atomic<uint32_t>& breaker, std::chrono::microseconds interval,
+      GilAlgorithm algorithm = GilAlgorithm::interval);
 
   void take(GilThread& t);
   // `force_switch` false skips the FORCE_SWITCHING wait: for a thread that exits and so can
@@ -68,14 +100,22 @@ class Gil {
   void drop(GilThread& t, bool force_switch = true);
   // The eval breaker's slow path: if a drop is requested, let another thread run.
   void yield_if_requested(GilThread& t);
+  // The ticker lock's check (3.1): every `check_interval` calls, release and retake.
+  void tick(GilThread& t, uint64_t check_interval);
+  GilAlgorithm algorithm() const { return algorithm_; }
 
   uint64_t switch_number() const;
   bool held_by(const GilThread& t) const;
   std::chrono::microseconds interval() const { return interval_; }
 
  private:
+  std::atomic<uint32_t>& word(const GilThread& t) const {
+    return t.breaker ? *t.breaker : breaker_;
+  }
+
   std::atomic<uint32_t>& breaker_;
   const std::chrono::microseconds interval_;
+  const GilAlgorithm algorithm_;
 
   mutable std::mutex mu_;
   std::condition_variable cond_;  // signalled on every release

@@ -21,6 +21,9 @@ class IoEnv;
 // checkpoint covers every reason to interrupt a running task.
 inline constexpr uint32_t kBreakDropRequest = 1u;  // a lock holder is asked to let go
 inline constexpr uint32_t kBreakCancel = 2u;       // the runner wants the batch stopped
+// Set for good under CPython 3.1's ticker lock: every check is counted (gil.hpp), so every
+// check takes the slow path, as 3.1's `--_Py_Ticker < 0` test ran at every instruction.
+inline constexpr uint32_t kBreakTick = 4u;
 
 // Thrown out of a checkpoint or an IO wait once the model has been cancelled.
 struct TaskCancelled : std::exception {
