@@ -299,20 +299,28 @@ TEST(GilThreads, TheTickerLockReleasesEveryCheckIntervalWithoutDropRequests) {
 }
 
 // Beazley 2009: on two cores, two CPU-bound threads under the old GIL take longer than one
-// thread doing the same work, because each release signals a waiter that wakes to find the
-// lock retaken. A ratio within one run, with two idle CPUs, and a wide margin.
+// thread doing the same work, because each release signals a waiter that wakes on the other
+// core to find the lock retaken. Here by about 30% with two idle CPUs, and by less when another
+// process takes a core meanwhile (6% was seen beside a second ctest job). So: the median of
+// three interleaved pairs, two idle CPUs before and after, and the claim itself, slower.
 TEST(GilThreads, UnderTheTickerLockTwoThreadsAreSlowerThanOneOnTwoCores) {
   CONCBENCH_REQUIRE_IDLE_CPUS(2);
   const std::map<std::string, std::string> wp = {{"tasks", "8"}, {"units", "5000"}};
-  auto timed = [&](const char* policy, int workers) {
+  auto timed = [&](int workers) {
     const auto t0 = std::chrono::steady_clock::now();
-    const Cell c = run_model("gil_threads", workers, "cpu.spin", wp, {{"gil_policy", policy}});
+    const Cell c = run_model("gil_threads", workers, "cpu.spin", wp, {{"gil_policy", "3.1"}});
     expect_verified(c);
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  const double one = timed("3.1", 1), two = timed("3.1", 2);
+  std::vector<double> ratios;
+  for (int i = 0; i < 3; ++i) {
+    const double one = timed(1), two = timed(2);
+    ratios.push_back(two / one);
+  }
   CONCBENCH_REQUIRE_IDLE_CPUS(2);
-  EXPECT_GT(two, 1.1 * one) << "one thread " << one << " s, two " << two << " s";
+  std::sort(ratios.begin(), ratios.end());
+  EXPECT_GT(ratios[1], 1.0) << "two threads' time over one's, sorted: " << ratios[0] << " "
+                            << ratios[1] << " " << ratios[2];
 }
 
 TEST(GilThreads, FreeThreadsLoseUpdatesOnTwoCores) {
