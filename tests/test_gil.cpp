@@ -272,7 +272,9 @@ TEST(GilThreads, EachPolicyLosesUpdatesWhereItsVersionsDo) {
 // 3.13's per-thread breaker, with one interpreter: a CPU-bound pair shares the lock as under
 // 3.11-3.12, each thread's drop request reaching the holder through its own word.
 TEST(GilThreads, APerThreadBreakerHandsOverAsTheSharedOneDoes) {
-  const std::map<std::string, std::string> wp = {{"tasks", "4"}, {"units", "5000"}};
+  // 80 ms of work: both threads are running long before it ends, even where starting one is
+  // slow (ASan's thread creation took so long that the first thread ran alone, with 5 ms tasks).
+  const std::map<std::string, std::string> wp = {{"tasks", "4"}, {"units", "20000"}};
   for (const char* policy : {"3.11-3.12", "3.13+"}) {
     SCOPED_TRACE(policy);
     const Cell c = run_model("gil_threads", 2, "cpu.spin", wp,
