@@ -136,13 +136,13 @@ class GilThreads final : public Model {
   std::vector<GilThread> threads_;
 };
 
-}  // namespace
-
-static std::vector<std::string> policy_names() {
+std::vector<std::string> policy_names() {
   std::vector<std::string> out;
   for (const GilPolicy& p : gil_policies()) out.push_back(p.name);
   return out;
 }
+
+}  // namespace
 
 ModelInfo gil_threads_model_info() {
   ModelInfo info{
