@@ -3,11 +3,12 @@
 # compared with the committed baseline (results/smoke-baseline.json), then the regression gate
 # shown to fire on a real slowdown and to stay quiet on none.
 #
-# The baseline comparison checks the pipeline, not this machine's speed: its threshold is 900%
-# (a cell ten times slower, significant over 4 repetitions a side) and any cell that verified in
-# the baseline must verify now. Smoke cells last microseconds, and two smoke runs on one machine
-# differ by up to 2x (one echo cell by 9x, from where the scheduler put its two ends), so a
-# tighter threshold would test the weather.
+# The baseline comparison checks the pipeline, not this machine's speed: it runs under
+# --fail-on-broken, so any cell of the baseline must still run and still verify, and timings are
+# printed, not gated. Smoke cells last microseconds, the baseline was made on another machine,
+# and an echo cell's time depends on where the scheduler put its two ends: io.pipe_echo under
+# process_pool varies several-fold between two smoke runs on one machine, and a timing gate at
+# 900% once failed CI on it. The timing gate is shown on one machine instead, below.
 #
 # The gate demonstration: free_threads on cpu.spin with 2 workers, once on every allowed CPU and
 # once under `taskset -c 0`, where the same work takes about twice as long. compare
@@ -40,8 +41,8 @@ expect_rc() {  # expect_rc WANT description command...
 expect_rc 0 "smoke run (4 repetitions)" \
   "$runner" run --suite smoke --repetitions 4 --out "$work/smoke.json"
 expect_rc 0 "validate the smoke report" "$runner" validate "$work/smoke.json"
-expect_rc 0 "compare with results/smoke-baseline.json (gate 900%)" \
-  "$runner" compare --fail-on-regression 900 results/smoke-baseline.json "$work/smoke.json"
+expect_rc 0 "compare with results/smoke-baseline.json (failing or missing cells gate)" \
+  "$runner" compare --fail-on-broken results/smoke-baseline.json "$work/smoke.json"
 grep -E '^  (differs|warning|geometric|gate)' "$work/out" || true
 
 cpus=$(nproc)

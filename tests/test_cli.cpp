@@ -409,6 +409,11 @@ TEST(Cli, SmokeRunWritesAVerifiedReport) {
                 report_path.string())
                 .code,
             0);  // a cell only in NEW does not gate
+  EXPECT_EQ(
+      run("compare --fail-on-broken " + report_path.string() + " " + vanished_path.string()).code,
+      1);
+  EXPECT_EQ(
+      run("compare --fail-on-broken " + report_path.string() + " " + broken_path.string()).code, 1);
 
   // Run as the user would: by its path, so its shebang picks the interpreter (the checkout's
   // .python-version points pyenv at Debian's python3, which has scipy).

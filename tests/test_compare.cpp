@@ -233,6 +233,37 @@ TEST(Compare, ACellThatStopsVerifyingGates) {
   EXPECT_EQ(comparison_exit_code(compare(b, a, opt)), 0);
 }
 
+// Against a BASE from another machine: a tenfold slowdown passes, a cell that stopped verifying
+// or vanished does not.
+TEST(Compare, FailOnBrokenGatesOnFailingOrMissingCellsNotOnTimings) {
+  const json a =
+      report({cell("cpu.spin", "serial", 1, kFive), cell("io.sleep", "async", 1, kFive)});
+  const json slow = report(
+      {cell("cpu.spin", "serial", 1, scaled(kFive, 10)), cell("io.sleep", "async", 1, kFive)});
+  CompareOptions opt;
+  opt.fail_on_broken = true;
+  json cmp = compare(a, slow, opt);
+  EXPECT_EQ(cmp["comparisons"][0]["cells"][0]["significance"], "significant");
+  EXPECT_EQ(comparison_exit_code(cmp), 0);
+  EXPECT_NE(format_comparison(cmp, CompareFormat::text).find("timings not gated"),
+            std::string::npos);
+
+  const json failing = report(
+      {cell("cpu.spin", "serial", 1, kFive, "wrong_result"), cell("io.sleep", "async", 1, kFive)});
+  cmp = compare(a, failing, opt);
+  EXPECT_EQ(comparison_exit_code(cmp), 1);
+  EXPECT_EQ(cmp["comparisons"][0]["gating"][0], "cpu.spin/serial/workers:1");
+
+  const json fewer = report({cell("cpu.spin", "serial", 1, kFive)});
+  cmp = compare(a, fewer, opt);
+  EXPECT_EQ(comparison_exit_code(cmp), 1);
+  EXPECT_EQ(cmp["comparisons"][0]["gating"][0], "io.sleep/async/workers:1");
+  EXPECT_EQ(comparison_exit_code(compare(fewer, a, opt)), 0);  // a cell only in NEW
+
+  opt.fail_on_regression_pct = 100;  // both: the timing gate as well
+  EXPECT_EQ(comparison_exit_code(compare(a, slow, opt)), 1);
+}
+
 TEST(Compare, UnmatchedCellsAreListedNotCompared) {
   const json a = report({cell("cpu.spin", "serial", 1, kFive), cell("io.sleep", "async", 1, kFive),
                          cell("cpu.sha256", "serial", 1, kFive, "ok", {{"units", "8"}})});
@@ -452,7 +483,6 @@ TEST(Compare, MoreReportsAreEachComparedWithTheFirst) {
   EXPECT_EQ(k["reports"][2]["relation"], "ties");
   EXPECT_TRUE(k["reports"][2]["clear"]);
 }
-
 
 // One workload, serial and one model at 2 workers, the model's time per task `winner_time` times
 // serial's with the relative spread of `spread` (each repetition's factor).

@@ -5,8 +5,8 @@
 //   run      0 every cell verified; 1 some cell failed, timed out or errored (the report says
 //            which); 2 bad input, with one line on stderr.
 //   compare  0 no gating regression (or no gate); 1 --fail-on-regression fired (a regression,
-//            a cell newly failing, or a cell of BASE missing from NEW); 2 bad input, including a
-//            malformed, truncated or foreign report.
+//            a cell newly failing, or a cell of BASE missing from NEW) or --fail-on-broken did
+//            (the last two); 2 bad input, including a malformed, truncated or foreign report.
 //   verdict  0 the verdict was printed; 2 bad input, including a malformed report.
 //   validate 0 every report is well formed, complete and fully verified; 1 well formed but
 //            incomplete or with cells that did not verify; 2 malformed.
@@ -238,7 +238,7 @@ std::string format_number(double v) {
 
 struct CompareFlags {
   std::vector<std::string> reports;
-  bool normalize = false;
+  bool normalize = false, fail_on_broken = false;
   std::string format = "text", fail_on_regression, alpha, min_effect;
 };
 
@@ -260,6 +260,7 @@ int compare_cmd(const CompareFlags& f) {
   if (f.reports.size() < 2) usage_exit("compare: give BASE.json NEW.json [MORE.json ...]");
   CompareOptions opt;
   opt.normalize = f.normalize;
+  opt.fail_on_broken = f.fail_on_broken;
   if (!f.fail_on_regression.empty())
     opt.fail_on_regression_pct = parse_number("--fail-on-regression", f.fail_on_regression, 0, 1e6);
   if (!f.alpha.empty()) opt.alpha = parse_number("--alpha", f.alpha, 1e-9, 0.5);
@@ -365,6 +366,9 @@ int main(int argc, char** argv) {
                       "PCT: exit 1 when a cell's time per task rose by more than PCT percent "
                       "(significant by Mann-Whitney U), a cell that verified now fails, or a "
                       "cell of BASE is missing from NEW");
+  compare->add_flag("--fail-on-broken", cf.fail_on_broken,
+                    "exit 1 when a cell that verified in BASE fails now or is missing from NEW, "
+                    "timings not gated (BASE from another machine)");
   compare->add_option("--format", cf.format, "text (default) | md | json");
   compare->add_option("--alpha", cf.alpha,
                       "significance level of the U test, and 1 - the level of the conclusions' "

@@ -215,7 +215,7 @@ json compare_cell(const json* a, const json* b, const Indexed& base, const Index
     return out;
   };
   auto gate = [&](const char* why) {
-    if (!opt.fail_on_regression_pct) return;
+    if (!opt.fail_on_regression_pct && !opt.fail_on_broken) return;
     out["gate"] = true;
     out["gate_reason"] = why;
   };
@@ -585,11 +585,15 @@ std::string format_text(const json& cmp, bool md) {
            table::num(g["throughput_ratio"], "%.3f"));
     else
       item("no cell could be compared");
-    if (!cmp["options"]["fail_on_regression_pct"].is_null()) {
-      const std::string pct = table::num(cmp["options"]["fail_on_regression_pct"], "%g");
+    if (cmp["options"].value("fail_on_broken", false)) {
+      const bool timed = !cmp["options"]["fail_on_regression_pct"].is_null();
+      const std::string pct =
+          timed ? table::num(cmp["options"]["fail_on_regression_pct"], "%g") : "";
       if (c["gating"].empty())
-        item("gate: no significant regression beyond " + pct +
-             "%, no cell of BASE newly failing or missing in NEW");
+        item(timed ? "gate: no significant regression beyond " + pct +
+                         "%, no cell of BASE newly failing or missing in NEW"
+                   : "gate (failing or missing cells only, timings not gated): no cell of BASE "
+                     "newly failing or missing in NEW");
       for (const json& cell : c["cells"]) {
         if (!cell["gate"].get<bool>()) continue;
         const std::string name = cell["name"], why = cell["gate_reason"];
@@ -684,7 +688,8 @@ json compare_reports(const std::vector<LoadedReport>& reports, const CompareOpti
                 {"alpha", opt.alpha},
                 {"min_effect_pct", opt.min_effect_pct},
                 {"fail_on_regression_pct",
-                 opt.fail_on_regression_pct ? json(*opt.fail_on_regression_pct) : json(nullptr)}}}};
+                 opt.fail_on_regression_pct ? json(*opt.fail_on_regression_pct) : json(nullptr)},
+                {"fail_on_broken", opt.fail_on_broken || opt.fail_on_regression_pct}}}};
   if (ix.empty()) return out;
   out["base"] = {
       {"path", ix[0].path}, {"label", ix[0].label}, {"machine", machine_line(*ix[0].report)}};
@@ -704,8 +709,7 @@ std::string format_comparison(const json& cmp, CompareFormat format) {
 }
 
 int comparison_exit_code(const json& cmp) {
-  return !cmp["options"]["fail_on_regression_pct"].is_null() &&
-                 cmp.value("gating_cells", size_t{0}) > 0
+  return cmp["options"].value("fail_on_broken", false) && cmp.value("gating_cells", size_t{0}) > 0
              ? 1
              : 0;
 }

@@ -117,23 +117,26 @@ def load_report(path):
     return json.loads(text)
 
 
-def _compare(reports, normalize, fail_on_regression, alpha, fmt, min_effect=None):
+def _compare(reports, normalize, fail_on_regression, alpha, fmt, min_effect=None,
+             fail_on_broken=False):
     """(text in fmt: json, text or md; the CLI's exit code)."""
     texts = [_report_text(r) for r in reports]
     return _concbench.compare(texts, bool(normalize), fail_on_regression, float(alpha), fmt,
-                              None if min_effect is None else float(min_effect))
+                              None if min_effect is None else float(min_effect),
+                              bool(fail_on_broken))
 
 
 def compare(base, new, *more, normalize=False, fail_on_regression=None, alpha=0.05,
-            min_effect=None):
+            min_effect=None, fail_on_broken=False):
     """bench_runner compare from Python: each report (a path or a dict) after the first against
     the first. Returns the comparison as a dict (per-cell ratios of medians, Mann-Whitney U,
     geometric means, context diff, conclusions); result["exit_code"] is what the CLI would exit
-    with (1 when fail_on_regression fired). ReportError for a malformed report."""
+    with (1 when fail_on_regression fired, or fail_on_broken: a cell that verified in base
+    fails or is missing, timings not gated). ReportError for a malformed report."""
     if min_effect is not None and not 0 <= min_effect <= 1000:
         raise UsageError("compare: min_effect must be in [0, 1000] percent")
     text, code = _compare((base, new) + more, normalize, fail_on_regression, alpha, "json",
-                          min_effect)
+                          min_effect, fail_on_broken)
     result = json.loads(text)
     result["exit_code"] = code
     return result

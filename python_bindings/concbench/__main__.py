@@ -80,6 +80,8 @@ def _parser():
                    help="divide each report by its own serial baseline per workload")
     c.add_argument("--fail-on-regression", dest="fail_on_regression", type=float,
                    help="PCT: exit 1 on a significant slowdown beyond PCT or a newly failing cell")
+    c.add_argument("--fail-on-broken", dest="fail_on_broken", action="store_true",
+                   help="exit 1 on a cell of BASE newly failing or missing; timings not gated")
     c.add_argument("--format", choices=("text", "md", "json"), default="text")
     c.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     c.add_argument("--min-effect", dest="min_effect", type=float,
@@ -233,7 +235,8 @@ def main(argv=None):
             return 2
         try:
             text, code = concbench._compare(args.reports, args.normalize, args.fail_on_regression,
-                                            args.alpha, args.format, args.min_effect)
+                                            args.alpha, args.format, args.min_effect,
+                                            args.fail_on_broken)
         except concbench.ReportError as e:
             sys.stderr.write("concbench: compare: %s\n" % str(e).replace("\n", " "))
             return 2

@@ -263,11 +263,12 @@ PYBIND11_MODULE(_concbench, m) {
       "compare",
       [](const std::vector<std::pair<std::string, std::string>>& reports, bool normalize,
          std::optional<double> fail_on_regression, double alpha, const std::string& format,
-         std::optional<double> min_effect) {
+         std::optional<double> min_effect, bool fail_on_broken) {
         CompareOptions opt;
         if (min_effect) opt.min_effect_pct = *min_effect;
         opt.normalize = normalize;
         opt.fail_on_regression_pct = fail_on_regression;
+        opt.fail_on_broken = fail_on_broken;
         opt.alpha = alpha;
         std::vector<LoadedReport> loaded;
         for (const auto& [label, text] : reports) {
@@ -289,7 +290,8 @@ PYBIND11_MODULE(_concbench, m) {
         return std::make_pair(format_comparison(cmp, f), comparison_exit_code(cmp));
       },
       py::arg("reports"), py::arg("normalize") = false, py::arg("fail_on_regression") = py::none(),
-      py::arg("alpha") = 0.05, py::arg("format") = "json", py::arg("min_effect") = py::none());
+      py::arg("alpha") = 0.05, py::arg("format") = "json", py::arg("min_effect") = py::none(),
+      py::arg("fail_on_broken") = false);
   // verdict(report JSON text, "text" | "md" | "json") -> text; ReportError for a bad report.
   m.def(
       "verdict",

@@ -93,7 +93,7 @@ def test_cli_compare(report_file, tmp_path):
         assert r.returncode == 2 and r.stderr.count("\n") == 1, (args, r.stderr)
 
 
-def test_a_cell_missing_from_new_gates(report):
+def test_a_cell_missing_from_new_gates(report, report_file):
     fewer = copy.deepcopy(report)
     gone = fewer["results"].pop()
     cmp = concbench.compare(report, fewer, fail_on_regression=1000)
@@ -102,6 +102,10 @@ def test_a_cell_missing_from_new_gates(report):
     assert cmp["comparisons"][0]["gating"] == [name]
     # Only in NEW: listed, not gating.
     assert concbench.compare(fewer, report, fail_on_regression=1000)["exit_code"] == 0
+    assert concbench.compare(report, fewer, fail_on_broken=True)["exit_code"] == 1
+    assert concbench.compare(fewer, report, fail_on_broken=True)["exit_code"] == 0
+    r = _cli("compare", "--fail-on-broken", "--format", "json", report_file, report_file)
+    assert r.returncode == 0 and json.loads(r.stdout)["options"]["fail_on_broken"], r.stderr
 
 
 def test_conclusions_carry_an_interval_and_a_verdict(report):

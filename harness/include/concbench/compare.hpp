@@ -22,6 +22,10 @@
 // many percent and the test says significant, when it verified in BASE and did not in NEW, or
 // when a cell of BASE is missing from NEW (no cell with its workload, model, workers and
 // parameters). Cells only in NEW are listed and do not gate.
+//
+// fail_on_broken gates on the last two alone, never on timings: for a BASE made on another
+// machine, whose times say nothing about this one, it still catches a benchmark that stopped
+// verifying or vanished.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -38,6 +42,7 @@ struct CompareOptions {
   // an ordering: a 3% win beyond noise on one machine is not a claim about models.
   double min_effect_pct = 10;
   std::optional<double> fail_on_regression_pct;
+  bool fail_on_broken = false;  // gate on failing or missing cells only (implied by the above)
 };
 
 struct LoadedReport {
