@@ -362,42 +362,50 @@ def section_mixed(res, out):
 
 def section_gil(res, out):
     g = res.json("gil_validation.json")
-    out.append("**gil_threads against real CPython on this machine** (`scripts/validate_gil.py`, "
-               "`results/gil_validation.json`; lost updates out of 2 × 1,000,000 increments):")
+    runs = g.get("runs")
+    out.append("**gil_threads against real CPython on this machine** (`scripts/validate_gil.py"
+               + (" --quick" if g.get("quick") else "") + "`, `results/gil_validation.json`: "
+               f"{runs} runs a side; medians, lost updates out of 2 × 1,000,000 increments as "
+               "the version's range over its runs; each version against the policy that "
+               "emulates it):")
     out.append("")
-    out.append("| interpreter | 2-thread CPU speedup | echo round trips/s beside 0 / 1 / 2 CPU "
-               "threads | lost, `x += 1` | lost, `x += one()` |")
-    out.append("|---|---|---|---|---|")
+    out.append("| CPython | policy | round trips/s, 1 / 2 CPU threads: CPython | gil_threads | "
+               "p50 mode, 1 / 2: CPython | gil_threads | lost, `x += 1`: CPython | gil_threads "
+               "| lost, `x += one()`: CPython | gil_threads | gates held |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    by_version = {}
+    for gate in g["gates"]:
+        by_version.setdefault((gate["version"], gate["interpreter"]), []).append(gate)
 
-    def echo(rows):
-        by = {e["cpu_threads"]: e["round_trips_per_s"] for e in rows}
-        return " / ".join(num(by.get(k)) for k in (0, 1, 2))
+    def version_key(item):
+        return tuple(int(p) for p in item[0][0].split(".")[:3] if p.isdigit())
 
-    def version_key(c):
-        return tuple(int(p) for p in c["python"]["version"].split(".")[:3] if p.isdigit())
+    for (version, exe), gs in sorted(by_version.items(), key=version_key):
+        w = {x["what"]: x for x in gs}
 
-    for c in sorted(g["cpython"], key=version_key):
-        race = c.get("race", {})
-        debian = " (Debian)" if c["python"]["executable"].startswith("/usr/bin/") else ""
-        out.append(f"| CPython {c['python']['version']}{debian} | "
-                   f"{num(c['speedup'].get('speedup'), '.2f')} | "
-                   f"{echo(c.get('echo', []))} | "
-                   f"{num(race.get('plain', {}).get('lost_updates'))} | "
-                   f"{num(race.get('call_between', {}).get('lost_updates'))} |")
-    gt = g["gil_threads"]
-    race = gt.get("race", {})
-    out.append(f"| gil_threads, backedge | {num(gt['speedup'].get('gil_threads'), '.2f')} | "
-               f"{echo(gt.get('echo', []))} | {num(race.get('backedge'))} | "
-               f"{num(race.get('backedge_call_between'))} |")
-    out.append(f"| gil_threads, per_instruction | | | {num(race.get('per_instruction'))} | |")
-    out.append(f"| free_threads | {num(gt['speedup'].get('free_threads'), '.2f')} | | "
-               f"{num(race.get('free_threads'))} | |")
+        def pair(what, side):
+            vals = [w.get(f"{what}, {k}", {}).get(side) for k in ("1 CPU thread", "2 CPU threads")]
+            return " / ".join(v if isinstance(v, str) else num(v) for v in vals)
+
+        def lost(what, side):
+            v = w.get(what, {}).get(side)
+            return v if isinstance(v, str) else num(v)
+
+        debian = " (Debian)" if exe.startswith("/usr/bin/") else ""
+        held = sum(x["holds"] for x in gs)
+        out.append(f"| {version}{debian} | {gs[0]['policy']} | {pair('round trips/s', 'cpython')} | "
+                   f"{pair('round trips/s', 'gil_threads')} | {pair('p50 mode', 'cpython')} | "
+                   f"{pair('p50 mode', 'gil_threads')} | {lost('lost updates, x += 1', 'cpython')} "
+                   f"| {lost('lost updates, x += 1', 'gil_threads')} | "
+                   f"{lost('lost updates, x += one()', 'cpython')} | "
+                   f"{lost('lost updates, x += one()', 'gil_threads')} | {held} of {len(gs)} |")
     out.append("")
-    crit = g.get("criterion", {})
-    if crit:
-        out.append(f"- Criterion: {crit.get('what')}: {num(crit.get('ratio'), '.2f')}x, "
-                   f"{'holds' if crit.get('holds') else 'does not hold'}.")
-        out.append("")
+    held = sum(x["holds"] for x in g["gates"])
+    missed = sorted({x["what"] for x in g["gates"] if not x["holds"]})
+    out.append(f"- {held} of {len(g['gates'])} gates hold, so validate_gil.py exits "
+               f"{0 if g['holds'] else 1} here. Gates missed somewhere: "
+               + ("; ".join(missed) if missed else "none") + ".")
+    out.append("")
 
 
 def section_placement(res, out):

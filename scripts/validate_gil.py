@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
-"""Checks the emulated GIL (gil_threads) against real CPython on this machine, in one run.
+"""Checks the emulated GIL (gil_threads) against real CPython on this machine, and can fail.
 
-For every CPython found (/usr/bin/python3 and pyenv's versions) it runs
-scripts/cpython_gil_probe.py; beside it, bench_runner runs the same three scenarios under
-gil_threads (and free_threads for contrast):
+Every installed CPython (/usr/bin/python3 and pyenv's versions) runs scripts/cpython_gil_probe.py
+--runs times (at least 5), which measures that version's own spread. Beside them, bench_runner
+runs the same scenarios under gil_threads --runs repetitions each, once per --gil-policy that an
+installed version falls under (3.6 to 3.9: 3.2-3.9; 3.10; 3.11 and 3.12: 3.11-3.12; 3.13+):
   1. the 2-thread speedup of a CPU loop;
-  2. echo round trips per second with 0, 1 and 2 CPU-bound threads (ccbench's latency test);
-  3. lost updates of `x += 1` (and `x += one()`) with 2 threads, by interpreter version and by
-     checkpoint policy (backedge = 3.10+, per_instruction = 3.9 and earlier).
-It writes one report (default results/gil_validation.json) and prints the comparison.
+  2. echo round trips per second with 1 and 2 CPU-bound threads (ccbench's latency test), and
+     the mode of the median round trip: microseconds, or 1, 2, 3+ switch intervals;
+  3. lost updates of `x += 1` and `x += one()` with 2 threads x 1M increments.
+Each version is gated against its own runs, with the policy that emulates it:
+  round trips/s with 1 and 2 CPU threads: the medians within 1.25x of each other;
+  the p50 mode (the most frequent over the runs) the same;
+  lost updates of x += 1 and x += one(): gil_threads' median within the version's observed range;
+  the speedup at 2 threads: the medians within 0.1.
+It prints a table of all of them and writes one report (default results/gil_validation.json).
 
-Usage: scripts/validate_gil.py [--bench-runner build/bench_runner] [--out FILE] [--quick]
-Exit status: 0 when the echo criterion holds (gil_threads' round trips per second with one CPU
-thread within 0.5x to 2x of CPython 3.11's), 1 when it does not, 2 for bad usage.
+Usage: scripts/validate_gil.py [--bench-runner build/bench_runner] [--out FILE] [--runs 5]
+                               [--quick] [--reference FILE] [--check FILE]
+  --reference FILE  take the CPython side from FILE (a report of this script) instead of running
+                    the interpreters
+  --check FILE      run nothing: gate FILE's gil_threads side against FILE's CPython side (or
+                    --reference's) and print the table
+Exit status: 0 when every gate holds, 1 when one misses, 2 for bad usage or input.
 """
 import argparse
 import datetime
@@ -22,10 +32,33 @@ import os
 import subprocess
 import sys
 
-from reportlib import bench_report, write_json_atomic
+from reportlib import bench_report, median, write_json_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+KIND = "concbench-gil-validation"
+SCHEMA = 2
+RT_WINDOW = 1.25
+SPEEDUP_WINDOW = 0.1
+SCENARIO_TRIPS = {"quick": {1: 100, 2: 50}, "full": {1: 300, 2: 150}}
+
+
+def die(message):
+    sys.stderr.write("validate_gil: %s\n" % message)
+    sys.exit(2)
+
+
+def policy_for(version):
+    parts = tuple(int(x) for x in version.split(".")[:2])
+    if parts < (3, 2):
+        return "3.1"
+    if parts < (3, 10):
+        return "3.2-3.9"
+    if parts < (3, 11):
+        return "3.10"
+    if parts < (3, 13):
+        return "3.11-3.12"
+    return "3.13+"
 
 
 def find_pythons():
@@ -34,7 +67,8 @@ def find_pythons():
         found.append("/usr/bin/python3")
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     for exe in sorted(glob.glob(os.path.join(root, "versions", "*", "bin", "python3"))):
-        found.append(exe)
+        if not os.path.basename(os.path.dirname(os.path.dirname(exe))).endswith("t"):
+            found.append(exe)  # a free-threaded build has no GIL to compare with
     return found
 
 
@@ -44,130 +78,231 @@ def probe(python, quick):
         out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=600).stdout
         return json.loads(out)
     except (subprocess.SubprocessError, json.JSONDecodeError, OSError) as e:
-        return {"python": {"executable": python}, "error": str(e).splitlines()[0][:300]}
+        return {"error": str(e).splitlines()[0][:300]}
 
 
-def bench(runner, args):
-    return bench_report("validate_gil", runner, ["--min-time", "0"] + args)
+def mode_of(p50_ns, interval_ns):
+    """The p50 round trip as a mode: microseconds, or how many switch intervals it waited."""
+    if p50_ns is None:
+        return None
+    n = int(p50_ns / interval_ns + 0.5)
+    return "microseconds" if n == 0 else "1 interval" if n == 1 else \
+        "%d intervals" % n if n < 3 else "3+ intervals"
 
 
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if xs else None
+def most_frequent(modes):
+    modes = [m for m in modes if m]
+    if not modes:
+        return None
+    order = ["microseconds", "1 interval", "2 intervals", "3+ intervals"]
+    return max(order, key=lambda m: (modes.count(m), -order.index(m)))
 
 
-def cell_metric(report, model, key, workers=None):
-    for c in report["results"]:
-        if c["model"] == model and (workers is None or c["workers"] == workers):
-            vals = [r["metrics"][key] for r in c["repetitions"] if r["verified"]]
-            return median(vals)
-    return None
+def spread(xs):
+    xs = [x for x in xs if x is not None]
+    return {"median": median(xs), "min": min(xs) if xs else None, "max": max(xs) if xs else None,
+            "runs": xs}
 
 
-def concbench_side(runner, quick):
-    reps = "3"
-    side = {}
-    spin = bench(runner, ["--workloads", "cpu.spin", "--models", "gil_threads,free_threads",
-                          "--workers", "1,2", "--repetitions", reps])
-    side["speedup"] = {c["model"]: c["summary"]["speedup"] for c in spin["results"]
-                       if c["workers"] == 2}
-    trips = {0: 2000, 1: 100, 2: 50} if quick else {0: 10000, 1: 300, 2: 150}
-    side["echo"] = []
-    for k, n in sorted(trips.items()):
-        rep = bench(runner, ["--workloads", "latency.echo_under_load", "--models", "gil_threads",
-                             "--repetitions", reps, "--param", "cpu_workers=%d" % k,
-                             "--param", "round_trips=%d" % n])
-        side["echo"].append({
-            "cpu_threads": k,
-            "round_trips_per_s": cell_metric(rep, "gil_threads", "round_trips_per_s"),
-            "rtt_p50_ns": cell_metric(rep, "gil_threads", "rtt_p50_ns"),
-            "rtt_p99_ns": cell_metric(rep, "gil_threads", "rtt_p99_ns"),
-        })
-    side["race"] = {}
-    for label, extra in [("backedge", ["--checkpoint", "backedge"]),
-                         ("per_instruction", ["--checkpoint", "per_instruction"]),
-                         ("backedge_call_between", ["--checkpoint", "backedge", "--param", "call_between=1"])]:
-        rep = bench(runner, ["--workloads", "cpu.counter_race", "--models", "gil_threads",
-                             "--workers", "2", "--repetitions", reps] + extra)
-        side["race"][label] = cell_metric(rep, "gil_threads", "lost_updates")
-    rep = bench(runner, ["--workloads", "cpu.counter_race", "--models", "free_threads",
-                         "--workers", "2", "--repetitions", reps])
-    side["race"]["free_threads"] = cell_metric(rep, "free_threads", "lost_updates")
-    side["context"] = spin["context"]
+def summarize(runs, interval_ns):
+    """The per-scenario spread over runs, each run shaped as the probe prints it."""
+    ok = [r for r in runs if "error" not in r]
+    echo = {}
+    for k in (1, 2):
+        rows = [next((e for e in r["echo"] if e["cpu_threads"] == k), None) for r in ok]
+        rows = [e for e in rows if e]
+        echo[str(k)] = {"round_trips_per_s": spread([e["round_trips_per_s"] for e in rows]),
+                        "rtt_p50_ns": spread([e["rtt_p50_ns"] for e in rows]),
+                        "mode": most_frequent([mode_of(e["rtt_p50_ns"], interval_ns)
+                                               for e in rows])}
+    return {
+        "runs": len(ok),
+        "errors": [r["error"] for r in runs if "error" in r],
+        "speedup": spread([r["speedup"]["speedup"] for r in ok]),
+        "echo": echo,
+        "race": {name: spread([r["race"][name]["lost_updates"] for r in ok])
+                 for name in ("plain", "call_between")},
+    }
+
+
+def cpython_side(runs, quick):
+    side = []
+    for exe in find_pythons():
+        samples = [probe(exe, quick) for _ in range(runs)]
+        good = [s for s in samples if "error" not in s]
+        info = good[0]["python"] if good else {"executable": exe}
+        interval_ns = info.get("switch_interval_s", 0.005) * 1e9
+        side.append({"python": info, "summary": summarize(samples, interval_ns),
+                     "samples": samples})
+    side.sort(key=lambda c: tuple(int(x) for x in c["python"].get("version", "0").split(".")
+                                  if x.isdigit()))
     return side
 
 
-def fmt(v, f="%.3g"):
-    return "-" if v is None else f % v
+def reps(report, metric):
+    """Per verified repetition of the report's only gil_threads cell (the widest one for spin)."""
+    for c in report["results"]:
+        if c["model"] == "gil_threads":
+            return [r["metrics"].get(metric) for r in c["repetitions"] if r["verified"]]
+    return []
+
+
+def gil_threads_side(runner, policy, runs, quick):
+    common = ["--models", "gil_threads", "--gil-policy", policy, "--repetitions", str(runs),
+              "--min-time", "0"]
+    tool = "validate_gil"
+    spin = bench_report(tool, runner, ["--workloads", "cpu.spin", "--workers", "1,2"] + common)
+    speedup = next((c["summary"].get("speedup") for c in spin["results"] if c["workers"] == 2),
+                   None)
+    interval_ns = None
+    runs_by_k = {}
+    cost = None
+    for k, trips in SCENARIO_TRIPS["quick" if quick else "full"].items():
+        rep = bench_report(tool, runner, ["--workloads", "latency.echo_under_load", "--param",
+                                          "cpu_workers=%d" % k, "--param",
+                                          "round_trips=%d" % trips] + common)
+        cell = rep["results"][0]
+        mm = cell["repetitions"][0]["model_metrics"] if cell["repetitions"] else {}
+        interval_ns = mm.get("switch_interval_us", 5000) * 1e3
+        cost = mm.get("interpreter_cost", cost)
+        runs_by_k[k] = [{"cpu_threads": k, "round_trips_per_s": r["metrics"].get("round_trips_per_s"),
+                         "rtt_p50_ns": r["metrics"].get("rtt_p50_ns")}
+                        for r in cell["repetitions"] if r["verified"]]
+    race = {}
+    for name, extra in (("plain", []), ("call_between", ["--param", "call_between=1"])):
+        rep = bench_report(tool, runner, ["--workloads", "cpu.counter_race", "--workers", "2"] +
+                           common + extra)
+        race[name] = reps(rep, "lost_updates")
+    # Shaped as probe runs, so one summarize() serves both sides.
+    n = min([len(v) for v in runs_by_k.values()] + [len(v) for v in race.values()])
+    samples = [{"speedup": {"speedup": speedup},
+                "echo": [runs_by_k[k][i] for k in sorted(runs_by_k)],
+                "race": {name: {"lost_updates": race[name][i]} for name in race}}
+               for i in range(n)]
+    summary = summarize(samples, interval_ns or 5e6)
+    summary["speedup"] = spread([speedup])  # one figure: the cell's median-based speedup
+    return {"policy": policy, "summary": summary, "interpreter_cost": cost,
+            "context": spin["context"]}
+
+
+def gates(cpython, ours):
+    out = []
+    for c in cpython:
+        version = c["python"].get("version")
+        if not version or not c["summary"]["runs"]:
+            continue
+        policy = policy_for(version)
+        mine = ours.get(policy)
+        if not mine:
+            continue
+        t, m = c["summary"], mine["summary"]
+
+        def gate(what, theirs, value, window, holds):
+            out.append({"version": version, "interpreter": c["python"]["executable"],
+                        "policy": policy, "what": what, "cpython": theirs,
+                        "gil_threads": value, "window": window, "holds": bool(holds)})
+
+        for k in ("1", "2"):
+            a = t["echo"][k]["round_trips_per_s"]["median"]
+            b = m["echo"][k]["round_trips_per_s"]["median"]
+            ratio = b / a if a and b else None
+            gate("round trips/s, %s CPU thread%s" % (k, "s" if k != "1" else ""), a, b,
+                 "within %.2fx (ratio %s)" % (RT_WINDOW, "-" if ratio is None else "%.2f" % ratio),
+                 ratio is not None and 1 / RT_WINDOW <= ratio <= RT_WINDOW)
+            gate("p50 mode, %s CPU thread%s" % (k, "s" if k != "1" else ""), t["echo"][k]["mode"],
+                 m["echo"][k]["mode"], "the same", t["echo"][k]["mode"] == m["echo"][k]["mode"])
+        for name, what in (("plain", "lost updates, x += 1"), ("call_between",
+                                                                "lost updates, x += one()")):
+            lo, hi = t["race"][name]["min"], t["race"][name]["max"]
+            v = m["race"][name]["median"]
+            gate(what, "-" if lo is None else "{:,}..{:,}".format(lo, hi), v,
+                 "in the version's range",
+                 v is not None and lo is not None and lo <= v <= hi)
+        a, b = t["speedup"]["median"], m["speedup"]["median"]
+        gate("speedup at 2 threads", a, b, "within %.1f" % SPEEDUP_WINDOW,
+             a is not None and b is not None and abs(a - b) <= SPEEDUP_WINDOW)
+    return out
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "%.3g" % v if abs(v) < 10 else "%.0f" % v
+    return str(v)
+
+
+def print_table(report):
+    rows = [("interpreter", "policy", "what", "CPython", "gil_threads", "gate", "")]
+    for g in report["gates"]:
+        rows.append(("CPython " + g["version"] + (" (system)" if g["interpreter"] == "/usr/bin/python3"
+                                                  else ""), g["policy"], g["what"],
+                     fmt(g["cpython"]), fmt(g["gil_threads"]), g["window"],
+                     "holds" if g["holds"] else "MISSES"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+    held = sum(g["holds"] for g in report["gates"])
+    print("%d of %d gates hold (%d runs a side)" % (held, len(report["gates"]), report["runs"]))
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            r = json.load(f)
+    except OSError as e:
+        die("%s: cannot read: %s" % (path, e.strerror))
+    except json.JSONDecodeError as e:
+        die("%s: not valid JSON (%s)" % (path, str(e).splitlines()[0]))
+    if not isinstance(r, dict) or r.get("kind") != KIND or r.get("schema_version") != SCHEMA:
+        die("%s: not a gil validation report of schema %d" % (path, SCHEMA))
+    return r
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench-runner", default=os.path.join(ROOT, "build", "bench_runner"))
     ap.add_argument("--out", default=os.path.join(ROOT, "results", "gil_validation.json"))
+    ap.add_argument("--runs", type=int, default=5, help="runs a side per scenario (at least 5)")
     ap.add_argument("--quick", action="store_true", help="fewer round trips and iterations")
+    ap.add_argument("--reference", help="the CPython side from this report, not run here")
+    ap.add_argument("--check", help="gate this report's sides and run nothing")
     a = ap.parse_args()
+    if a.runs < 5:
+        die("--runs: at least 5, to measure each version's spread")
+    reference = load(a.reference) if a.reference else None
+    if a.check:
+        report = load(a.check)
+        if reference:
+            report["cpython"] = reference["cpython"]
+        report["gates"] = gates(report["cpython"], report["gil_threads"])
+        report["holds"] = bool(report["gates"]) and all(g["holds"] for g in report["gates"])
+        print_table(report)
+        return 0 if report["holds"] else 1
     if not os.access(a.bench_runner, os.X_OK):
-        print("validate_gil: no bench_runner at %s (build first)" % a.bench_runner, file=sys.stderr)
-        return 2
+        die("no bench_runner at %s (build first)" % a.bench_runner)
 
-    cpython = [probe(p, a.quick) for p in find_pythons()]
-    version_key = lambda c: tuple(int(x) for x in c["python"].get("version", "0").split(".")[:3]
-                                  if x.isdigit())
-    cpython.sort(key=version_key)
-    ours = concbench_side(a.bench_runner, a.quick)
-
-    ref = next((c for c in cpython if c.get("python", {}).get("version", "").startswith("3.11")
-                and "echo" in c), None)
-    ratio = None
-    if ref:
-        theirs = next(e for e in ref["echo"] if e["cpu_threads"] == 1)["round_trips_per_s"]
-        mine = next(e for e in ours["echo"] if e["cpu_threads"] == 1)["round_trips_per_s"]
-        ratio = mine / theirs if theirs and mine else None
-
+    cpython = reference["cpython"] if reference else cpython_side(a.runs, a.quick)
+    policies = sorted({policy_for(c["python"]["version"]) for c in cpython
+                       if c["python"].get("version")})
+    ours = {p: gil_threads_side(a.bench_runner, p, a.runs, a.quick) for p in policies}
     report = {
-        "kind": "concbench-gil-validation",
-        "schema_version": 1,
+        "kind": KIND,
+        "schema_version": SCHEMA,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": a.quick,
+        "runs": a.runs,
+        "reference": a.reference,
+        "context": next(iter(ours.values()))["context"] if ours else None,
         "cpython": cpython,
         "gil_threads": ours,
-        "criterion": {
-            "what": "gil_threads echo round trips/s with 1 CPU thread within 0.5x..2x of CPython 3.11",
-            "reference": ref["python"]["executable"] if ref else None,
-            "ratio": ratio,
-            "holds": ratio is not None and 0.5 <= ratio <= 2.0,
-        },
     }
+    report["gates"] = gates(cpython, ours)
+    report["holds"] = bool(report["gates"]) and all(g["holds"] for g in report["gates"])
     write_json_atomic(a.out, report)
-
-    print("%-28s %9s %12s %12s %12s %10s %12s" % ("interpreter", "speedup", "echo rt/s 0", "echo rt/s 1",
-                                                   "echo rt/s 2", "lost x+=1", "lost x+=f()"))
-    for c in cpython:
-        name = "CPython " + c["python"].get("version", "?") + (" (" + c["python"]["executable"] + ")"
-                                                               if c["python"]["executable"] == "/usr/bin/python3" else "")
-        if "error" in c:
-            print("%-28s error: %s" % (name, c["error"]))
-            continue
-        e = {x["cpu_threads"]: x["round_trips_per_s"] for x in c["echo"]}
-        print("%-28s %9s %12s %12s %12s %10d %12d" % (name[:28], fmt(c["speedup"]["speedup"], "%.2f"),
-              fmt(e.get(0), "%.0f"), fmt(e.get(1), "%.0f"), fmt(e.get(2), "%.0f"),
-              c["race"]["plain"]["lost_updates"], c["race"]["call_between"]["lost_updates"]))
-    e = {x["cpu_threads"]: x["round_trips_per_s"] for x in ours["echo"]}
-    r = ours["race"]
-    print("%-28s %9s %12s %12s %12s %10s %12s" % ("gil_threads (backedge)", fmt(ours["speedup"].get("gil_threads"), "%.2f"),
-          fmt(e.get(0), "%.0f"), fmt(e.get(1), "%.0f"), fmt(e.get(2), "%.0f"),
-          fmt(r["backedge"], "%.0f"), fmt(r["backedge_call_between"], "%.0f")))
-    print("%-28s %9s %12s %12s %12s %10s %12s" % ("gil_threads (per_instruction)", "", "", "", "",
-                                                  fmt(r["per_instruction"], "%.0f"), ""))
-    print("%-28s %9s %12s %12s %12s %10s %12s" % ("free_threads", fmt(ours["speedup"].get("free_threads"), "%.2f"),
-                                                  "", "", "", fmt(r["free_threads"], "%.0f"), ""))
-    crit = report["criterion"]
-    print("echo with 1 CPU thread, gil_threads / CPython 3.11: %s (%s)" %
-          (fmt(crit["ratio"], "%.2fx"), "within 0.5x..2x" if crit["holds"] else "OUTSIDE 0.5x..2x"))
+    print_table(report)
     print("report: " + a.out)
-    return 0 if crit["holds"] else 1
+    return 0 if report["holds"] else 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 
 #include "concbench/exec_context.hpp"
 #include "concbench/gil.hpp"
+#include "concbench/interp_calibration.hpp"
 #include "concbench/model.hpp"
 #include "concbench/workload.hpp"
 #include "model_helpers.hpp"
@@ -416,6 +417,29 @@ TEST(GilThreads, CancelStopsThreadsWaitingForTheGil) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
   canceller.join();
   m->teardown();
+}
+
+// 3.1 cannot be installed, so its calibration is always the default, and says why.
+TEST(InterpCalibration, ThreeOneIsTheDefaultAndSaysWhy) {
+  const InterpCalibration& c = interp_calibration(*find_gil_policy("3.1"));
+  EXPECT_EQ(c.source, "default");
+  EXPECT_NE(c.note.find("3.1"), std::string::npos) << c.note;
+  EXPECT_GT(c.cost.bytecode_ns, 0);
+  EXPECT_TRUE(c.to_json()["interpreter"].is_null());
+}
+
+// Where 3.11 or 3.12 is installed, the cost comes from it, and names it.
+TEST(InterpCalibration, AMeasuredCostNamesItsInterpreter) {
+  const InterpCalibration& c = interp_calibration(*find_gil_policy("3.11-3.12"));
+  if (c.source != "measured") GTEST_SKIP() << "not measured here: " << c.note;
+  EXPECT_FALSE(c.interpreter.empty());
+  EXPECT_TRUE(c.version.rfind("3.11.", 0) == 0 || c.version.rfind("3.12.", 0) == 0) << c.version;
+  EXPECT_GT(c.cost.bytecode_ns, 0);
+  EXPECT_GT(c.syscall_round_ns, 0u);
+  // Cached: the second call is the same object, measured once.
+  EXPECT_EQ(&c, &interp_calibration(*find_gil_policy("3.11-3.12")));
+  const InterpCalibration& d = interp_calibration(*find_gil_policy("3.11-3.12"), false);
+  EXPECT_EQ(d.source, "default");
 }
 
 }  // namespace

@@ -190,17 +190,21 @@ LoopTask<uint64_t> echo_step(const Step& s, uint64_t seed, Lane& lane, bool tcp)
 // companions counted are those that had started by the time the first message was read.
 LoopTask<uint64_t> respond_step(const Step& s, uint64_t seed, Lane& lane) {
   IoEnv& io = lane.ctx.io();
-  EchoClient client(seed, s.units, s.bytes);
+  const EchoWork work = echo_work(s, lane.ctx.interpreter_cost());
+  io.set_echo_work(work.responder_ns, work.client_ns);
+  EchoClient client(seed, s.units, s.bytes, work.client_steps);
   Stream stream(lane.ex, dup_descriptor(client.responder_fd(), "dup(responder)"));
   std::vector<std::byte> buf(s.bytes);
-  uint64_t h = 0;
+  uint64_t h = 0, burnt = seed;
   for (uint64_t r = 0; r < s.units; ++r) {
     co_await asio::async_read(stream, asio::buffer(buf), use_loop_task);
     if (r == 0) io.set_companions_seen(io.companions().load(std::memory_order_relaxed));
     lane.ctx.throw_if_cancelled();
-    h = fold(h, hash_bytes(buf));  // touching the data is CPU work on the loop
+    h = fold(h, hash_bytes(buf));                   // touching the data is CPU work on the loop
+    burnt = burn_lcg(burnt, work.responder_steps);  // and so is the rest of the Python round
     co_await asio::async_write(stream, asio::buffer(buf), use_loop_task);
   }
+  sink_value(burnt);
   io.record_rtts(client.finish());
   // Relaxed: a hint for spinning companions; nothing is published through it.
   io.stop_flag().store(true, std::memory_order_relaxed);

@@ -217,7 +217,9 @@ uint64_t Fiber::echo_step(const Step& s, uint64_t seed, bool tcp_kind) {
 // which is the stall to be shown.
 uint64_t Fiber::respond_step(const Step& s, uint64_t seed) {
   IoEnv& io = ctx.io();
-  EchoClient client(seed, s.units, s.bytes);
+  const EchoWork work = echo_work(s, ctx.interpreter_cost());
+  io.set_echo_work(work.responder_ns, work.client_ns);
+  EchoClient client(seed, s.units, s.bytes, work.client_steps);
   responder.emplace(worker->ioc.get_executor(),
                     dup_descriptor(client.responder_fd(), "dup(responder)"));
   struct Close {
@@ -225,16 +227,18 @@ uint64_t Fiber::respond_step(const Step& s, uint64_t seed) {
     ~Close() { s.reset(); }
   } close{responder};
   std::vector<std::byte> buf(s.bytes);
-  uint64_t h = 0;
+  uint64_t h = 0, burnt = seed;
   for (uint64_t r = 0; r < s.units; ++r) {
     wait(
         [&](auto handler) { asio::async_read(*responder, asio::buffer(buf), std::move(handler)); });
     if (r == 0) io.set_companions_seen(io.companions().load(std::memory_order_relaxed));
-    h = fold(h, hash_bytes(buf));  // touching the data is CPU work on the worker
+    h = fold(h, hash_bytes(buf));                   // touching the data is CPU work on the worker
+    burnt = burn_lcg(burnt, work.responder_steps);  // and so is the rest of the Python round
     wait([&](auto handler) {
       asio::async_write(*responder, asio::buffer(buf), std::move(handler));
     });
   }
+  sink_value(burnt);
   io.record_rtts(client.finish());
   // Relaxed: a hint for spinning companions; nothing is published through it.
   io.stop_flag().store(true, std::memory_order_relaxed);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "concbench/gil.hpp"
+#include "concbench/interp_calibration.hpp"
 #include "concbench/io_env.hpp"
 #include "gil_hooks.hpp"
 #include "worker_loop.hpp"
@@ -31,6 +32,9 @@ class GilThreads final : public Model {
     policy_ = find_gil_policy(cfg.params.get("gil_policy"));
     if (!policy_) throw std::invalid_argument("gil_policy: unknown policy");  // the choice checks
     check_interval_ = static_cast<uint64_t>(cfg.params.get_int("check_interval"));
+    // Measured here, in setup, from the emulated version's interpreter (a subprocess, once per
+    // process and policy): never inside a timed region.
+    calibration_ = &interp_calibration(*policy_, cfg.params.get("interpreter_cost") == "measured");
     gil_ = std::make_unique<Gil>(breaker_, us, policy_->algorithm);
     hooks_ = std::make_unique<GilHooks>(*gil_, check_interval_);
     // --checkpoint is the finer knob: it overrides where the policy checks.
@@ -81,6 +85,7 @@ class GilThreads final : public Model {
           ExecContext ctx(words_ ? words_[i] : breaker_, *hooks_, io_.get(), w);
           ctx.set_model_data(&threads[i]);
           ctx.set_per_instruction(per_instruction_);
+          ctx.set_interpreter_cost(&calibration_->cost);
           // A Python thread runs with the GIL from its first bytecode to its last; its first
           // wait for it is the worker's time too.
           logs[i].active.emplace();
@@ -107,6 +112,7 @@ class GilThreads final : public Model {
         policy_->algorithm == GilAlgorithm::ticker ? "ticker" : "interval";
     result.model_metrics["eval_breaker"] = words_ ? "per_thread" : "shared";
     result.model_metrics["checks"] = policy_->checks;
+    result.model_metrics["interpreter_cost"] = calibration_->to_json();
     if (policy_->algorithm == GilAlgorithm::ticker)
       result.model_metrics["check_interval"] = check_interval_;
     return result;
@@ -130,6 +136,7 @@ class GilThreads final : public Model {
   std::unique_ptr<GilHooks> hooks_;
   bool per_instruction_ = false;
   const GilPolicy* policy_ = nullptr;
+  const InterpCalibration* calibration_ = nullptr;
   uint64_t check_interval_ = 3;
   std::unique_ptr<std::atomic<uint32_t>[]> words_;  // 3.13+: one per thread
   size_t words_n_ = 0;
@@ -158,6 +165,10 @@ ModelInfo gil_threads_model_info() {
                          "eval-breaker checks: policy (the policy's), backedge (3.10+) or "
                          "per_instruction (<= 3.9)",
                          "policy", {"policy", "backedge", "per_instruction"}),
+       ParamSpec::choice("interpreter_cost",
+                         "what the Python-level work of IO rounds costs: measured from the "
+                         "policy's CPython when installed (else its default), or the default",
+                         "measured", {"measured", "default"}),
        // 3.1's sys.setcheckinterval was 100 instructions. A check here is a kernel's unit: a
        // cpu.spin unit is about a microsecond, some 33 instructions of 3.1 (about 30 ns each),
        // so 3 checks stand for its 100. 3.1 is not installed to measure; pyenv starts at 3.6.

@@ -316,13 +316,15 @@ def _wait_for_companions(want, state):
 
 
 def _respond(step, seed, state):
-    _, _, _, nbytes, units, _, want = step
+    _, _, _, nbytes, units, work, want = step
     clk = getattr(clock, "clock", None)
     t0, c0 = time.monotonic_ns(), time.thread_time_ns()
     _wait_for_companions(want, state)
     if clk is not None:
         clk.idle_ns += _off_cpu_since(t0, c0, clk, "idle")
-    client = _c.EchoClient(seed, units, nbytes)
+    # The responder here is real Python and does its own work; the client is C++ and stands in
+    # for ccbench's Python client, whose work per round it burns (echo_respond's client work).
+    client = _c.EchoClient(seed, units, nbytes, _c.echo_client_work_steps(work))
     sock = socket.socket(fileno=os.dup(client.responder_fd()))
     # Timed as a whole, not per round trip (which the timing would lengthen): its time off the
     # CPU is its IO wait, the GIL's waits included, as every wait of a CPython thread is in the
@@ -438,12 +440,12 @@ async def _echo_async(loop, sock, step, seed):
 
 
 async def _respond_async(loop, step, seed, state):
-    _, _, _, nbytes, units, _, want = step
+    _, _, _, nbytes, units, work, want = step
     start = time.monotonic()
     while state.companions < want and time.monotonic() - start < COMPANION_WAIT_S:
         await asyncio.sleep(0.0002)
     state.companions_seen = state.companions
-    client = _c.EchoClient(seed, units, nbytes)
+    client = _c.EchoClient(seed, units, nbytes, _c.echo_client_work_steps(work))
     sock = socket.socket(fileno=os.dup(client.responder_fd()))
     try:
         sock.setblocking(False)

@@ -354,9 +354,18 @@ PYBIND11_MODULE(_concbench, m) {
       .def("tcp_fd", &IoEnv::tcp_fd, py::call_guard<py::gil_scoped_release>())
       .def("scratch_fd", &IoEnv::scratch_fd, py::call_guard<py::gil_scoped_release>())
       .def("bytes_echoed", &IoEnv::bytes_echoed);
+  // The Python client's own work per round of ccbench's latency test, in LCG steps for
+  // EchoClient: echo_respond's packed client work, or the default interpreter's for
+  // kEchoWorkInterpreter (a real interpreter's responder does its own work; its client is C++).
+  m.def("echo_client_work_steps", [](uint64_t packed) {
+    const uint32_t cw = echo_client_work(packed);
+    return lcg_steps_for_ns(cw == kEchoWorkInterpreter ? default_interpreter_cost().client_round_ns
+                                                       : cw);
+  });
   // ccbench's latency client: a C++ thread that times each round trip.
   py::class_<EchoClient>(m, "EchoClient")
-      .def(py::init<uint64_t, uint64_t, uint32_t>())
+      .def(py::init<uint64_t, uint64_t, uint32_t, uint64_t>(), py::arg("step_seed"),
+           py::arg("rounds"), py::arg("bytes"), py::arg("work_steps") = 0)
       .def("responder_fd", &EchoClient::responder_fd)
       .def("finish", &EchoClient::finish, py::call_guard<py::gil_scoped_release>());
 

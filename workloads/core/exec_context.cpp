@@ -2,6 +2,13 @@
 
 namespace concbench {
 
+const InterpreterCost& default_interpreter_cost() {
+  // pyenv's 3.11.7 there: 2.99 ns per bytecode; its responder loop 717 ns a round and its client
+  // loop 835 ns, where the same recv and send from C++ take 455 ns.
+  static const InterpreterCost cost{2.99, 262, 380};
+  return cost;
+}
+
 void ExecHooks::on_break(ExecContext& ctx) {
   ctx.throw_if_cancelled();
 }

@@ -294,6 +294,7 @@ void IoEnv::begin_batch() {
   rtt_.clear();
   spins_.clear();
   companions_seen_ = 0;
+  echo_work_[0] = echo_work_[1] = -1;
 }
 
 Observations IoEnv::end_batch() {
@@ -303,6 +304,8 @@ Observations IoEnv::end_batch() {
   o.rtt_ns = std::move(rtt_);
   rtt_.clear();
   o.companions_started = companions_seen_;
+  o.responder_work_ns = echo_work_[0];
+  o.client_work_ns = echo_work_[1];
   o.spins = std::move(spins_);
   spins_.clear();
   return o;

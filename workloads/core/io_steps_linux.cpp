@@ -72,11 +72,44 @@ void read_all(int fd, std::byte* p, size_t n, const Stop& stop) {
   }
 }
 
+// A step that releases the lock around each of its system calls is timed as a whole, not per
+// call: two CPU-clock reads per call would lengthen the very calls it makes (a round trip by
+// about a tenth, here). Its time off the CPU less its waits for the lock is its IO wait.
+class WholeStepWait {
+ public:
+  explicit WholeStepWait(ExecContext& ctx) : ctx_(ctx), t_(ctx.times()) {
+    if (!t_) return;
+    g0_ = ctx.lock_wait_ns();
+    c0_ = thread_cpu_ns();
+    w0_ = monotonic_ns();
+  }
+  ~WholeStepWait() {
+    if (!t_) return;
+    const uint64_t w1 = monotonic_ns();
+    const uint64_t wall = w1 - w0_, cpu = thread_cpu_ns() - c0_, lock = ctx_.lock_wait_ns() - g0_;
+    const uint64_t off = wall > cpu ? wall - cpu : 0;
+    t_->io_wait_ns += off > lock ? off - lock : 0;
+    ++t_->io_waits;
+    if (t_->trace) t_->trace->add(TraceKind::io_wait, w0_, w1);
+  }
+  WholeStepWait(const WholeStepWait&) = delete;
+  WholeStepWait& operator=(const WholeStepWait&) = delete;
+
+ private:
+  ExecContext& ctx_;
+  WorkerTimes* t_;
+  uint64_t g0_ = 0, c0_ = 0, w0_ = 0;
+};
+
 // The responder's side of ccbench's latency test. The client is a plain thread outside the
 // model (ccbench uses another process): it sends, waits for the echo and times the round trip.
-// The responder reads and writes with the model's lock released, as socket calls release the
-// GIL, and touches the data (hashes it) with the lock held, as Python code would; so the time a
-// CPU-bound thread keeps the lock shows up in the client's round-trip times.
+// The responder reads and writes with the model's lock released, one release per system call as
+// socket calls release the GIL, and between them does the Python-level work of CPython's
+// responder loop with the lock held: it touches the data (hashes it) and burns the interpreter's
+// per-round cost (InterpreterCost::responder_round_ns, or the step's own), then checks the eval
+// breaker as the loop's back edge does. So the time a CPU-bound thread keeps the lock shows up
+// in the client's round-trip times, and whether a round trip waits for it once or twice depends
+// on the same hold times as in CPython.
 uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
   // Start timing only once the CPU-bound companions (s.arg of them) are running, as ccbench
   // starts its CPU threads first. A model that cannot run them beside the responder (serial)
@@ -93,38 +126,33 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
     }
   });
   ctx.io().set_companions_seen(ctx.io().companions().load(std::memory_order_relaxed));
-  EchoClient client(seed, s.units, s.bytes);
+  const EchoWork work = echo_work(s, ctx.interpreter_cost());
+  ctx.io().set_echo_work(work.responder_ns, work.client_ns);
+  EchoClient client(seed, s.units, s.bytes, work.client_steps);
   const int fd = client.responder_fd();
   std::vector<std::byte> buf(s.bytes);
   auto cancelled = [&] { return ctx.cancel_requested(); };
-  // Timed as a whole, not per read: two CPU-clock reads per round trip would lengthen the very
-  // round trips this step measures (by about a tenth, here). Its time off the CPU less its
-  // waits for the lock is its wait for the client's messages.
-  WorkerTimes* const times = ctx.times();
-  const uint64_t g0 = times ? ctx.lock_wait_ns() : 0;
-  const uint64_t c0 = times ? thread_cpu_ns() : 0;
-  const uint64_t w0 = times ? monotonic_ns() : 0;
-  uint64_t h = 0;
-  for (uint64_t r = 0; r < s.units; ++r) {
-    ctx.blocking([&] { read_all(fd, buf.data(), buf.size(), cancelled); });
-    ctx.throw_if_cancelled();
-    h = fold(h, hash_bytes(buf));
-    ctx.blocking([&] { write_all(fd, buf.data(), buf.size(), cancelled); });
+  uint64_t h = 0, burnt = seed;
+  {
+    WholeStepWait io(ctx);
+    for (uint64_t r = 0; r < s.units; ++r) {
+      ctx.blocking([&] { read_all(fd, buf.data(), buf.size(), cancelled); });
+      ctx.throw_if_cancelled();
+      h = fold(h, hash_bytes(buf));
+      burnt = burn_lcg(burnt, work.responder_steps);
+      ctx.checkpoint();  // the loop's back edge
+      ctx.blocking([&] { write_all(fd, buf.data(), buf.size(), cancelled); });
+    }
   }
-  if (times) {
-    const uint64_t w1 = monotonic_ns();
-    const uint64_t wall = w1 - w0, cpu = thread_cpu_ns() - c0, lock = ctx.lock_wait_ns() - g0;
-    const uint64_t off = wall > cpu ? wall - cpu : 0;
-    times->io_wait_ns += off > lock ? off - lock : 0;
-    ++times->io_waits;
-    if (times->trace) times->trace->add(TraceKind::io_wait, w0, w1);
-  }
+  sink_value(burnt);
   ctx.io().record_rtts(client.finish());
   // Relaxed: a hint for spinning companions; nothing is published through it.
   ctx.io().stop_flag().store(true, std::memory_order_relaxed);
   return h;
 }
 
+// pipe_echo and tcp_echo, as a Python thread does them: each write and each read releases the
+// lock, and building the message and hashing the echo (Python-level work) hold it.
 uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
   // Even full round trips: for large messages the peer echoes while we still write, and both
   // socket buffers would fill if we did not interleave. Writing in chunks bounded by what the
@@ -135,14 +163,17 @@ uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
   uint64_t h = 0;
   constexpr size_t kChunk = 64 * 1024;
   auto cancelled = [&] { return ctx.cancel_requested(); };
+  WholeStepWait io(ctx);
   for (uint64_t r = 0; r < s.units; ++r) {
     fill_bytes(out, echo_message_seed(seed, r));
     for (size_t off = 0; off < out.size(); off += kChunk) {
       size_t len = std::min(kChunk, out.size() - off);
-      write_all(fd, out.data() + off, len, cancelled);
-      read_all(fd, in.data() + off, len, cancelled);
+      ctx.blocking([&] { write_all(fd, out.data() + off, len, cancelled); });
+      ctx.blocking([&] { read_all(fd, in.data() + off, len, cancelled); });
     }
+    ctx.throw_if_cancelled();
     h = fold(h, hash_bytes(in));
+    ctx.checkpoint();  // the loop's back edge
   }
   return h;
 }
@@ -151,22 +182,26 @@ uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
 
 uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx);
 
-EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes) {
+EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint64_t work_steps) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds_) < 0)
     throw std::system_error(errno, std::generic_category(), "socketpair");
   try {
-    thread_ = std::thread([this, step_seed, rounds, bytes] {
+    thread_ = std::thread([this, step_seed, rounds, bytes, work_steps] {
       try {
         auto aborted = [this] { return abort_.load(); };
         std::vector<std::byte> out(bytes), in(bytes);
         rtts_.reserve(rounds);
+        uint64_t burnt = step_seed;
         for (uint64_t r = 0; r < rounds; ++r) {
           fill_bytes(out, echo_message_seed(step_seed, r));
+          // ccbench's client is a Python loop: its own work between two sends, untimed.
+          burnt = burn_lcg(burnt, work_steps);
           const uint64_t t0 = monotonic_ns();
           write_all(fds_[1], out.data(), out.size(), aborted);
           read_all(fds_[1], in.data(), in.size(), aborted);
           rtts_.push_back(monotonic_ns() - t0);
         }
+        sink_value(burnt);
       } catch (...) {
         error_ = std::current_exception();
       }
@@ -191,14 +226,33 @@ std::vector<uint64_t> EchoClient::finish() {
   return std::move(rtts_);
 }
 
+EchoWork echo_work(const Step& s, const InterpreterCost& cost) {
+  const uint32_t rw = echo_responder_work(s.duration_ns), cw = echo_client_work(s.duration_ns);
+  EchoWork w;
+  w.responder_ns = rw == kEchoWorkInterpreter ? cost.responder_round_ns : rw;
+  w.client_ns = cw == kEchoWorkInterpreter ? cost.client_round_ns : cw;
+  w.responder_steps = lcg_steps_for_ns(w.responder_ns);
+  w.client_steps = lcg_steps_for_ns(w.client_ns);
+  return w;
+}
+
 uint64_t echo_message_seed(uint64_t step_seed, uint64_t round) {
   return mix64(step_seed ^ (round * 0x2545f4914f6cdd1dULL));
 }
 
 uint64_t run_blocking_io_step(const Step& s, uint64_t task_seed, size_t step_index,
                               ExecContext& ctx) {
-  if (s.kind == StepKind::echo_respond)
-    return respond_rounds(s, step_seed(task_seed, step_index), ctx);
+  const uint64_t seed = step_seed(task_seed, step_index);
+  switch (s.kind) {
+    case StepKind::echo_respond:
+      return respond_rounds(s, seed, ctx);
+    case StepKind::pipe_echo:
+      return echo_rounds(ctx.io().pipe_fd(ctx.worker()), s, seed, ctx);
+    case StepKind::tcp_echo:
+      return echo_rounds(ctx.io().tcp_fd(ctx.worker()), s, seed, ctx);
+    default:
+      break;
+  }
   // Every other IO step blocks from start to end with the lock released.
   return ctx.blocking([&] {
     OffCpuWait io(ctx.times());
@@ -206,8 +260,7 @@ uint64_t run_blocking_io_step(const Step& s, uint64_t task_seed, size_t step_ind
   });
 }
 
-uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx) {
-  const uint64_t seed = step_seed(task_seed, step_index);
+uint64_t blocking_step(const Step& s, uint64_t, size_t, ExecContext& ctx) {
   switch (s.kind) {
     case StepKind::sleep: {
       // An absolute deadline, so slicing the wait for cancellation adds no drift.
@@ -223,10 +276,6 @@ uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, Exe
       // The step's value is the duration only if the full wait really happened.
       return monotonic_ns() - start >= s.duration_ns ? s.duration_ns : 0;
     }
-    case StepKind::pipe_echo:
-      return echo_rounds(ctx.io().pipe_fd(ctx.worker()), s, seed, ctx);
-    case StepKind::tcp_echo:
-      return echo_rounds(ctx.io().tcp_fd(ctx.worker()), s, seed, ctx);
     case StepKind::file_read: {
       int fd = ctx.io().scratch_fd(s.bytes);
       thread_local std::vector<std::byte> buf;
@@ -241,6 +290,8 @@ uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, Exe
       return hash_bytes(buf);
     }
     case StepKind::cpu:
+    case StepKind::pipe_echo:
+    case StepKind::tcp_echo:
     case StepKind::echo_respond:
       break;
   }

@@ -101,6 +101,16 @@ uint64_t spin_kernel(ExecContext& ctx, const KernelArgs& a) {
   return x;
 }
 
+uint64_t lcg_steps_for_ns(uint64_t ns) {
+  return static_cast<uint64_t>(static_cast<double>(ns) * spin_units_per_us() *
+                               static_cast<double>(kIterationsPerUnit) / 1e3);
+}
+
+uint64_t burn_lcg(uint64_t x, uint64_t steps) {
+  for (uint64_t i = 0; i < steps; ++i) x = x * kMul + kInc;
+  return x;
+}
+
 double spin_units_per_us() {
   static const double rate = [] {
     // Five trials of 2000 units (a couple of milliseconds each); the fastest is the machine's.

@@ -35,6 +35,17 @@ class EchoUnderLoad final : public Workload {
     p.push_back(
         ParamSpec::integer("round_trips", "round trips the client times", 200, 1, 100'000'000));
     p.push_back(ParamSpec::integer("message_bytes", "bytes per message", 64, 1, 1 << 20));
+    // What decides whether a round trip waits for the lock once or twice is how long each side
+    // is busy between its system calls. -1: the emulated interpreter's own per-round costs
+    // (measured from the CPython version a gil_threads policy emulates, where it is installed).
+    p.push_back(ParamSpec::integer("responder_work_ns",
+                                   "the responder's Python-level work per round, lock held "
+                                   "(-1: the emulated interpreter's)",
+                                   -1, -1, 1'000'000'000));
+    p.push_back(ParamSpec::integer("client_work_ns",
+                                   "the client's own work between two sends (-1: the emulated "
+                                   "interpreter's)",
+                                   -1, -1, 1'000'000'000));
     // Threads stop as soon as the responder is done. On one event loop a spinner never lets
     // the responder run, so under async it spins all of this (about 13 s by default).
     p.push_back(ParamSpec::integer("max_cpu_units", "safety bound on a spinner's units", 10'000'000,
@@ -63,6 +74,7 @@ class EchoUnderLoad final : public Workload {
   nlohmann::json metrics(const Params&, uint64_t, uint64_t wall_ns,
                          const Observations& obs) const override {
     std::vector<uint64_t> rtt = obs.rtt_ns;
+    auto work = [](int64_t ns) { return ns < 0 ? nlohmann::json(nullptr) : nlohmann::json(ns); };
     if (rtt.empty())
       return {{"round_trips", 0},
               {"cpu_workers_running", obs.companions_started},
@@ -85,7 +97,10 @@ class EchoUnderLoad final : public Workload {
         {"rtt_max_ns", rtt.back()},
         {"batch_wall_ns", wall_ns},
         {"cpu_workers_running", obs.companions_started},
-        {"spinner_units", spinner_units(obs)}};
+        {"spinner_units", spinner_units(obs)},
+        // null: not emulated (a real interpreter's responder does its own)
+        {"responder_work_ns", work(obs.responder_work_ns)},
+        {"client_work_ns", work(obs.client_work_ns)}};
   }
 
  protected:
@@ -100,6 +115,11 @@ class EchoUnderLoad final : public Workload {
         s.units = static_cast<uint64_t>(p.get_int("round_trips"));
         s.bytes = static_cast<uint32_t>(p.get_int("message_bytes"));
         s.arg = static_cast<uint64_t>(spinners);  // companions to wait for
+        auto work = [&](const char* name) {
+          const int64_t v = p.get_int(name);
+          return v < 0 ? kEchoWorkInterpreter : static_cast<uint32_t>(v);
+        };
+        s.duration_ns = echo_work_ns(work("responder_work_ns"), work("client_work_ns"));
         t.steps.push_back(s);
         ts.expected.push_back(fold(task_checksum_start(t), predict_io_step(s, t.seed, 0)));
       } else {

@@ -82,6 +82,20 @@ class OffCpuWait {
   uint64_t t0_ = 0, c0_ = 0;
 };
 
+// What the interpreter a model emulates spends on its own, per round trip of ccbench's latency
+// test, beyond the two system calls: the responder's Python-level work between its recv and its
+// send (done with the lock held), and the Python client's between two sends. Measured from the
+// installed interpreter where there is one (harness interp_calibration.hpp); otherwise the
+// defaults below. Round costs are CPython's loop per round less the same system calls from C++.
+struct InterpreterCost {
+  double bytecode_ns = 0;  // one simple bytecode: a pure-Python `x += 1` loop's, per bytecode
+  uint64_t responder_round_ns = 0;  // the responder's Python work per round trip, lock held
+  uint64_t client_round_ns = 0;     // the Python client's own work per round trip
+};
+// CPython 3.11's, measured on the Intel Xeon VM (2 vCPUs) on 2026-12-01 with pyenv's 3.11.7:
+// what a model that emulates no particular version uses.
+const InterpreterCost& default_interpreter_cost();
+
 class ExecHooks {
  public:
   virtual ~ExecHooks() = default;
@@ -152,6 +166,12 @@ class ExecContext {
 
   uint64_t lock_wait_ns() { return hooks_->lock_wait_ns(*this); }
 
+  // The emulated interpreter's costs (a model emulating a CPython version sets its own).
+  const InterpreterCost& interpreter_cost() const { return *cost_; }
+  void set_interpreter_cost(const InterpreterCost* c) {
+    cost_ = c ? c : &default_interpreter_cost();
+  }
+
   IoEnv& io() const { return *io_; }
   bool has_io() const { return io_ != nullptr; }
   int worker() const { return worker_; }
@@ -165,6 +185,7 @@ class ExecContext {
   bool per_instruction_ = false;
   void* model_data_ = nullptr;
   WorkerTimes* times_ = nullptr;
+  const InterpreterCost* cost_ = &default_interpreter_cost();
 };
 
 // Hooks for models without a lock: checkpoints only honour cancellation.

@@ -35,6 +35,9 @@ struct Observations {
   std::vector<uint64_t> rtt_ns;     // round trips measured by echo_respond clients
   uint64_t companions_started = 0;  // spinners that were running when the responder began
   std::vector<SpinRecord> spins;    // one per spinner that ran to its end
+  // The emulated Python-level work per round of echo_respond's responder and client, in ns;
+  // -1 where none was emulated (a real interpreter does its own).
+  int64_t responder_work_ns = -1, client_work_ns = -1;
 };
 
 class IoEnv {
@@ -64,6 +67,11 @@ class IoEnv {
   // Spinners count themselves in, so the responder can wait until the load is really there.
   std::atomic<uint64_t>& companions() { return companions_; }
   void set_companions_seen(uint64_t n) { companions_seen_ = n; }
+  // Written by the responder before record_rtts(), which publishes them to end_batch().
+  void set_echo_work(uint64_t responder_ns, uint64_t client_ns) {
+    echo_work_[0] = static_cast<int64_t>(responder_ns);
+    echo_work_[1] = static_cast<int64_t>(client_ns);
+  }
   void record_rtts(const std::vector<uint64_t>& samples);
   // Once per spinner, when it stops (not per unit).
   void record_spin(const SpinRecord& r);
@@ -80,7 +88,8 @@ class IoEnv {
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> companions_{0};
   uint64_t companions_seen_ = 0;  // written by the responder before end_batch() reads it
-  std::mutex obs_mu_;             // guards rtt_ and spins_
+  int64_t echo_work_[2] = {-1, -1};
+  std::mutex obs_mu_;  // guards rtt_ and spins_
   std::vector<uint64_t> rtt_;
   std::vector<SpinRecord> spins_;
   std::vector<std::unique_ptr<std::vector<uint64_t>>> buffers_;  // guarded by obs_mu_
@@ -93,7 +102,9 @@ class IoEnv {
 // abandoned step (cancelled, or its coroutine destroyed) never leaves the thread behind.
 class EchoClient {
  public:
-  EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes);
+  // work_steps: LCG steps (burn_lcg) the client does between two sends, untimed: the Python-level
+  // work of ccbench's client loop.
+  EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint64_t work_steps = 0);
   ~EchoClient();
   EchoClient(const EchoClient&) = delete;
   EchoClient& operator=(const EchoClient&) = delete;

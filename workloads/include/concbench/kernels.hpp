@@ -64,6 +64,15 @@ uint64_t spin_state_after(uint64_t seed, uint64_t units);
 // cpu.spin units per microsecond on this machine: measured once per process (the fastest of
 // several short trials, so a momentarily busy core does not skew it); thread-safe.
 double spin_units_per_us();
+// LCG steps that take about `ns` of CPU here (from spin_units_per_us, measured on first use).
+uint64_t lcg_steps_for_ns(uint64_t ns);
+// `steps` steps of cpu.spin's generator from `x`: work the compiler cannot drop, for code that
+// stands in for Python-level work (an echo round's), which returns the state to fold or sink.
+uint64_t burn_lcg(uint64_t x, uint64_t steps);
+// Keeps a value (and the work that made it) from being optimized away, without a store.
+inline void sink_value(uint64_t v) {
+  asm volatile("" : : "r"(v) : "memory");
+}
 // One step of cpu.spin's generator, and its jump-ahead by `steps` steps: the building blocks of
 // "interpreter work" that kernels can both do and predict.
 inline constexpr uint64_t lcg_step(uint64_t x) {
@@ -75,6 +84,15 @@ uint64_t lcg_advance(uint64_t x, uint64_t steps);
 uint64_t predict_sha256(uint64_t seed, uint64_t units, uint64_t buffer_bytes);
 // What spin_until_stop returns when the units it did check out against spin_state_after.
 inline constexpr uint64_t kSpinOkToken = 0x5350494e2d4f4b21ULL;
+
+// echo_respond's per-round Python-level works, resolved against the emulated interpreter's
+// costs (kEchoWorkInterpreter) and converted to LCG steps for burn_lcg. Resolve it before the
+// round trips start: the first conversion measures the spin rate.
+struct EchoWork {
+  uint64_t responder_ns = 0, client_ns = 0;
+  uint64_t responder_steps = 0, client_steps = 0;
+};
+EchoWork echo_work(const Step& s, const InterpreterCost& cost);
 
 // The seed of round `round`'s message in an echo step.
 uint64_t echo_message_seed(uint64_t step_seed, uint64_t round);

@@ -25,6 +25,21 @@ enum class StepKind : uint8_t {
 
 const char* step_kind_name(StepKind k);
 
+// echo_respond's per-round works, packed into its duration_ns: the responder's Python-level work
+// between its recv and its send (low 32 bits) and the client's between two sends (high 32
+// bits), in nanoseconds. kEchoWorkInterpreter asks for the emulated interpreter's own
+// (ExecContext::interpreter_cost()).
+inline constexpr uint32_t kEchoWorkInterpreter = 0xffffffffu;
+inline constexpr uint64_t echo_work_ns(uint32_t responder, uint32_t client) {
+  return uint64_t{responder} | (uint64_t{client} << 32);
+}
+inline constexpr uint32_t echo_responder_work(uint64_t packed) {
+  return static_cast<uint32_t>(packed);
+}
+inline constexpr uint32_t echo_client_work(uint64_t packed) {
+  return static_cast<uint32_t>(packed >> 32);
+}
+
 using KernelId = uint16_t;
 
 struct Step {
@@ -33,7 +48,7 @@ struct Step {
   KernelId kernel = 0;       // cpu only: index into the kernel table (kernels.hpp)
   uint32_t bytes = 0;        // message or read size
   uint64_t units = 0;        // cpu: units of work; echo: round trips
-  uint64_t duration_ns = 0;  // sleep only
+  uint64_t duration_ns = 0;  // sleep: the wait; echo_respond: two works (echo_work_ns)
   uint64_t arg = 0;          // kernel-specific argument (e.g. a buffer size)
 };
 

@@ -1,0 +1,36 @@
+// What an emulated CPython version costs, measured from that version when it is installed.
+//
+// gil_threads emulates a CPython version range (a GilPolicy); the Python-level work its tasks
+// stand in for should cost what it costs in that interpreter on this machine. The calibration
+// runs the installed interpreter once per process and policy (a subprocess, before any timed
+// region) and times three loops: a pure-Python `x += 1` (ns per bytecode), the responder loop
+// of ccbench's latency test and its client loop, each over a socketpair whose peer has the
+// messages queued already, so no round waits. The same recv and send from C++ are timed beside
+// them, and a loop's cost per round less theirs is its Python-level work (InterpreterCost).
+// Where no interpreter of the range is installed (3.1 never is), a per-version default measured
+// on the Intel Xeon VM stands in, and the calibration says so.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "concbench/exec_context.hpp"
+#include "concbench/gil.hpp"
+
+namespace concbench {
+
+struct InterpCalibration {
+  InterpreterCost cost;
+  std::string source;             // "measured" or "default"
+  std::string interpreter;        // the executable measured, or empty
+  std::string version;            // its version, or the range of the default
+  std::string note;               // why a default stands in, or how it was measured
+  uint64_t syscall_round_ns = 0;  // the C++ recv and send subtracted (measured runs only)
+  nlohmann::json to_json() const;
+};
+
+// The calibration for `policy`, measured on first use and cached for the process (thread-safe).
+// measure=false gives the default without looking for an interpreter.
+const InterpCalibration& interp_calibration(const GilPolicy& policy, bool measure = true);
+
+}  // namespace concbench
