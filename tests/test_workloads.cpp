@@ -103,6 +103,67 @@ TEST(Workloads, SpinPredictsEveryUnitCount) {
   }
 }
 
+// Under a model that emulates an interpreter, a spin unit checks the eval breaker as often as a
+// tight Python loop would, and does exactly the same work; otherwise once a unit.
+TEST(Workloads, SpinChecksAsOftenAsTheEmulatedInterpreter) {
+  struct Counting final : ExecHooks {
+    uint64_t breaks = 0;
+    void on_break(ExecContext&) override { ++breaks; }
+  } hooks;
+  std::atomic<uint32_t> breaker{kBreakTick};  // every check takes the slow path, and is counted
+  ExecContext ctx(breaker, hooks, nullptr, 0);
+  const KernelInfo& spin = kernel_table()[kernel_id("spin")];
+  constexpr uint64_t kUnits = 10;
+  const uint64_t once = spin.fn(ctx, KernelArgs{kUnits, 0, 42});
+  EXPECT_EQ(hooks.breaks, kUnits);
+
+  InterpreterCost cost;
+  cost.check_ns = 20;
+  ctx.set_interpreter_cost(&cost);
+  hooks.breaks = 0;
+  EXPECT_EQ(spin.fn(ctx, KernelArgs{kUnits, 0, 42}), once);
+  const uint64_t stride = std::clamp<uint64_t>(lcg_steps_for_ns(20), 1, 1000);
+  EXPECT_EQ(hooks.breaks, kUnits * (1000 / stride)) << "stride " << stride;
+  EXPECT_GT(hooks.breaks, kUnits);
+}
+
+// latency.echo_under_load's works per round: explicit ones are used as given, -1 takes the
+// emulated interpreter's, and the metrics say which were used.
+TEST(Workloads, EchoWorkIsTheStepsOrTheInterpretersAndIsReported) {
+  const Workload& w = *find_workload("latency.echo_under_load");
+  auto step = [&](std::map<std::string, std::string> given) {
+    given["cpu_workers"] = "0";
+    return w.make_tasks(Params::resolve(w.params(), given, "latency.echo_under_load"), 1)
+        .tasks[0]
+        .steps[0];
+  };
+  InterpreterCost cost;
+  cost.responder_round_ns = 700;
+  cost.client_round_ns = 900;
+  const EchoWork given =
+      echo_work(step({{"responder_work_ns", "123"}, {"client_work_ns", "0"}}), cost);
+  EXPECT_EQ(given.responder_ns, 123u);
+  EXPECT_EQ(given.client_ns, 0u);
+  EXPECT_EQ(given.client_steps, 0u);
+  const EchoWork own = echo_work(step({}), cost);
+  EXPECT_EQ(own.responder_ns, 700u);
+  EXPECT_EQ(own.client_ns, 900u);
+  EXPECT_GT(own.responder_steps, 0u);
+
+  Env env;
+  const Params p = Params::resolve(
+      w.params(), {{"cpu_workers", "0"}, {"round_trips", "3"}, {"responder_work_ns", "500"}},
+      "latency.echo_under_load");
+  const TaskSet ts = w.make_tasks(p, 5);
+  env.io.begin_batch();
+  EXPECT_EQ(execute_task(ts.tasks[0], env.ctx, 5).checksum, seal(ts.expected[0], 5));
+  const Observations obs = env.io.end_batch();
+  const nlohmann::json m = w.metrics(p, 1, 1, obs);
+  EXPECT_EQ(m["responder_work_ns"], 500);
+  EXPECT_EQ(m["client_work_ns"], default_interpreter_cost().client_round_ns);
+  EXPECT_EQ(m["round_trips"], 3);
+}
+
 TEST(Workloads, PidigitsMatchesKnownDigitsUpToTheMaximum) {
   Env env;
   const Workload& w = *find_workload("cpu.pidigits");

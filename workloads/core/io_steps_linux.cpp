@@ -139,9 +139,15 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
       ctx.blocking([&] { read_all(fd, buf.data(), buf.size(), cancelled); });
       ctx.throw_if_cancelled();
       h = fold(h, hash_bytes(buf));
-      burnt = burn_lcg(burnt, work.responder_steps);
-      ctx.checkpoint();  // the loop's back edge
+      // CPython's responder runs about half its Python code between the recv and the send
+      // (appending the data, the length test, looking up sendall) and half between the send
+      // and the next recv (the for loop, resetting the buffer, looking up recv), with an
+      // eval-breaker check at each loop's back edge.
+      burnt = burn_lcg(burnt, work.responder_steps / 2);
+      ctx.checkpoint();  // the while loop's back edge
       ctx.blocking([&] { write_all(fd, buf.data(), buf.size(), cancelled); });
+      burnt = burn_lcg(burnt, work.responder_steps - work.responder_steps / 2);
+      ctx.checkpoint();  // the for loop's back edge
     }
   }
   sink_value(burnt);

@@ -91,9 +91,13 @@ struct InterpreterCost {
   double bytecode_ns = 0;  // one simple bytecode: a pure-Python `x += 1` loop's, per bytecode
   uint64_t responder_round_ns = 0;  // the responder's Python work per round trip, lock held
   uint64_t client_round_ns = 0;     // the Python client's own work per round trip
+  // Between two eval-breaker checks of a tight pure-Python loop (one `x += 1` iteration): how
+  // often a CPU-bound kernel checks (cpu.spin's). 0: once per kernel unit, about a microsecond.
+  double check_ns = 0;
 };
-// CPython 3.11's, measured on the Intel Xeon VM (2 vCPUs) on 2026-12-01 with pyenv's 3.11.7:
-// what a model that emulates no particular version uses.
+// CPython 3.11's round costs, measured on the Intel Xeon VM (2 vCPUs) on 2026-12-01 with pyenv's
+// 3.11.7: what a model that emulates no particular version uses. Its check_ns is 0: such a model
+// has no eval breaker to look at that often.
 const InterpreterCost& default_interpreter_cost();
 
 class ExecHooks {
