@@ -17,6 +17,7 @@ const Workload& overhead_noop_workload();
 const Workload& cpu_counter_race_workload();
 const Workload& cpu_sha256_workload();
 const Workload& latency_echo_under_load_workload();
+const Workload& latency_echo_long_hold_workload();
 const Workload& cpu_stream_workload();
 const Workload& cpu_false_sharing_workload();
 const Workload& mixed_cpu_io_workload();
@@ -80,12 +81,19 @@ namespace {
 struct Registry {
   std::mutex mu;
   std::vector<const Workload*> all = {
-      &cpu_spin_workload(),      &cpu_pidigits_workload(),
-      &io_sleep_workload(),      &io_pipe_echo_workload(),
-      &overhead_noop_workload(), &cpu_counter_race_workload(),
-      &cpu_sha256_workload(),    &latency_echo_under_load_workload(),
-      &cpu_stream_workload(),    &cpu_false_sharing_workload(),
-      &mixed_cpu_io_workload(),  &cpu_refcount_workload(),
+      &cpu_spin_workload(),
+      &cpu_pidigits_workload(),
+      &io_sleep_workload(),
+      &io_pipe_echo_workload(),
+      &overhead_noop_workload(),
+      &cpu_counter_race_workload(),
+      &cpu_sha256_workload(),
+      &latency_echo_under_load_workload(),
+      &latency_echo_long_hold_workload(),
+      &cpu_stream_workload(),
+      &cpu_false_sharing_workload(),
+      &mixed_cpu_io_workload(),
+      &cpu_refcount_workload(),
   };
   // Owns what register_workload was given, replaced ones included (they may still be pointed at).
   std::vector<std::unique_ptr<Workload>> owned;

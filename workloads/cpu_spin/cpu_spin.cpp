@@ -109,10 +109,21 @@ uint64_t lcg_advance(uint64_t x, uint64_t steps) {
 uint64_t spin_until_stop_kernel(ExecContext& ctx, const KernelArgs& a) {
   const std::atomic<bool>& stop = ctx.io().stop_flag();
   ctx.io().companions().fetch_add(1, std::memory_order_relaxed);
-  const uint64_t stride = check_stride(ctx);
   uint64_t x = a.seed;
   uint64_t u = 0;
-  for (; u < a.units && !stop.load(std::memory_order_relaxed); ++u) x = spin_unit(ctx, x, stride);
+  if (a.arg > 0) {
+    // A long hold (latency.echo_long_hold): a.arg units without a check, then one, as a long C
+    // call returns to the eval loop; the stop flag is a Python variable, looked at between calls.
+    while (u < a.units && !stop.load(std::memory_order_relaxed)) {
+      const uint64_t n = std::min(a.arg, a.units - u);
+      for (uint64_t k = 0; k < n * kIterationsPerUnit; ++k) x = x * kMul + kInc;
+      u += n;
+      ctx.checkpoint();
+    }
+  } else {
+    const uint64_t stride = check_stride(ctx);
+    for (; u < a.units && !stop.load(std::memory_order_relaxed); ++u) x = spin_unit(ctx, x, stride);
+  }
   // The check of x against u is the workload's (verify_batch), not the kernel's own: the code
   // being measured does not get to say that it did its work.
   ctx.io().record_spin({a.seed, u, x});

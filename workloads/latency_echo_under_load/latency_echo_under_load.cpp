@@ -19,7 +19,7 @@ uint64_t spinner_units(const Observations& obs) {
   return u;
 }
 
-class EchoUnderLoad final : public Workload {
+class EchoUnderLoad : public Workload {
  public:
   std::string_view name() const override { return "latency.echo_under_load"; }
   std::string_view description() const override {
@@ -50,6 +50,7 @@ class EchoUnderLoad final : public Workload {
     // the responder run, so under async it spins all of this (about 13 s by default).
     p.push_back(ParamSpec::integer("max_cpu_units", "safety bound on a spinner's units", 10'000'000,
                                    1, 1LL << 40));
+    add_params(p);
     return p;
   }
   int required_workers(const Params& p) const override {
@@ -104,6 +105,10 @@ class EchoUnderLoad final : public Workload {
   }
 
  protected:
+  virtual void add_params(std::vector<ParamSpec>&) const {}
+  // Units a spinner runs between two checks; 0 for a pure-Python loop's spacing.
+  virtual uint64_t hold_units(const Params&) const { return 0; }
+
   TaskSet generate(const Params& p, uint64_t seed) const override {
     TaskSet ts;
     const int64_t spinners = p.get_int("cpu_workers");
@@ -125,6 +130,7 @@ class EchoUnderLoad final : public Workload {
       } else {
         s.kind = StepKind::cpu;
         s.kernel = kernel_id("spin_until_stop");
+        s.arg = hold_units(p);  // 0: check as a Python loop does
         s.units = static_cast<uint64_t>(p.get_int("max_cpu_units"));
         t.steps.push_back(s);
         ts.expected.push_back(fold(task_checksum_start(t), kSpinOkToken));
@@ -135,10 +141,39 @@ class EchoUnderLoad final : public Workload {
   }
 };
 
+// latency.echo_long_hold: the same test with spinners that hold the lock for hold_us at a time
+// without a check, as one big-integer multiplication or regex match does in C: a waiter's drop
+// request is honoured only when the call returns, so the responder's round trips grow past one
+// switch interval (about hold_us each, where the interval is shorter).
+class EchoLongHold final : public EchoUnderLoad {
+ public:
+  std::string_view name() const override { return "latency.echo_long_hold"; }
+  std::string_view description() const override {
+    return "latency.echo_under_load whose CPU-bound tasks hold the lock hold_us between checks "
+           "(a big-integer or regex call's stand-in)";
+  }
+
+ protected:
+  void add_params(std::vector<ParamSpec>& p) const override {
+    p.push_back(ParamSpec::integer(
+        "hold_us", "a spinner's work between two checks (one long C call)", 20'000, 1, 10'000'000));
+  }
+  uint64_t hold_units(const Params& p) const override {
+    // A unit is about a microsecond of spinning (spin_units_per_us() measures it), so hold_us
+    // units hold about that long; the units are what verify, the time is what the call costs.
+    return static_cast<uint64_t>(p.get_int("hold_us"));
+  }
+};
+
 }  // namespace
 
 const Workload& latency_echo_under_load_workload() {
   static const EchoUnderLoad w;
+  return w;
+}
+
+const Workload& latency_echo_long_hold_workload() {
+  static const EchoLongHold w;
   return w;
 }
 
