@@ -399,6 +399,33 @@ TEST(GilThreads, EchoUnderLoadWaitsAboutOneIntervalPerRoundTrip) {
   EXPECT_EQ(c.result.observations.companions_started, 1u);
 }
 
+// ccbench's paced pings beside a spinner: a ping finds the spinner holding the lock and waits
+// for its drop request, about one interval (2 ms here). Needs the spinner on a core of its own,
+// as the back-to-back test above does. And the long hold: a spinner that checks only every 8 ms
+// keeps a ping waiting past one interval, for about the hold.
+TEST(GilThreads, APacedPingWaitsAboutOneIntervalAndALongHoldLonger) {
+  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  const Cell c = run_model("gil_threads", 2, "latency.paced_ping",
+                           {{"cpu_workers", "1"}, {"round_trips", "12"}, {"pace_ms", "10"}},
+                           {{"switch_interval_us", "2000"}});
+  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  expect_verified(c);
+  std::vector<uint64_t> d = c.result.observations.one_way_ns;
+  ASSERT_EQ(d.size(), 12u);
+  std::sort(d.begin(), d.end());
+  EXPECT_GE(d[6], 1'000'000u);   // the median ping waited for the lock, most of an interval
+  EXPECT_LE(d[6], 12'000'000u);  // and not for many
+
+  const Cell h = run_model("gil_threads", 2, "latency.echo_long_hold",
+                           {{"cpu_workers", "1"}, {"round_trips", "20"}, {"hold_us", "8000"}},
+                           {{"switch_interval_us", "2000"}});
+  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  expect_verified(h);
+  const auto& rtt = h.result.observations.rtt_ns;
+  ASSERT_EQ(rtt.size(), 20u);
+  EXPECT_GE(*std::max_element(rtt.begin(), rtt.end()), 4'000'000u);  // past two intervals
+}
+
 TEST(GilThreads, CancelStopsThreadsWaitingForTheGil) {
   const Workload& w = *find_workload("cpu.spin");
   const TaskSet ts = w.make_tasks(

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "concbench/checksum.hpp"
+#include "concbench/clock.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
 #include "concbench/runner.hpp"
@@ -162,6 +163,27 @@ TEST(Workloads, EchoWorkIsTheStepsOrTheInterpretersAndIsReported) {
   EXPECT_EQ(m["responder_work_ns"], 500);
   EXPECT_EQ(m["client_work_ns"], default_interpreter_cost().client_round_ns);
   EXPECT_EQ(m["round_trips"], 3);
+}
+
+// latency.paced_ping's client keeps its schedule and every ping gets its one-way delay.
+TEST(Workloads, PacedPingsAreSpacedAndEachHasItsDelay) {
+  const Workload& w = *find_workload("latency.paced_ping");
+  const Params p =
+      Params::resolve(w.params(), {{"cpu_workers", "0"}, {"round_trips", "4"}, {"pace_ms", "3"}},
+                      "latency.paced_ping");
+  const TaskSet ts = w.make_tasks(p, 9);
+  Env env;
+  env.io.begin_batch();
+  const auto t0 = monotonic_ns();
+  EXPECT_EQ(execute_task(ts.tasks[0], env.ctx, 9).checksum, seal(ts.expected[0], 9));
+  EXPECT_GE(monotonic_ns() - t0, 4 * 3'000'000u);  // four pings, 3 ms apart
+  const Observations obs = env.io.end_batch();
+  ASSERT_EQ(obs.one_way_ns.size(), 4u);
+  ASSERT_EQ(obs.rtt_ns.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_LE(obs.one_way_ns[i], obs.rtt_ns[i]) << i;
+  const nlohmann::json m = w.metrics(p, 1, 1, obs);
+  EXPECT_EQ(m["pings"], 4);
+  EXPECT_TRUE(m.contains("one_way_p50_ns"));
 }
 
 TEST(Workloads, PidigitsMatchesKnownDigitsUpToTheMaximum) {

@@ -192,12 +192,15 @@ LoopTask<uint64_t> respond_step(const Step& s, uint64_t seed, Lane& lane) {
   IoEnv& io = lane.ctx.io();
   const EchoWork work = echo_work(s, lane.ctx.interpreter_cost());
   io.set_echo_work(work.responder_ns, work.client_ns);
-  EchoClient client(seed, s.units, s.bytes, work.client_steps);
+  const uint64_t pace_ns = echo_pace_ns(s);
+  std::vector<uint64_t> received(pace_ns > 0 ? s.units : 0);  // fixed size: nothing grows timed
+  EchoClient client(seed, s.units, s.bytes, work.client_steps, pace_ns);
   Stream stream(lane.ex, dup_descriptor(client.responder_fd(), "dup(responder)"));
   std::vector<std::byte> buf(s.bytes);
   uint64_t h = 0, burnt = seed;
   for (uint64_t r = 0; r < s.units; ++r) {
     co_await asio::async_read(stream, asio::buffer(buf), use_loop_task);
+    if (pace_ns > 0) received[r] = monotonic_ns();  // the coroutine runs again: the ping is seen
     if (r == 0) io.set_companions_seen(io.companions().load(std::memory_order_relaxed));
     lane.ctx.throw_if_cancelled();
     h = fold(h, hash_bytes(buf));                   // touching the data is CPU work on the loop
@@ -206,6 +209,7 @@ LoopTask<uint64_t> respond_step(const Step& s, uint64_t seed, Lane& lane) {
   }
   sink_value(burnt);
   io.record_rtts(client.finish());
+  if (pace_ns > 0) io.record_one_way(one_way_delays(client.sent_ns(), received));
   // Relaxed: a hint for spinning companions; nothing is published through it.
   io.stop_flag().store(true, std::memory_order_relaxed);
   co_return h;

@@ -219,7 +219,9 @@ uint64_t Fiber::respond_step(const Step& s, uint64_t seed) {
   IoEnv& io = ctx.io();
   const EchoWork work = echo_work(s, ctx.interpreter_cost());
   io.set_echo_work(work.responder_ns, work.client_ns);
-  EchoClient client(seed, s.units, s.bytes, work.client_steps);
+  const uint64_t pace_ns = echo_pace_ns(s);
+  std::vector<uint64_t> received(pace_ns > 0 ? s.units : 0);  // fixed size: nothing grows timed
+  EchoClient client(seed, s.units, s.bytes, work.client_steps, pace_ns);
   responder.emplace(worker->ioc.get_executor(),
                     dup_descriptor(client.responder_fd(), "dup(responder)"));
   struct Close {
@@ -231,6 +233,7 @@ uint64_t Fiber::respond_step(const Step& s, uint64_t seed) {
   for (uint64_t r = 0; r < s.units; ++r) {
     wait(
         [&](auto handler) { asio::async_read(*responder, asio::buffer(buf), std::move(handler)); });
+    if (pace_ns > 0) received[r] = monotonic_ns();  // the fiber runs again: the ping is seen
     if (r == 0) io.set_companions_seen(io.companions().load(std::memory_order_relaxed));
     h = fold(h, hash_bytes(buf));                   // touching the data is CPU work on the worker
     burnt = burn_lcg(burnt, work.responder_steps);  // and so is the rest of the Python round
@@ -240,6 +243,7 @@ uint64_t Fiber::respond_step(const Step& s, uint64_t seed) {
   }
   sink_value(burnt);
   io.record_rtts(client.finish());
+  if (pace_ns > 0) io.record_one_way(one_way_delays(client.sent_ns(), received));
   // Relaxed: a hint for spinning companions; nothing is published through it.
   io.stop_flag().store(true, std::memory_order_relaxed);
   return h;

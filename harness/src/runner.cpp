@@ -148,6 +148,8 @@ RunConfig suite_config(const std::string& name) {
         {"latency.echo_under_load", {{"round_trips", "20"}, {"max_cpu_units", "300000"}}},
         {"latency.echo_long_hold",
          {{"round_trips", "10"}, {"hold_us", "2000"}, {"max_cpu_units", "300000"}}},
+        {"latency.paced_ping",
+         {{"round_trips", "3"}, {"pace_ms", "5"}, {"max_cpu_units", "300000"}}},
         {"cpu.stream", {{"tasks", "4"}, {"units", "2"}, {"buffer_bytes", "1048576"}}},
         {"cpu.false_sharing", {{"tasks", "4"}, {"units", "20000"}}},
         {"mixed.cpu_io", {{"tasks", "16"}, {"cpu_us", "50"}, {"io_us", "200"}}},
@@ -161,7 +163,9 @@ RunConfig suite_config(const std::string& name) {
     // A spinner on one event loop runs to this bound (about 1.3 s here): enough to show the
     // stall, short enough for the suite.
     c.suite_params = {{"latency.echo_under_load", {{"max_cpu_units", "1000000"}}},
-                      {"latency.echo_long_hold", {{"max_cpu_units", "1000000"}}}};
+                      {"latency.echo_long_hold", {{"max_cpu_units", "1000000"}}},
+                      {"latency.paced_ping",
+                       {{"round_trips", "5"}, {"pace_ms", "50"}, {"max_cpu_units", "1000000"}}}};
   } else if (name == "full") {
     for (int w = 1; w <= 2 * cpus; w *= 2) c.workers.push_back(w);
     if (c.workers.back() != 2 * cpus) c.workers.push_back(2 * cpus);
@@ -169,7 +173,8 @@ RunConfig suite_config(const std::string& name) {
     c.min_time_s = 0.5;
     c.timeout_s = 600;
     c.suite_params = {{"latency.echo_under_load", {{"max_cpu_units", "5000000"}}},
-                      {"latency.echo_long_hold", {{"max_cpu_units", "5000000"}}}};
+                      {"latency.echo_long_hold", {{"max_cpu_units", "5000000"}}},
+                      {"latency.paced_ping", {{"max_cpu_units", "5000000"}}}};
   } else {
     throw UsageError("unknown suite '" + name + "' (smoke, quick, full)");
   }

@@ -292,6 +292,7 @@ void IoEnv::begin_batch() {
   companions_.store(0, std::memory_order_relaxed);
   std::lock_guard lock(obs_mu_);
   rtt_.clear();
+  one_way_.clear();
   spins_.clear();
   companions_seen_ = 0;
   echo_work_[0] = echo_work_[1] = -1;
@@ -303,6 +304,8 @@ Observations IoEnv::end_batch() {
   std::lock_guard lock(obs_mu_);
   o.rtt_ns = std::move(rtt_);
   rtt_.clear();
+  o.one_way_ns = std::move(one_way_);
+  one_way_.clear();
   o.companions_started = companions_seen_;
   o.responder_work_ns = echo_work_[0];
   o.client_work_ns = echo_work_[1];
@@ -319,6 +322,11 @@ void IoEnv::record_spin(const SpinRecord& r) {
 void IoEnv::record_rtts(const std::vector<uint64_t>& samples) {
   std::lock_guard lock(obs_mu_);  // also publishes companions_seen_ to end_batch()
   rtt_.insert(rtt_.end(), samples.begin(), samples.end());
+}
+
+void IoEnv::record_one_way(const std::vector<uint64_t>& samples) {
+  std::lock_guard lock(obs_mu_);
+  one_way_.insert(one_way_.end(), samples.begin(), samples.end());
 }
 
 std::vector<uint64_t>& IoEnv::worker_buffer(int worker) {

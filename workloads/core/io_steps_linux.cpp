@@ -128,7 +128,11 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
   ctx.io().set_companions_seen(ctx.io().companions().load(std::memory_order_relaxed));
   const EchoWork work = echo_work(s, ctx.interpreter_cost());
   ctx.io().set_echo_work(work.responder_ns, work.client_ns);
-  EchoClient client(seed, s.units, s.bytes, work.client_steps);
+  const uint64_t pace_ns = echo_pace_ns(s);
+  // Paced pings: when the responder's code runs again with the lock held, one per ping; a
+  // fixed-size buffer, so nothing grows while timed.
+  std::vector<uint64_t> received(pace_ns > 0 ? s.units : 0);
+  EchoClient client(seed, s.units, s.bytes, work.client_steps, pace_ns);
   const int fd = client.responder_fd();
   std::vector<std::byte> buf(s.bytes);
   auto cancelled = [&] { return ctx.cancel_requested(); };
@@ -137,6 +141,7 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
     WholeStepWait io(ctx);
     for (uint64_t r = 0; r < s.units; ++r) {
       ctx.blocking([&] { read_all(fd, buf.data(), buf.size(), cancelled); });
+      if (pace_ns > 0) received[r] = monotonic_ns();
       ctx.throw_if_cancelled();
       h = fold(h, hash_bytes(buf));
       // CPython's responder runs about half its Python code between the recv and the send
@@ -152,6 +157,7 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
   }
   sink_value(burnt);
   ctx.io().record_rtts(client.finish());
+  if (pace_ns > 0) ctx.io().record_one_way(one_way_delays(client.sent_ns(), received));
   // Relaxed: a hint for spinning companions; nothing is published through it.
   ctx.io().stop_flag().store(true, std::memory_order_relaxed);
   return h;
@@ -188,21 +194,35 @@ uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
 
 uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx);
 
-EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint64_t work_steps) {
+EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint64_t work_steps,
+                       uint64_t pace_ns) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds_) < 0)
     throw std::system_error(errno, std::generic_category(), "socketpair");
   try {
-    thread_ = std::thread([this, step_seed, rounds, bytes, work_steps] {
+    rtts_.reserve(rounds);
+    if (pace_ns > 0) sent_.reserve(rounds);
+    thread_ = std::thread([this, step_seed, rounds, bytes, work_steps, pace_ns] {
       try {
         auto aborted = [this] { return abort_.load(); };
         std::vector<std::byte> out(bytes), in(bytes);
-        rtts_.reserve(rounds);
         uint64_t burnt = step_seed;
+        const uint64_t start = monotonic_ns();
         for (uint64_t r = 0; r < rounds; ++r) {
           fill_bytes(out, echo_message_seed(step_seed, r));
           // ccbench's client is a Python loop: its own work between two sends, untimed.
           burnt = burn_lcg(burnt, work_steps);
+          if (pace_ns > 0) {
+            // The next ping on the schedule, in slices so an abort is noticed.
+            const uint64_t due = start + (r + 1) * pace_ns;
+            for (uint64_t now = monotonic_ns(); now < due && !abort_.load(); now = monotonic_ns()) {
+              const uint64_t until = std::min<uint64_t>(due, now + kWaitSliceMs * 1'000'000ULL);
+              timespec ts{static_cast<time_t>(until / 1'000'000'000ULL),
+                          static_cast<long>(until % 1'000'000'000ULL)};
+              clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+            }
+          }
           const uint64_t t0 = monotonic_ns();
+          if (pace_ns > 0) sent_.push_back(t0);
           write_all(fds_[1], out.data(), out.size(), aborted);
           read_all(fds_[1], in.data(), in.size(), aborted);
           rtts_.push_back(monotonic_ns() - t0);
@@ -230,6 +250,15 @@ std::vector<uint64_t> EchoClient::finish() {
   thread_.join();  // the join publishes rtts_ and error_
   if (error_) std::rethrow_exception(error_);
   return std::move(rtts_);
+}
+
+std::vector<uint64_t> one_way_delays(const std::vector<uint64_t>& sent,
+                                     const std::vector<uint64_t>& received) {
+  std::vector<uint64_t> d;
+  d.reserve(std::min(sent.size(), received.size()));
+  for (size_t i = 0; i < sent.size() && i < received.size(); ++i)
+    d.push_back(received[i] > sent[i] ? received[i] - sent[i] : 0);
+  return d;
 }
 
 EchoWork echo_work(const Step& s, const InterpreterCost& cost) {

@@ -18,6 +18,7 @@ const Workload& cpu_counter_race_workload();
 const Workload& cpu_sha256_workload();
 const Workload& latency_echo_under_load_workload();
 const Workload& latency_echo_long_hold_workload();
+const Workload& latency_paced_ping_workload();
 const Workload& cpu_stream_workload();
 const Workload& cpu_false_sharing_workload();
 const Workload& mixed_cpu_io_workload();
@@ -90,6 +91,7 @@ struct Registry {
       &cpu_sha256_workload(),
       &latency_echo_under_load_workload(),
       &latency_echo_long_hold_workload(),
+      &latency_paced_ping_workload(),
       &cpu_stream_workload(),
       &cpu_false_sharing_workload(),
       &mixed_cpu_io_workload(),

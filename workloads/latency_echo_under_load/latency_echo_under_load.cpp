@@ -32,8 +32,8 @@ class EchoUnderLoad : public Workload {
     p.erase(p.begin());
     p.push_back(
         ParamSpec::integer("cpu_workers", "CPU-bound tasks beside the responder", 1, 0, 4095));
-    p.push_back(
-        ParamSpec::integer("round_trips", "round trips the client times", 200, 1, 100'000'000));
+    p.push_back(ParamSpec::integer("round_trips", "round trips the client times",
+                                   default_round_trips(), 1, 100'000'000));
     p.push_back(ParamSpec::integer("message_bytes", "bytes per message", 64, 1, 1 << 20));
     // What decides whether a round trip waits for the lock once or twice is how long each side
     // is busy between its system calls. -1: the emulated interpreter's own per-round costs
@@ -89,8 +89,9 @@ class EchoUnderLoad : public Workload {
       return rtt[std::clamp<size_t>(rank, 1, rtt.size()) - 1];
     };
     // Round trips per second of the client's own time: back-to-back round trips, so this is
-    // 1 / mean round-trip time, comparable with ccbench's figure.
-    return {
+    // 1 / mean round-trip time, comparable with ccbench's figure (paced pings: the round trip's
+    // own time, not the pace).
+    nlohmann::json m = {
         {"round_trips", rtt.size()},
         {"round_trips_per_s", static_cast<double>(rtt.size()) * 1e9 / static_cast<double>(total)},
         {"rtt_p50_ns", pct(50)},
@@ -102,10 +103,26 @@ class EchoUnderLoad : public Workload {
         // null: not emulated (a real interpreter's responder does its own)
         {"responder_work_ns", work(obs.responder_work_ns)},
         {"client_work_ns", work(obs.client_work_ns)}};
+    if (!obs.one_way_ns.empty()) {
+      std::vector<uint64_t> d = obs.one_way_ns;
+      std::sort(d.begin(), d.end());
+      auto at = [&](double q) {
+        size_t rank = static_cast<size_t>(q / 100.0 * static_cast<double>(d.size()) + 0.999999);
+        return d[std::clamp<size_t>(rank, 1, d.size()) - 1];
+      };
+      m["pings"] = d.size();
+      m["one_way_p50_ns"] = at(50);
+      m["one_way_p99_ns"] = at(99);
+      m["one_way_max_ns"] = d.back();
+    }
+    return m;
   }
 
  protected:
   virtual void add_params(std::vector<ParamSpec>&) const {}
+  virtual int64_t default_round_trips() const { return 200; }
+  // Milliseconds between two of the client's sends; 0 for back-to-back round trips.
+  virtual uint16_t pace_ms(const Params&) const { return 0; }
   // Units a spinner runs between two checks; 0 for a pure-Python loop's spacing.
   virtual uint64_t hold_units(const Params&) const { return 0; }
 
@@ -125,6 +142,7 @@ class EchoUnderLoad : public Workload {
           return v < 0 ? kEchoWorkInterpreter : static_cast<uint32_t>(v);
         };
         s.duration_ns = echo_work_ns(work("responder_work_ns"), work("client_work_ns"));
+        s.kernel = pace_ms(p);  // echo_respond's kernel field is its pace
         t.steps.push_back(s);
         ts.expected.push_back(fold(task_checksum_start(t), predict_io_step(s, t.seed, 0)));
       } else {
@@ -165,7 +183,34 @@ class EchoLongHold final : public EchoUnderLoad {
   }
 };
 
+// latency.paced_ping: ccbench's latency test as ccbench runs it. The client sends one ping every
+// pace_ms (100 ms) beside cpu_workers CPU-bound tasks; the figure is each ping's one-way delay,
+// from its send to the responder's code running again with the lock held. Behind a GIL a ping
+// finds a spinner holding it and waits about one switch interval for it.
+class PacedPing final : public EchoUnderLoad {
+ public:
+  std::string_view name() const override { return "latency.paced_ping"; }
+  std::string_view description() const override {
+    return "ccbench's latency test: a ping every pace_ms beside cpu_workers CPU-bound tasks; the "
+           "one-way delay until the responder's code runs";
+  }
+
+ protected:
+  void add_params(std::vector<ParamSpec>& p) const override {
+    p.push_back(ParamSpec::integer("pace_ms", "milliseconds between two pings", 100, 1, 60'000));
+  }
+  int64_t default_round_trips() const override { return 20; }
+  uint16_t pace_ms(const Params& p) const override {
+    return static_cast<uint16_t>(p.get_int("pace_ms"));
+  }
+};
+
 }  // namespace
+
+const Workload& latency_paced_ping_workload() {
+  static const PacedPing w;
+  return w;
+}
 
 const Workload& latency_echo_under_load_workload() {
   static const EchoUnderLoad w;

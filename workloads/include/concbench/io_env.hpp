@@ -31,8 +31,11 @@ struct SpinRecord {
 // What a batch observed beyond its checksums; the runner hands it to Workload::metrics and
 // Workload::verify_batch.
 struct Observations {
-  uint64_t shared_counter = 0;      // the shared counter's final value
-  std::vector<uint64_t> rtt_ns;     // round trips measured by echo_respond clients
+  uint64_t shared_counter = 0;   // the shared counter's final value
+  std::vector<uint64_t> rtt_ns;  // round trips measured by echo_respond clients
+  // Paced pings (latency.paced_ping): from the client's send to the responder's code running
+  // with the lock held, one per ping.
+  std::vector<uint64_t> one_way_ns;
   uint64_t companions_started = 0;  // spinners that were running when the responder began
   std::vector<SpinRecord> spins;    // one per spinner that ran to its end
   // The emulated Python-level work per round of echo_respond's responder and client, in ns;
@@ -73,6 +76,7 @@ class IoEnv {
     echo_work_[1] = static_cast<int64_t>(client_ns);
   }
   void record_rtts(const std::vector<uint64_t>& samples);
+  void record_one_way(const std::vector<uint64_t>& samples);
   // Once per spinner, when it stops (not per unit).
   void record_spin(const SpinRecord& r);
 
@@ -91,6 +95,7 @@ class IoEnv {
   int64_t echo_work_[2] = {-1, -1};
   std::mutex obs_mu_;  // guards rtt_ and spins_
   std::vector<uint64_t> rtt_;
+  std::vector<uint64_t> one_way_;
   std::vector<SpinRecord> spins_;
   std::vector<std::unique_ptr<std::vector<uint64_t>>> buffers_;  // guarded by obs_mu_
 };
@@ -104,7 +109,10 @@ class EchoClient {
  public:
   // work_steps: LCG steps (burn_lcg) the client does between two sends, untimed: the Python-level
   // work of ccbench's client loop.
-  EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint64_t work_steps = 0);
+  // pace_ns > 0: ccbench's paced pings, one sent every pace_ns (on an absolute schedule), each
+  // send's time kept for sent_ns().
+  EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint64_t work_steps = 0,
+             uint64_t pace_ns = 0);
   ~EchoClient();
   EchoClient(const EchoClient&) = delete;
   EchoClient& operator=(const EchoClient&) = delete;
@@ -112,11 +120,14 @@ class EchoClient {
   int responder_fd() const { return fds_[0]; }
   // Joins the client and returns its round-trip times; rethrows whatever the client failed with.
   std::vector<uint64_t> finish();
+  // After finish(): when each round's message was sent (monotonic_ns), paced clients only.
+  const std::vector<uint64_t>& sent_ns() const { return sent_; }
 
  private:
   int fds_[2] = {-1, -1};
   std::atomic<bool> abort_{false};
   std::vector<uint64_t> rtts_;
+  std::vector<uint64_t> sent_;
   std::exception_ptr error_;
   std::thread thread_;
 };

@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "concbench/exec_context.hpp"
 #include "concbench/task.hpp"
@@ -93,6 +94,13 @@ struct EchoWork {
   uint64_t responder_steps = 0, client_steps = 0;
 };
 EchoWork echo_work(const Step& s, const InterpreterCost& cost);
+// echo_respond's ping pace (latency.paced_ping), 0 for back-to-back round trips.
+inline uint64_t echo_pace_ns(const Step& s) {
+  return uint64_t{s.kernel} * 1'000'000ULL;
+}
+// One-way delays from the client's send times and the responder's receive times, pairwise.
+std::vector<uint64_t> one_way_delays(const std::vector<uint64_t>& sent,
+                                     const std::vector<uint64_t>& received);
 
 // The seed of round `round`'s message in an echo step.
 uint64_t echo_message_seed(uint64_t step_seed, uint64_t round);

@@ -45,7 +45,7 @@ using KernelId = uint16_t;
 struct Step {
   StepKind kind = StepKind::cpu;
   bool native = false;       // cpu only: runs as native code outside the interpreter lock
-  KernelId kernel = 0;       // cpu only: index into the kernel table (kernels.hpp)
+  KernelId kernel = 0;       // cpu: index into the kernel table; echo_respond: pace_ms
   uint32_t bytes = 0;        // message or read size
   uint64_t units = 0;        // cpu: units of work; echo: round trips
   uint64_t duration_ns = 0;  // sleep: the wait; echo_respond: two works (echo_work_ns)
