@@ -426,6 +426,27 @@ TEST(GilThreads, APacedPingWaitsAboutOneIntervalAndALongHoldLonger) {
   EXPECT_GE(*std::max_element(rtt.begin(), rtt.end()), 4'000'000u);  // past two intervals
 }
 
+// threading.Thread.start: the caller holds the GIL and waits for each thread's started event,
+// then for the GIL, which the started thread holds while it computes. The started thread lets
+// it go only on a drop request, which comes a whole interval after the caller began waiting:
+// so starting the second thread costs at least one interval, on any machine.
+TEST(GilThreads, ThreadStartAsCPythonWaitsForTheGilBesideARunningThread) {
+  const Cell c = run_model("gil_threads", 2, "cpu.spin", {{"tasks", "2"}, {"units", "20000"}},
+                           {{"switch_interval_us", "2000"}, {"thread_start", "cpython"}});
+  expect_verified(c);
+  const auto& mm = c.result.model_metrics;
+  EXPECT_EQ(mm["thread_start"], "cpython");
+  EXPECT_GE(mm["thread_start_wait_ns"].get<uint64_t>(), 2'000'000u);
+  // The caller's own acquisitions (before the first start, before the second) are counted.
+  EXPECT_GE(mm["gil_acquisitions"].get<uint64_t>(), 4u);
+
+  const Cell d = run_model("gil_threads", 2, "cpu.spin", {{"tasks", "2"}, {"units", "200"}},
+                           {{"switch_interval_us", "2000"}});
+  expect_verified(d);
+  EXPECT_EQ(d.result.model_metrics["thread_start"], "direct");
+  EXPECT_FALSE(d.result.model_metrics.contains("thread_start_wait_ns"));
+}
+
 TEST(GilThreads, CancelStopsThreadsWaitingForTheGil) {
   const Workload& w = *find_workload("cpu.spin");
   const TaskSet ts = w.make_tasks(

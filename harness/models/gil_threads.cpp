@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,6 +35,7 @@ class GilThreads final : public Model {
     policy_ = find_gil_policy(cfg.params.get("gil_policy"));
     if (!policy_) throw std::invalid_argument("gil_policy: unknown policy");  // the choice checks
     check_interval_ = static_cast<uint64_t>(cfg.params.get_int("check_interval"));
+    cpython_start_ = cfg.params.get("thread_start") == "cpython";
     // Measured here, in setup, from the emulated version's interpreter (a subprocess, once per
     // process and policy): never inside a timed region.
     calibration_ = &interp_calibration(*policy_, cfg.params.get("interpreter_cost") == "measured");
@@ -77,6 +81,41 @@ class GilThreads final : public Model {
     const CounterValues start = counters_->read();
     const detail::SwitchCount caller_start = detail::SwitchCount::now();
     result.begin_work();
+    // threading.Thread.start (thread_start=cpython): the caller is a Python thread holding the
+    // GIL. It starts one thread, lets the GIL go while it waits for the thread's "started"
+    // event (the new thread sets it with the GIL held), takes the GIL back and starts the
+    // next; beside threads already running Python, each start waits for the GIL twice.
+    // started[w] is set by thread w under start_mu_ and read by the caller under it.
+    std::vector<char> started(n, 0);
+    starter_ = GilThread{};
+    starter_.ticks = check_interval_;
+    uint64_t start_wait_ns = 0;
+    auto signal_started = [&](size_t i) {
+      {
+        std::lock_guard lock(start_mu_);
+        started[i] = 1;
+      }
+      start_cv_.notify_all();
+    };
+    std::function<void(int)> after_start;
+    if (cpython_start_) {
+      gil_->take(starter_);
+      after_start = [&](int w) {
+        const uint64_t t0 = monotonic_ns();
+        gil_->drop(starter_);
+        {
+          std::unique_lock lock(start_mu_);
+          // Timed, so a cancelled run never leaves the caller waiting for a thread that ended.
+          while (!started[static_cast<size_t>(w)] &&
+                 (breaker_.load(std::memory_order_relaxed) & kBreakCancel) == 0)
+            start_cv_.wait_for(lock, std::chrono::milliseconds(50));
+        }
+        // The caller takes the GIL back to start the next thread; after the last it joins,
+        // which waits with the GIL let go.
+        if (w + 1 < cfg_.workers) gil_->take(starter_);
+        start_wait_ns += monotonic_ns() - t0;
+      };
+    }
     detail::run_on_threads(
         cfg_.workers,
         [&](int w) {
@@ -90,12 +129,19 @@ class GilThreads final : public Model {
           // wait for it is the worker's time too.
           logs[i].active.emplace();
           gil_->take(threads[i]);
+          if (cpython_start_) signal_started(i);
           queue.drain(ctx, logs[i]);
           gil_->drop(threads[i], /*force_switch=*/false);
           detail::add_gil_times(logs[i].attr.times, threads[i]);
           logs[i].switches = detail::SwitchCount::now().since(s0);
         },
-        [this] { cancel(); });
+        [&] {
+          cancel();
+          // A thread that could not be started: the caller must not keep the GIL the started
+          // ones need to finish.
+          if (cpython_start_ && gil_->held_by(starter_)) gil_->drop(starter_, false);
+        },
+        after_start);
     result.end_work();
     detail::SwitchCount switches = detail::SwitchCount::now().since(caller_start);
     for (const auto& l : logs) switches += l.switches;
@@ -103,8 +149,17 @@ class GilThreads final : public Model {
     result.model_metrics["workers"] = detail::workers_json(logs);
     detail::merge_logs(result, logs);
     result.counters = detail::with_switches(counters_->read().since(start), switches);
-    result.model_metrics.update(gil_metrics(threads));
+    if (cpython_start_) {
+      // The caller's acquisitions are the GIL's too.
+      std::vector<GilThread> all = threads;
+      all.push_back(starter_);
+      result.model_metrics.update(gil_metrics(all));
+    } else {
+      result.model_metrics.update(gil_metrics(threads));
+    }
     result.model_metrics["threads_started"] = cfg_.workers;
+    result.model_metrics["thread_start"] = cpython_start_ ? "cpython" : "direct";
+    if (cpython_start_) result.model_metrics["thread_start_wait_ns"] = start_wait_ns;
     result.model_metrics["switch_interval_us"] = gil_->interval().count();
     result.model_metrics["checkpoint"] = per_instruction_ ? "per_instruction" : "backedge";
     result.model_metrics["gil_policy"] = policy_->name;
@@ -141,6 +196,10 @@ class GilThreads final : public Model {
   std::unique_ptr<std::atomic<uint32_t>[]> words_;  // 3.13+: one per thread
   size_t words_n_ = 0;
   std::vector<GilThread> threads_;
+  bool cpython_start_ = false;
+  GilThread starter_;  // the caller's GIL record under thread_start=cpython
+  std::mutex start_mu_;
+  std::condition_variable start_cv_;
 };
 
 std::vector<std::string> policy_names() {
@@ -165,6 +224,11 @@ ModelInfo gil_threads_model_info() {
                          "eval-breaker checks: policy (the policy's), backedge (3.10+) or "
                          "per_instruction (<= 3.9)",
                          "policy", {"policy", "backedge", "per_instruction"}),
+       ParamSpec::choice("thread_start",
+                         "direct: threads take the GIL as they start; cpython: the caller holds "
+                         "the GIL and starts them one at a time, each start waiting for the "
+                         "thread's started event, as threading.Thread.start does",
+                         "direct", {"direct", "cpython"}),
        ParamSpec::choice("interpreter_cost",
                          "what the Python-level work of IO rounds costs: measured from the "
                          "policy's CPython when installed (else its default), or the default",

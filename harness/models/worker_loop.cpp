@@ -120,11 +120,15 @@ nlohmann::json workers_json(const std::vector<WorkerLog>& logs, const std::vecto
 }
 
 void run_on_threads(int n, const std::function<void(int)>& body,
-                    const std::function<void()>& on_fail) {
+                    const std::function<void()>& on_fail,
+                    const std::function<void(int)>& after_start) {
   std::vector<std::thread> threads;
   threads.reserve(static_cast<size_t>(n));
   try {
-    for (int w = 0; w < n; ++w) threads.emplace_back(body, w);
+    for (int w = 0; w < n; ++w) {
+      threads.emplace_back(body, w);
+      if (after_start) after_start(w);
+    }
   } catch (...) {
     on_fail();
     for (auto& t : threads) t.join();

@@ -97,7 +97,10 @@ void merge_logs(BatchResult& result, std::vector<WorkerLog>& logs);
 
 // Runs body(w) on `n` new threads and joins them. If a thread cannot be started, `on_fail`
 // stops the ones that were (it must make them return), they are joined, and the error rethrown.
+// after_start(w), when given, runs on the caller right after thread w was created and before
+// the next one is (a model that starts threads as threading.Thread.start does waits there).
 void run_on_threads(int n, const std::function<void(int)>& body,
-                    const std::function<void()>& on_fail);
+                    const std::function<void()>& on_fail,
+                    const std::function<void(int)>& after_start = nullptr);
 
 }  // namespace concbench::detail
