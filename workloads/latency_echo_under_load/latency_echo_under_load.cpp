@@ -13,6 +13,12 @@
 namespace concbench {
 namespace {
 
+// The q-th percentile of sorted, non-empty samples by nearest rank, as everywhere in the report.
+uint64_t nearest_rank(const std::vector<uint64_t>& sorted, double q) {
+  const auto rank = static_cast<size_t>(q / 100.0 * static_cast<double>(sorted.size()) + 0.999999);
+  return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
+}
+
 uint64_t spinner_units(const Observations& obs) {
   uint64_t u = 0;
   for (const SpinRecord& s : obs.spins) u += s.units;
@@ -83,11 +89,7 @@ class EchoUnderLoad : public Workload {
     std::sort(rtt.begin(), rtt.end());
     uint64_t total = 0;
     for (uint64_t r : rtt) total += r;
-    // Nearest rank, as everywhere in the report.
-    auto pct = [&](double q) {
-      size_t rank = static_cast<size_t>(q / 100.0 * static_cast<double>(rtt.size()) + 0.999999);
-      return rtt[std::clamp<size_t>(rank, 1, rtt.size()) - 1];
-    };
+    auto pct = [&](double q) { return nearest_rank(rtt, q); };
     // Round trips per second of the client's own time: back-to-back round trips, so this is
     // 1 / mean round-trip time, comparable with ccbench's figure (paced pings: the round trip's
     // own time, not the pace).
@@ -106,10 +108,7 @@ class EchoUnderLoad : public Workload {
     if (!obs.one_way_ns.empty()) {
       std::vector<uint64_t> d = obs.one_way_ns;
       std::sort(d.begin(), d.end());
-      auto at = [&](double q) {
-        size_t rank = static_cast<size_t>(q / 100.0 * static_cast<double>(d.size()) + 0.999999);
-        return d[std::clamp<size_t>(rank, 1, d.size()) - 1];
-      };
+      auto at = [&](double q) { return nearest_rank(d, q); };
       m["pings"] = d.size();
       m["one_way_p50_ns"] = at(50);
       m["one_way_p99_ns"] = at(99);
