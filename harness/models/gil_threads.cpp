@@ -77,10 +77,6 @@ class GilThreads final : public Model {
     }
     std::vector<GilThread>& threads = threads_;
     detail::BatchQueue queue(batch, result);
-    io_->begin_batch();
-    const CounterValues start = counters_->read();
-    const detail::SwitchCount caller_start = detail::SwitchCount::now();
-    result.begin_work();
     // threading.Thread.start (thread_start=cpython): the caller is a Python thread holding the
     // GIL. It starts one thread, lets the GIL go while it waits for the thread's "started"
     // event (the new thread sets it with the GIL held), takes the GIL back and starts the
@@ -99,7 +95,6 @@ class GilThreads final : public Model {
     };
     std::function<void(int)> after_start;
     if (cpython_start_) {
-      gil_->take(starter_);
       after_start = [&](int w) {
         const uint64_t t0 = monotonic_ns();
         gil_->drop(starter_);
@@ -116,6 +111,12 @@ class GilThreads final : public Model {
         start_wait_ns += monotonic_ns() - t0;
       };
     }
+    io_->begin_batch();
+    const CounterValues start = counters_->read();
+    const detail::SwitchCount caller_start = detail::SwitchCount::now();
+    result.begin_work();
+    // The caller holds the GIL from the batch's start, as the Python thread calling start().
+    if (cpython_start_) gil_->take(starter_);
     detail::run_on_threads(
         cfg_.workers,
         [&](int w) {
