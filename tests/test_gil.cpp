@@ -484,6 +484,13 @@ TEST(InterpCalibration, AMeasuredCostNamesItsInterpreter) {
   EXPECT_TRUE(c.version.rfind("3.11.", 0) == 0 || c.version.rfind("3.12.", 0) == 0) << c.version;
   EXPECT_GT(c.cost.bytecode_ns, 0);
   EXPECT_GT(c.syscall_round_ns, 0u);
+  // The client's share is the Python cycle less the C++ one and the responder's work.
+  ASSERT_GT(c.cycle_ns, 0u) << c.note;
+  ASSERT_GT(c.cpp_cycle_ns, 0u) << c.note;
+  const double extra = static_cast<double>(c.cycle_ns) - static_cast<double>(c.cpp_cycle_ns) -
+                       static_cast<double>(c.cost.responder_round_ns);
+  EXPECT_NEAR(static_cast<double>(c.cost.client_round_ns), extra > 0 ? extra : 0, 1.0);
+  EXPECT_TRUE(c.to_json()["cycle_ns"].is_number());
   // Cached: the second call is the same object, measured once.
   EXPECT_EQ(&c, &interp_calibration(*find_gil_policy("3.11-3.12")));
   const InterpCalibration& d = interp_calibration(*find_gil_policy("3.11-3.12"), false);

@@ -1,10 +1,14 @@
 #include "concbench/interp_calibration.hpp"
 
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -12,9 +16,11 @@
 #include <map>
 #include <mutex>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "concbench/clock.hpp"
+#include "concbench/io_env.hpp"
 
 namespace concbench {
 namespace {
@@ -72,9 +78,54 @@ def round_ns(body):
             left -= len(b.recv(left))
         return dt
     return pick([once() for _ in range(TRIALS)]) / R
+# The unloaded cycle, as ccbench and cpython_gil_probe.py run it: this responder loop against
+# the probe's client loop in another Python process, both on one CPU (the placement a round
+# trip has beside a CPU-bound thread on the other). Per round: the responder's and the client's
+# Python code, their system calls and the two wake-ups across a process boundary.
+import os, subprocess
+CLIENT = r"""
+import socket, sys, time
+clock = getattr(time, "perf_counter_ns", None) or (lambda: int(time.perf_counter() * 1e9))
+fd, n, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(fileno=fd)
+msg = b"x" * size
+rtts = []
+for _ in range(n):
+    t0 = clock()
+    s.sendall(msg)
+    got = 0
+    while got < size:
+        got += len(s.recv(size - got))
+    rtts.append(clock() - t0)
+"""
+os.sched_setaffinity(0, {int(sys.argv[1])})
+CR, CT = 200, 42
+def cycle():
+    c, d = socket.socketpair()
+    p = subprocess.Popen([sys.executable, "-I", "-c", CLIENT, str(d.fileno()), str(CR * CT),
+                          str(SIZE)], pass_fds=(d.fileno(),), stdout=subprocess.DEVNULL)
+    d.close()
+    cycles = []
+    for _ in range(CT):
+        t0 = clock()
+        for _ in range(CR):
+            got = b""
+            while len(got) < SIZE:
+                got += c.recv(SIZE - len(got))
+            c.sendall(got)
+        cycles.append((clock() - t0) / CR)
+    p.wait()
+    c.close()
+    # The first trial waits for the client to start; of the rest, the lower quartile (a median
+    # moves with preemptions).
+    cycles = sorted(cycles[1:])
+    return cycles[len(cycles) // 4]
+# Two client processes, the faster: now and then a whole process runs slow throughout.
+cycle_ns = min(cycle(), cycle())
 print('{"version": "%s", "bytecodes_per_iteration": %d, "bytecode_ns": %.4f, '
-      '"responder_round_ns": %.1f, "client_round_ns": %.1f}'
-      % (sys.version.split()[0], per_iter, bytecode_ns, round_ns(responder), round_ns(client)))
+      '"responder_round_ns": %.1f, "client_round_ns": %.1f, "cycle_ns": %.1f}'
+      % (sys.version.split()[0], per_iter, bytecode_ns, round_ns(responder), round_ns(client),
+         cycle_ns))
 )PY";
 
 struct Default {
@@ -83,13 +134,14 @@ struct Default {
   InterpreterCost cost;
 };
 // Measured on the Intel Xeon VM (2 vCPUs) on 2026-12-01 with this file's script, less the C++
-// round there (455 ns). 3.1 cannot be installed here; pyenv's oldest, 3.6, stands in for it.
+// round there (455 ns); the client's from the unloaded cycles (C++ about 3.5 us), two trials
+// averaged. 3.1 cannot be installed here; pyenv's oldest, 3.6, stands in for it.
 constexpr Default kDefaults[] = {
     // 3.1's ticker counts a check per kernel unit (check_interval), so its checks stay a unit
     // apart (check_ns 0).
-    {"3.1", "3.6.15", {4.05, 343, 790, 0}},      {"3.2-3.9", "3.9.18", {4.66, 374, 480, 32.6}},
-    {"3.10", "3.10.13", {4.37, 369, 478, 30.6}}, {"3.11-3.12", "3.11.7", {2.99, 262, 380, 20.9}},
-    {"3.13+", "3.13.0", {4.14, 331, 441, 29.0}},
+    {"3.1", "3.6.15", {4.05, 343, 4200, 0}},      {"3.2-3.9", "3.9.18", {4.66, 374, 2040, 32.6}},
+    {"3.10", "3.10.13", {4.37, 369, 2150, 30.6}}, {"3.11-3.12", "3.11.7", {2.99, 262, 1900, 20.9}},
+    {"3.13+", "3.13.0", {4.14, 331, 2370, 29.0}},
 };
 
 // The minor versions whose interpreter stands for a policy, preferred first.
@@ -168,6 +220,69 @@ uint64_t syscall_round_ns() {
   return trials[5];
 }
 
+// The CPU the unloaded cycles run on: the first this process may use.
+int cycle_cpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) return c;
+  return 0;
+}
+
+// The C++ side of the unloaded cycle: latency.echo_under_load's responder and client (EchoClient,
+// a process) with no Python-level work, on one CPU, the responder reading as it does (a
+// non-blocking read, then poll until the client writes). Per round, the lower quartile of 41
+// trials; 0 when it fails.
+uint64_t cpp_cycle_ns(int cpu) {
+  constexpr int kCycleRounds = 200, kCycleTrials = 42;
+  std::vector<uint64_t> trials;
+  bool failed = false;
+  // On a thread of its own, pinned, so the client process (forked from it) inherits the pin and
+  // the caller's affinity is left as it was.
+  std::thread responder([&] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    try {
+      EchoClient client(0, static_cast<uint64_t>(kCycleRounds) * kCycleTrials, kMessageBytes);
+      const int fd = client.responder_fd();
+      char m[kMessageBytes];
+      auto io = [&](bool out) {
+        for (size_t done = 0; done < sizeof m && !failed;) {
+          const ssize_t n =
+              out ? write(fd, m + done, sizeof m - done) : read(fd, m + done, sizeof m - done);
+          if (n > 0) {
+            done += static_cast<size_t>(n);
+          } else if (n < 0 && errno == EAGAIN) {
+            pollfd p{fd, static_cast<short>(out ? POLLOUT : POLLIN), 0};
+            failed = poll(&p, 1, 1000) <= 0;  // a stuck client ends the measurement
+          } else if (n == 0 || errno != EINTR) {
+            failed = true;
+          }
+        }
+      };
+      for (int t = 0; t < kCycleTrials && !failed; ++t) {
+        const uint64_t t0 = monotonic_ns();
+        for (int r = 0; r < kCycleRounds && !failed; ++r) {
+          io(false);
+          io(true);
+        }
+        trials.push_back((monotonic_ns() - t0) / kCycleRounds);
+      }
+      if (!failed) client.finish();
+    } catch (const std::exception&) {
+      failed = true;  // the destructor has aborted and reaped the client
+    }
+  });
+  responder.join();
+  if (failed || trials.size() < 2) return 0;
+  trials.erase(trials.begin());  // as the script's: the first trial includes the start
+  std::sort(trials.begin(), trials.end());
+  return trials[trials.size() / 4];
+}
+
 // Runs the script under `exe`; the parsed line, or a null json with `why` set.
 nlohmann::json run_script(const std::string& exe, std::string& why) {
   char path[] = "/tmp/concbench-calibrate-XXXXXX";
@@ -182,7 +297,8 @@ nlohmann::json run_script(const std::string& exe, std::string& why) {
   nlohmann::json out;
   if (wrote) {
     // -I: no user site, no PYTHON* variables; timeout: a hung interpreter must not hang a run.
-    const std::string cmd = "timeout 60 '" + exe + "' -I " + path + " 2>/dev/null";
+    const std::string cmd =
+        "timeout 60 '" + exe + "' -I " + path + " " + std::to_string(cycle_cpu()) + " 2>/dev/null";
     if (FILE* p = popen(cmd.c_str(), "r")) {
       std::string text;
       char buf[512];
@@ -240,12 +356,33 @@ InterpCalibration measure(const GilPolicy& policy) {
       c.interpreter = exe;
       c.version = r.value("version", "");
       const double bytecode_ns = r.value("bytecode_ns", 0.0);
-      c.cost = {bytecode_ns, beyond("responder_round_ns"), beyond("client_round_ns"),
+      const uint64_t responder = beyond("responder_round_ns");
+      // The client's share is what the unloaded Python cycle costs beyond ours and beyond the
+      // responder's work: the client's Python code, and the interpreters' own costs around each
+      // wake-up. All of it is time the responder waits in recv with the GIL let go, which
+      // decides how often a CPU-bound thread takes the GIL in between.
+      // Twice, the faster, as the script measures its side.
+      const uint64_t c1 = cpp_cycle_ns(cycle_cpu()), c2 = cpp_cycle_ns(cycle_cpu());
+      const uint64_t cpp_cycle = c1 == 0 || c2 == 0 ? 0 : std::min(c1, c2);
+      const double cycle = r.value("cycle_ns", 0.0);
+      uint64_t client = beyond("client_round_ns");
+      std::string client_how = "the client loop with the messages queued, less the C++ round";
+      if (cpp_cycle > 0 && cycle > 0) {
+        const double extra =
+            cycle - static_cast<double>(cpp_cycle) - static_cast<double>(responder);
+        client = extra > 0 ? static_cast<uint64_t>(extra) : 0;
+        client_how =
+            "the unloaded cycle against a client process on one CPU, less the C++ cycle and the "
+            "responder's work";
+      }
+      c.cost = {bytecode_ns, responder, client,
                 bytecode_ns * r.value("bytecodes_per_iteration", 0)};
       c.syscall_round_ns = sys;
+      c.cycle_ns = static_cast<uint64_t>(cycle);
+      c.cpp_cycle_ns = cpp_cycle;
       c.note = "x += 1 over " + std::to_string(r.value("bytecodes_per_iteration", 0)) +
-               " bytecodes an iteration; responder and client loops of " + std::to_string(kRounds) +
-               " rounds with the messages queued, less the C++ round";
+               " bytecodes an iteration; the responder loop over " + std::to_string(kRounds) +
+               " rounds with the messages queued, less the C++ round; the client: " + client_how;
       return c;
     }
   return default_for(policy, why + ": the default stands in");
@@ -264,6 +401,8 @@ nlohmann::json InterpCalibration::to_json() const {
       {"check_ns", cost.check_ns},
       {"syscall_round_ns",
        syscall_round_ns == 0 ? nlohmann::json(nullptr) : nlohmann::json(syscall_round_ns)},
+      {"cycle_ns", cycle_ns == 0 ? nlohmann::json(nullptr) : nlohmann::json(cycle_ns)},
+      {"cpp_cycle_ns", cpp_cycle_ns == 0 ? nlohmann::json(nullptr) : nlohmann::json(cpp_cycle_ns)},
       {"note", note}};
 }
 

@@ -6,7 +6,10 @@
 // region) and times three loops: a pure-Python `x += 1` (ns per bytecode), the responder loop
 // of ccbench's latency test and its client loop, each over a socketpair whose peer has the
 // messages queued already, so no round waits. The same recv and send from C++ are timed beside
-// them, and a loop's cost per round less theirs is its Python-level work (InterpreterCost).
+// them, and a loop's cost per round less theirs is its Python-level work (InterpreterCost). The
+// client's figure is the unloaded cycle's instead (a Python responder against a Python client
+// process, less the same cycle from C++ (a responder thread, EchoClient's process) and the
+// responder's work): it is the time the responder waits in recv with the GIL let go.
 // Where no interpreter of the range is installed (3.1 never is), a per-version default measured
 // on the Intel Xeon VM stands in, and the calibration says so.
 #pragma once
@@ -26,6 +29,8 @@ struct InterpCalibration {
   std::string version;            // its version, or the range of the default
   std::string note;               // why a default stands in, or how it was measured
   uint64_t syscall_round_ns = 0;  // the C++ recv and send subtracted (measured runs only)
+  uint64_t cycle_ns = 0;          // the unloaded Python responder/client-process cycle per round
+  uint64_t cpp_cycle_ns = 0;      // the same cycle from C++, subtracted from it
   nlohmann::json to_json() const;
 };
 

@@ -86,11 +86,13 @@ class OffCpuWait {
 // test, beyond the two system calls: the responder's Python-level work between its recv and its
 // send (done with the lock held), and the Python client's between two sends. Measured from the
 // installed interpreter where there is one (harness interp_calibration.hpp); otherwise the
-// defaults below. Round costs are CPython's loop per round less the same system calls from C++.
+// defaults below. The responder's is CPython's loop per round less the same system calls from
+// C++; the client's is what the rest of an unloaded round costs CPython (a Python client in
+// another process) beyond C++ threads: the time the responder waits in recv.
 struct InterpreterCost {
   double bytecode_ns = 0;  // one simple bytecode: a pure-Python `x += 1` loop's, per bytecode
   uint64_t responder_round_ns = 0;  // the responder's Python work per round trip, lock held
-  uint64_t client_round_ns = 0;     // the Python client's own work per round trip
+  uint64_t client_round_ns = 0;     // the Python client process's extra time per round trip
   // Between two eval-breaker checks of a tight pure-Python loop (one `x += 1` iteration): how
   // often a CPU-bound kernel checks (cpu.spin's). 0: once per kernel unit, about a microsecond.
   double check_ns = 0;
