@@ -128,6 +128,44 @@ TEST(Workloads, SpinChecksAsOftenAsTheEmulatedInterpreter) {
   EXPECT_GT(hooks.breaks, kUnits);
 }
 
+// cpu.counter_race checks where CPython 3.9 does (five checks a unit under a per-instruction
+// policy, two of them between the load and the store; only the back edge otherwise), the call of
+// x += one() adds the callee's check, and the interpreter's cost it burns leaves the result what
+// the workload predicts.
+TEST(Workloads, CounterRaceChecksWhereCPythonDoesAndBurnsTheInterpretersCost) {
+  struct Counting final : ExecHooks {
+    uint64_t breaks = 0;
+    void on_break(ExecContext&) override { ++breaks; }
+  } hooks;
+  std::atomic<uint32_t> breaker{kBreakTick};  // every check takes the slow path, and is counted
+  IoEnv io;
+  ExecContext ctx(breaker, hooks, &io, 0);
+  InterpreterCost cost;
+  cost.bytecode_ns = 5;
+  cost.call_ns = 40;
+  ctx.set_interpreter_cost(&cost);
+  const KernelInfo& race = kernel_table()[kernel_id("counter_race")];
+  constexpr uint64_t kUnits = 10, kInterpreter = 2, kCall = 1;
+  auto run = [&](bool per_instruction, uint64_t arg) {
+    hooks.breaks = 0;
+    io.shared_counter().store(0);
+    ctx.set_per_instruction(per_instruction);
+    const uint64_t r = race.fn(ctx, KernelArgs{kUnits, arg, 42});
+    EXPECT_EQ(io.shared_counter().load(), kUnits);  // one thread: nothing lost
+    return r;
+  };
+  EXPECT_EQ(run(false, kInterpreter), fold(kUnits, 42));
+  EXPECT_EQ(hooks.breaks, kUnits);
+  EXPECT_EQ(run(true, kInterpreter), fold(kUnits, 42));
+  EXPECT_EQ(hooks.breaks, 5 * kUnits);
+  run(false, kInterpreter | kCall);
+  EXPECT_EQ(hooks.breaks, 2 * kUnits);
+  run(true, kInterpreter | kCall);
+  EXPECT_EQ(hooks.breaks, 6 * kUnits);
+  // instruction_work = 3: three LCG steps before each of load, add and store, predicted.
+  EXPECT_EQ(run(false, 3 << 2), fold(kUnits, lcg_advance(42, 3 * 3 * kUnits)));
+}
+
 // latency.echo_under_load's works per round: explicit ones are used as given, -1 takes the
 // emulated interpreter's, and the metrics say which were used.
 TEST(Workloads, EchoWorkIsTheStepsOrTheInterpretersAndIsReported) {

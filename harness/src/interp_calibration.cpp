@@ -52,6 +52,14 @@ def pick(xs):
 def timed(f):
     t0 = clock(); f(); return clock() - t0
 bytecode_ns = pick([timed(lambda: loop(N)) for _ in range(11)]) / N / per_iter
+def one():
+    return 1
+def loop_call(n):
+    x = 0
+    for _ in range(n):
+        x += one()
+    return x
+call_ns = pick([timed(lambda: loop_call(N)) for _ in range(11)]) / N - bytecode_ns * per_iter
 a, b = socket.socketpair()
 msg = b"x" * SIZE
 def responder():
@@ -123,9 +131,9 @@ def cycle():
 # Two client processes, the faster: now and then a whole process runs slow throughout.
 cycle_ns = min(cycle(), cycle())
 print('{"version": "%s", "bytecodes_per_iteration": %d, "bytecode_ns": %.4f, '
-      '"responder_round_ns": %.1f, "client_round_ns": %.1f, "cycle_ns": %.1f}'
+      '"responder_round_ns": %.1f, "client_round_ns": %.1f, "cycle_ns": %.1f, "call_ns": %.2f}'
       % (sys.version.split()[0], per_iter, bytecode_ns, round_ns(responder), round_ns(client),
-         cycle_ns))
+         cycle_ns, max(call_ns, 0.0)))
 )PY";
 
 struct Default {
@@ -135,14 +143,16 @@ struct Default {
 };
 // Measured on the Intel Xeon VM (2 vCPUs) on 2026-12-01 with this file's script, less the C++
 // round there (455 ns); the client's from the unloaded cycles (C++ with a client process about
-// 3.7 us), two calibrations averaged. 3.1 cannot be installed here; pyenv's oldest, 3.6, stands in
-// for it.
+// 3.7 us), two calibrations averaged; the call's (x += one() less x += 1) one calibration. 3.1
+// cannot be installed here; pyenv's oldest, 3.6, stands in for it.
 constexpr Default kDefaults[] = {
     // 3.1's ticker counts a check per kernel unit (check_interval), so its checks stay a unit
     // apart (check_ns 0).
-    {"3.1", "3.6.15", {4.05, 343, 2500, 0}},      {"3.2-3.9", "3.9.18", {4.66, 374, 1200, 32.6}},
-    {"3.10", "3.10.13", {4.37, 369, 1640, 30.6}}, {"3.11-3.12", "3.11.7", {2.99, 262, 1440, 20.9}},
-    {"3.13+", "3.13.0", {4.14, 331, 1560, 29.0}},
+    {"3.1", "3.6.15", {4.05, 343, 2500, 0, 35.1}},
+    {"3.2-3.9", "3.9.18", {4.66, 374, 1200, 32.6, 37.3}},
+    {"3.10", "3.10.13", {4.37, 369, 1640, 30.6, 39.5}},
+    {"3.11-3.12", "3.11.7", {2.99, 262, 1440, 20.9, 13.0}},
+    {"3.13+", "3.13.0", {4.14, 331, 1560, 29.0, 9.3}},
 };
 
 // The minor versions whose interpreter stands for a policy, preferred first.
@@ -376,8 +386,8 @@ InterpCalibration measure(const GilPolicy& policy) {
             "the unloaded cycle against a client process on one CPU, less the C++ cycle and the "
             "responder's work";
       }
-      c.cost = {bytecode_ns, responder, client,
-                bytecode_ns * r.value("bytecodes_per_iteration", 0)};
+      c.cost = {bytecode_ns, responder, client, bytecode_ns * r.value("bytecodes_per_iteration", 0),
+                r.value("call_ns", 0.0)};
       c.syscall_round_ns = sys;
       c.cycle_ns = static_cast<uint64_t>(cycle);
       c.cpp_cycle_ns = cpp_cycle;
@@ -400,6 +410,7 @@ nlohmann::json InterpCalibration::to_json() const {
       {"responder_round_ns", cost.responder_round_ns},
       {"client_round_ns", cost.client_round_ns},
       {"check_ns", cost.check_ns},
+      {"call_ns", cost.call_ns},
       {"syscall_round_ns",
        syscall_round_ns == 0 ? nlohmann::json(nullptr) : nlohmann::json(syscall_round_ns)},
       {"cycle_ns", cycle_ns == 0 ? nlohmann::json(nullptr) : nlohmann::json(cycle_ns)},

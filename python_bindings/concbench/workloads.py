@@ -11,9 +11,9 @@ What is Python here and what is not:
     released instead: an extension that does the work in C.
   * cpu.sha256: hashlib, which releases the GIL for buffers of 2048 bytes or more.
   * cpu.counter_race: `x += 1` on a module global, the textbook race. The C++ kernel also burns
-    `instruction_work` LCG steps per instruction to imitate an interpreter's cost; CPython pays
-    that cost for real, so the emulation is not repeated and the LCG state is computed in closed
-    form for the checksum.
+    an interpreter's cost per bytecode and call (instruction_work=-1), or does `instruction_work`
+    LCG steps per instruction; CPython pays that cost for real, so the emulation is not repeated
+    and any LCG state is computed in closed form for the checksum.
   * IO: sockets and os.pread from Python, against the C++ echo server and scratch file
     (_concbench.IoEnv), which run outside the interpreter as a real server would.
   * Checksums of bytes (hash_bytes) and generated messages (fill_bytes) are the C++ functions:
@@ -186,7 +186,7 @@ def counter_race(units, arg, seed):
     else:
         for _ in range(units):
             _counter += 1
-    work = arg >> 1
+    work = arg >> 2  # bit 1: the interpreter's cost (instruction_work=-1), which CPython pays
     return fold(units, _c.lcg_advance(seed, 3 * work * units))
 
 

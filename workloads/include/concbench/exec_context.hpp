@@ -88,7 +88,8 @@ class OffCpuWait {
 // installed interpreter where there is one (harness interp_calibration.hpp); otherwise the
 // defaults below. The responder's is CPython's loop per round less the same system calls from
 // C++; the client's is what the rest of an unloaded round costs CPython (a Python client in
-// another process) beyond C++ threads: the time the responder waits in recv.
+// another process) beyond C++ (a responder thread, a client process): the time the responder
+// waits in recv.
 struct InterpreterCost {
   double bytecode_ns = 0;  // one simple bytecode: a pure-Python `x += 1` loop's, per bytecode
   uint64_t responder_round_ns = 0;  // the responder's Python work per round trip, lock held
@@ -96,6 +97,9 @@ struct InterpreterCost {
   // Between two eval-breaker checks of a tight pure-Python loop (one `x += 1` iteration): how
   // often a CPU-bound kernel checks (cpu.spin's). 0: once per kernel unit, about a microsecond.
   double check_ns = 0;
+  // What calling a trivial Python function costs: a `x += one()` iteration less a `x += 1` one
+  // (cpu.counter_race's call_between, placed before the callee's eval-breaker check).
+  double call_ns = 0;
 };
 // CPython 3.11's round costs, measured on the Intel Xeon VM (2 vCPUs) on 2026-12-01 with pyenv's
 // 3.11.7: what a model that emulates no particular version uses. Its check_ns is 0: such a model
