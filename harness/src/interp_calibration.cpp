@@ -20,7 +20,6 @@
 #include <vector>
 
 #include "concbench/clock.hpp"
-#include "concbench/io_env.hpp"
 
 namespace concbench {
 namespace {
@@ -142,17 +141,17 @@ struct Default {
   InterpreterCost cost;
 };
 // Measured on the Intel Xeon VM (2 vCPUs) on 2026-12-01 with this file's script, less the C++
-// round there (455 ns); the client's from the unloaded cycles (C++ with a client process about
-// 3.7 us), two calibrations averaged; the call's (x += one() less x += 1) one calibration. 3.1
-// cannot be installed here; pyenv's oldest, 3.6, stands in for it.
+// round there (455 ns); the client's from the unloaded cycles (C++ threads about 3.5 us), two
+// calibrations averaged; the call's (x += one() less x += 1) one calibration. 3.1 cannot be
+// installed here; pyenv's oldest, 3.6, stands in for it.
 constexpr Default kDefaults[] = {
     // 3.1's ticker counts a check per kernel unit (check_interval), so its checks stay a unit
     // apart (check_ns 0).
-    {"3.1", "3.6.15", {4.05, 343, 2500, 0, 35.1}},
-    {"3.2-3.9", "3.9.18", {4.66, 374, 1200, 32.6, 37.3}},
-    {"3.10", "3.10.13", {4.37, 369, 1640, 30.6, 39.5}},
-    {"3.11-3.12", "3.11.7", {2.99, 262, 1440, 20.9, 13.0}},
-    {"3.13+", "3.13.0", {4.14, 331, 1560, 29.0, 9.3}},
+    {"3.1", "3.6.15", {4.05, 343, 4200, 0, 35.1}},
+    {"3.2-3.9", "3.9.18", {4.66, 374, 2040, 32.6, 37.3}},
+    {"3.10", "3.10.13", {4.37, 369, 2150, 30.6, 39.5}},
+    {"3.11-3.12", "3.11.7", {2.99, 262, 1900, 20.9, 13.0}},
+    {"3.13+", "3.13.0", {4.14, 331, 2370, 29.0, 9.3}},
 };
 
 // The minor versions whose interpreter stands for a policy, preferred first.
@@ -241,54 +240,59 @@ int cycle_cpu() {
   return 0;
 }
 
-// The C++ side of the unloaded cycle: latency.echo_under_load's responder and client (EchoClient,
-// a process) with no Python-level work, on one CPU, the responder reading as it does (a
-// non-blocking read, then poll until the client writes). Per round, the lower quartile of 41
+// The C++ side of the unloaded cycle: latency.echo_under_load's responder and its client (a
+// thread, as EchoClient's is) with no Python-level work, on one CPU, reading as they do (a
+// non-blocking read, then poll until the peer writes). Per round, the lower quartile of 41
 // trials; 0 when it fails.
 uint64_t cpp_cycle_ns(int cpu) {
   constexpr int kCycleRounds = 200, kCycleTrials = 42;
-  std::vector<uint64_t> trials;
-  bool failed = false;
-  // On a thread of its own, pinned, so the client process (forked from it) inherits the pin and
-  // the caller's affinity is left as it was.
-  std::thread responder([&] {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) != 0) return 0;
+  std::atomic<bool> failed{false};
+  auto exchange = [&](int fd, bool send_first) {
+    char m[kMessageBytes] = {};
+    auto io = [&](bool out) {
+      for (size_t done = 0; done < sizeof m && !failed.load(std::memory_order_relaxed);) {
+        const ssize_t n =
+            out ? write(fd, m + done, sizeof m - done) : read(fd, m + done, sizeof m - done);
+        if (n > 0) {
+          done += static_cast<size_t>(n);
+        } else if (n < 0 && errno == EAGAIN) {
+          pollfd p{fd, static_cast<short>(out ? POLLOUT : POLLIN), 0};
+          if (poll(&p, 1, 1000) <= 0) failed.store(true);  // a stuck peer ends the measurement
+        } else if (n == 0 || errno != EINTR) {
+          failed.store(true);
+        }
+      }
+    };
+    if (send_first) io(true);
+    io(false);
+    if (!send_first) io(true);
+  };
+  auto pin = [cpu] {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-    try {
-      EchoClient client(0, static_cast<uint64_t>(kCycleRounds) * kCycleTrials, kMessageBytes);
-      const int fd = client.responder_fd();
-      char m[kMessageBytes];
-      auto io = [&](bool out) {
-        for (size_t done = 0; done < sizeof m && !failed;) {
-          const ssize_t n =
-              out ? write(fd, m + done, sizeof m - done) : read(fd, m + done, sizeof m - done);
-          if (n > 0) {
-            done += static_cast<size_t>(n);
-          } else if (n < 0 && errno == EAGAIN) {
-            pollfd p{fd, static_cast<short>(out ? POLLOUT : POLLIN), 0};
-            failed = poll(&p, 1, 1000) <= 0;  // a stuck client ends the measurement
-          } else if (n == 0 || errno != EINTR) {
-            failed = true;
-          }
-        }
-      };
-      for (int t = 0; t < kCycleTrials && !failed; ++t) {
-        const uint64_t t0 = monotonic_ns();
-        for (int r = 0; r < kCycleRounds && !failed; ++r) {
-          io(false);
-          io(true);
-        }
-        trials.push_back((monotonic_ns() - t0) / kCycleRounds);
-      }
-      if (!failed) client.finish();
-    } catch (const std::exception&) {
-      failed = true;  // the destructor has aborted and reaped the client
+  };
+  std::vector<uint64_t> trials;
+  std::thread client([&] {
+    pin();
+    for (int r = 0; r < kCycleRounds * kCycleTrials && !failed.load(); ++r) exchange(fds[1], true);
+  });
+  std::thread responder([&] {
+    pin();
+    for (int t = 0; t < kCycleTrials && !failed.load(); ++t) {
+      const uint64_t t0 = monotonic_ns();
+      for (int r = 0; r < kCycleRounds; ++r) exchange(fds[0], false);
+      trials.push_back((monotonic_ns() - t0) / kCycleRounds);
     }
   });
   responder.join();
-  if (failed || trials.size() < 2) return 0;
+  client.join();
+  close(fds[0]);
+  close(fds[1]);
+  if (failed.load() || trials.size() < 2) return 0;
   trials.erase(trials.begin());  // as the script's: the first trial includes the start
   std::sort(trials.begin(), trials.end());
   return trials[trials.size() / 4];
@@ -369,8 +373,8 @@ InterpCalibration measure(const GilPolicy& policy) {
       const double bytecode_ns = r.value("bytecode_ns", 0.0);
       const uint64_t responder = beyond("responder_round_ns");
       // The client's share is what the unloaded Python cycle costs beyond ours and beyond the
-      // responder's work: the client's Python code, and the interpreters' own costs around each
-      // wake-up. All of it is time the responder waits in recv with the GIL let go, which
+      // responder's work: the client's Python code, and the wake-ups of a process where ours
+      // wakes a thread. All of it is time the responder waits in recv with the GIL let go, which
       // decides how often a CPU-bound thread takes the GIL in between.
       // Twice, the faster, as the script measures its side.
       const uint64_t c1 = cpp_cycle_ns(cycle_cpu()), c2 = cpp_cycle_ns(cycle_cpu());

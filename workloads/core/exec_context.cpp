@@ -4,9 +4,9 @@ namespace concbench {
 
 const InterpreterCost& default_interpreter_cost() {
   // pyenv's 3.11.7 there: 2.99 ns per bytecode; its responder loop 717 ns a round where the same
-  // recv and send from C++ take 455 ns; its unloaded cycle against a client process about 5.3 us
-  // where C++ (a responder thread, a client process) takes 3.7 us; a call to one() 13 ns.
-  static const InterpreterCost cost{2.99, 262, 1440, 0, 13.0};
+  // recv and send from C++ take 455 ns; its unloaded cycle against a client process about 5.5 us
+  // where C++ threads take 3.5 us; a call to one() 13 ns.
+  static const InterpreterCost cost{2.99, 262, 1900, 0, 13.0};
   return cost;
 }
 

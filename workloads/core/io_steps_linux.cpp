@@ -2,11 +2,7 @@
 // the kernel. Waits are sliced (poll timeouts, sleep slices) so a cancelled run is noticed within
 // kWaitSlice even when a peer never answers.
 #include <poll.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,8 +11,6 @@
 #include <cerrno>
 #include <chrono>
 #include <exception>
-#include <new>
-#include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -200,197 +194,62 @@ uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
 
 uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx);
 
-namespace {
-
-enum EchoClientError : uint32_t {
-  kClientOk = 0,
-  kClientWrite,
-  kClientRead,
-  kClientClosed,
-  kClientPoll,
-  kClientAborted,
-  kClientSetup,
-};
-
-// The client process's send or receive of n bytes. It runs in a child forked from a threaded
-// process, where another thread may have held the allocator's or a library's lock at the fork:
-// so no allocation, no exception, no library state, only system calls and arithmetic.
-uint32_t client_io(int fd, std::byte* p, size_t n, bool out, const std::atomic<uint32_t>& abort,
-                   int32_t& err) {
-  while (n > 0) {
-    // MSG_NOSIGNAL: a responder gone away is an error to report, not a SIGPIPE.
-    const ssize_t r = out ? ::send(fd, p, n, MSG_NOSIGNAL) : ::recv(fd, p, n, 0);
-    if (r > 0) {
-      p += r;
-      n -= static_cast<size_t>(r);
-      continue;
-    }
-    if (r == 0) return kClientClosed;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN) {
-      err = errno;
-      return out ? kClientWrite : kClientRead;
-    }
-    pollfd pf{fd, static_cast<short>(out ? POLLOUT : POLLIN), 0};
-    for (;;) {
-      // Relaxed: the parent's request to stop needs no ordering, only to be seen in a slice.
-      if (abort.load(std::memory_order_relaxed)) return kClientAborted;
-      const int pr = ::poll(&pf, 1, kWaitSliceMs);
-      if (pr > 0) break;
-      if (pr < 0 && errno != EINTR) {
-        err = errno;
-        return kClientPoll;
-      }
-    }
-  }
-  return kClientOk;
-}
-
-const char* client_error_text(uint32_t e) {
-  switch (e) {
-    case kClientWrite:
-      return "echo client: send to the responder failed";
-    case kClientRead:
-      return "echo client: receive from the responder failed";
-    case kClientClosed:
-      return "echo client: the responder closed the connection";
-    case kClientPoll:
-      return "echo client: poll failed";
-    case kClientAborted:
-      return "echo client: aborted";
-    case kClientSetup:
-      return "echo client: could not set itself up";
-    default:
-      return "echo client: failed";
-  }
-}
-
-}  // namespace
-
 EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint64_t work_steps,
-                       uint64_t pace_ns)
-    : rounds_(rounds), paced_(pace_ns > 0) {
+                       uint64_t pace_ns) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds_) < 0)
     throw std::system_error(errno, std::generic_category(), "socketpair");
-  // Everything the child touches exists before the fork: its buffers, and the shared mapping
-  // its results come back in (the round-trip times, and the send times of paced pings).
-  map_bytes_ = sizeof(Shared) + rounds * sizeof(uint64_t) * (paced_ ? 2 : 1);
-  void* m = mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) {
-    const int e = errno;
-    close(fds_[0]);
-    close(fds_[1]);
-    throw std::system_error(e, std::generic_category(), "mmap for the echo client");
-  }
-  map_ = m;
-  auto* shared = new (map_) Shared;
-  auto* rtts = reinterpret_cast<uint64_t*>(static_cast<char*>(map_) + sizeof(Shared));
-  uint64_t* sent = paced_ ? rtts + rounds : nullptr;
-  std::vector<std::byte> out(bytes), in(bytes);
-  if (paced_) sent_.reserve(rounds);
-  const pid_t parent = getpid();
-  pid_ = fork();
-  if (pid_ < 0) {
-    const int e = errno;
-    munmap(map_, map_bytes_);
-    close(fds_[0]);
-    close(fds_[1]);
-    throw std::system_error(e, std::generic_category(), "fork the echo client");
-  }
-  if (pid_ == 0) {
-    // The child: it dies with the parent, and holds only its own end of the socketpair, so a
-    // parent that closes the responder's end ends it too.
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(kClientSetup);
-    close(fds_[0]);
-    const int fd = fds_[1];
-    uint64_t burnt = step_seed;
-    const uint64_t start = monotonic_ns();
-    uint32_t e = kClientOk;
-    for (uint64_t r = 0; r < rounds && e == kClientOk; ++r) {
-      fill_bytes(out, echo_message_seed(step_seed, r));
-      // ccbench's client is a Python loop: its own work between two sends, untimed.
-      burnt = burn_lcg(burnt, work_steps);
-      if (pace_ns > 0) {
-        // The next ping on the schedule, in slices so an abort is noticed.
-        const uint64_t due = start + (r + 1) * pace_ns;
-        for (uint64_t now = monotonic_ns(); now < due; now = monotonic_ns()) {
-          if (shared->abort.load(std::memory_order_relaxed)) {
-            e = kClientAborted;
-            break;
+  try {
+    rtts_.reserve(rounds);
+    if (pace_ns > 0) sent_.reserve(rounds);
+    thread_ = std::thread([this, step_seed, rounds, bytes, work_steps, pace_ns] {
+      try {
+        auto aborted = [this] { return abort_.load(); };
+        std::vector<std::byte> out(bytes), in(bytes);
+        uint64_t burnt = step_seed;
+        const uint64_t start = monotonic_ns();
+        for (uint64_t r = 0; r < rounds; ++r) {
+          fill_bytes(out, echo_message_seed(step_seed, r));
+          // ccbench's client is a Python loop: its own work between two sends, untimed.
+          burnt = burn_lcg(burnt, work_steps);
+          if (pace_ns > 0) {
+            // The next ping on the schedule, in slices so an abort is noticed.
+            const uint64_t due = start + (r + 1) * pace_ns;
+            for (uint64_t now = monotonic_ns(); now < due && !abort_.load(); now = monotonic_ns()) {
+              const uint64_t until = std::min<uint64_t>(due, now + kWaitSliceMs * 1'000'000ULL);
+              timespec ts{static_cast<time_t>(until / 1'000'000'000ULL),
+                          static_cast<long>(until % 1'000'000'000ULL)};
+              clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+            }
           }
-          const uint64_t until = std::min<uint64_t>(due, now + kWaitSliceMs * 1'000'000ULL);
-          timespec ts{static_cast<time_t>(until / 1'000'000'000ULL),
-                      static_cast<long>(until % 1'000'000'000ULL)};
-          clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+          const uint64_t t0 = monotonic_ns();
+          if (pace_ns > 0) sent_.push_back(t0);
+          write_all(fds_[1], out.data(), out.size(), aborted);
+          read_all(fds_[1], in.data(), in.size(), aborted);
+          rtts_.push_back(monotonic_ns() - t0);
         }
-        if (e != kClientOk) break;
+        sink_value(burnt);
+      } catch (...) {
+        error_ = std::current_exception();
       }
-      const uint64_t t0 = monotonic_ns();
-      if (sent) sent[r] = t0;
-      e = client_io(fd, out.data(), out.size(), true, shared->abort, shared->error_errno);
-      if (e == kClientOk)
-        e = client_io(fd, in.data(), in.size(), false, shared->abort, shared->error_errno);
-      if (e != kClientOk) break;
-      rtts[r] = monotonic_ns() - t0;
-      shared->rounds_done = r + 1;
-    }
-    sink_value(burnt);
-    shared->error = e;
-    _exit(e == kClientOk ? 0 : 1);
+    });
+  } catch (...) {
+    close(fds_[0]);
+    close(fds_[1]);
+    throw;
   }
-}
-
-void EchoClient::reap() {
-  if (pid_ <= 0) return;
-  // The child polls in slices of kWaitSliceMs; past a few of them it is stuck, and killed.
-  const uint64_t deadline = monotonic_ns() + 20ULL * kWaitSliceMs * 1'000'000ULL;
-  int status = 0;
-  for (;;) {
-    const pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_ || (r < 0 && errno != EINTR)) break;
-    if (monotonic_ns() > deadline) {
-      kill(pid_, SIGKILL);
-      while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  pid_ = -1;
 }
 
 EchoClient::~EchoClient() {
-  if (pid_ > 0) {
-    static_cast<Shared*>(map_)->abort.store(1, std::memory_order_relaxed);
-    reap();
-  }
-  munmap(map_, map_bytes_);
+  abort_.store(true);
+  if (thread_.joinable()) thread_.join();
   close(fds_[0]);
   close(fds_[1]);
 }
 
 std::vector<uint64_t> EchoClient::finish() {
-  int status = 0;
-  pid_t r;
-  while ((r = waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
-  }
-  if (r != pid_) throw std::system_error(errno, std::generic_category(), "wait for echo client");
-  pid_ = -1;
-  // waitpid orders the child's writes to the mapping before these reads.
-  const auto* shared = static_cast<const Shared*>(map_);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    if (WIFSIGNALED(status))
-      throw std::runtime_error("echo client: killed by signal " + std::to_string(WTERMSIG(status)));
-    const std::string what = client_error_text(shared->error);
-    if (shared->error_errno != 0)
-      throw std::system_error(shared->error_errno, std::generic_category(), what);
-    throw std::runtime_error(what);
-  }
-  const auto* rtts =
-      reinterpret_cast<const uint64_t*>(static_cast<const char*>(map_) + sizeof(Shared));
-  const uint64_t n = std::min(shared->rounds_done, rounds_);
-  if (paced_) sent_.assign(rtts + rounds_, rtts + rounds_ + n);
-  return std::vector<uint64_t>(rtts, rtts + n);
+  thread_.join();  // the join publishes rtts_ and error_
+  if (error_) std::rethrow_exception(error_);
+  return std::move(rtts_);
 }
 
 std::vector<uint64_t> one_way_delays(const std::vector<uint64_t>& sent,

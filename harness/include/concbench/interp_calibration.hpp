@@ -8,8 +8,8 @@
 // messages queued already, so no round waits. The same recv and send from C++ are timed beside
 // them, and a loop's cost per round less theirs is its Python-level work (InterpreterCost). The
 // client's figure is the unloaded cycle's instead (a Python responder against a Python client
-// process, less the same cycle from C++ (a responder thread, EchoClient's process) and the
-// responder's work): it is the time the responder waits in recv with the GIL let go.
+// process, less the same cycle from C++ threads and the responder's work): it is the time the
+// responder waits in recv with the GIL let go, and a client process wakes slower than a thread.
 // Where no interpreter of the range is installed (3.1 never is), a per-version default measured
 // on the Intel Xeon VM stands in, and the calibration says so.
 #pragma once

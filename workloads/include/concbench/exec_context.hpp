@@ -88,8 +88,7 @@ class OffCpuWait {
 // installed interpreter where there is one (harness interp_calibration.hpp); otherwise the
 // defaults below. The responder's is CPython's loop per round less the same system calls from
 // C++; the client's is what the rest of an unloaded round costs CPython (a Python client in
-// another process) beyond C++ (a responder thread, a client process): the time the responder
-// waits in recv.
+// another process) beyond C++ threads: the time the responder waits in recv.
 struct InterpreterCost {
   double bytecode_ns = 0;  // one simple bytecode: a pure-Python `x += 1` loop's, per bytecode
   uint64_t responder_round_ns = 0;  // the responder's Python work per round trip, lock held

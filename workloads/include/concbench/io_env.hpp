@@ -10,8 +10,6 @@
 // readiness).
 #pragma once
 
-#include <sys/types.h>
-
 #include <atomic>
 #include <cstdint>
 #include <exception>
@@ -102,16 +100,11 @@ class IoEnv {
   std::vector<std::unique_ptr<std::vector<uint64_t>>> buffers_;  // guarded by obs_mu_
 };
 
-// The client side of an echo_respond step (ccbench's latency client): a process outside the
-// model, as ccbench's client is, forked here, that sends `rounds` messages of `bytes` bytes over
-// a fresh socketpair, waits for each echo and times the round trip. A process, not a thread:
-// each wake-up crosses an address space as ccbench's does, and how long the responder waits in
-// recv with the GIL let go decides how often a CPU-bound thread takes it in between (a thread
-// client gave CPython 3.11's emulation 1.7 times CPython's round trips per second over 1000).
-// Thread models serve the other end blocking, the event loop awaits it; either way
-// responder_fd() is non-blocking. The destructor aborts and reaps the client, so an abandoned
-// step (cancelled, or its coroutine destroyed) never leaves the process behind; the client dies
-// with its parent (PR_SET_PDEATHSIG).
+// The client side of an echo_respond step (ccbench's latency client): a thread outside the model
+// that sends `rounds` messages of `bytes` bytes over a fresh socketpair, waits for each echo and
+// times the round trip. Thread models serve the other end blocking, the event loop awaits it;
+// either way responder_fd() is non-blocking. The destructor aborts and joins the client, so an
+// abandoned step (cancelled, or its coroutine destroyed) never leaves the thread behind.
 class EchoClient {
  public:
   // work_steps: LCG steps (burn_lcg) the client does between two sends, untimed: the Python-level
@@ -125,30 +118,18 @@ class EchoClient {
   EchoClient& operator=(const EchoClient&) = delete;
 
   int responder_fd() const { return fds_[0]; }
-  // Waits for the client process and returns its round-trip times; throws what it failed with.
+  // Joins the client and returns its round-trip times; rethrows whatever the client failed with.
   std::vector<uint64_t> finish();
   // After finish(): when each round's message was sent (monotonic_ns), paced clients only.
   const std::vector<uint64_t>& sent_ns() const { return sent_; }
 
-  // The client's side of the shared mapping: written by the child only, read by the parent
-  // after waitpid (which orders it), except `abort`, which the parent sets while the child runs.
-  struct Shared {
-    std::atomic<uint32_t> abort{0};  // lock-free, so it works across the process boundary
-    uint32_t error = 0;              // an EchoClientError, set before the child exits 1
-    int32_t error_errno = 0;
-    uint64_t rounds_done = 0;
-  };
-  static_assert(std::atomic<uint32_t>::is_always_lock_free);
-
  private:
-  void reap();
   int fds_[2] = {-1, -1};
-  pid_t pid_ = -1;
-  uint64_t rounds_ = 0;
-  bool paced_ = false;
-  void* map_ = nullptr;  // Shared, then rounds rtts, then (paced) rounds send times
-  size_t map_bytes_ = 0;
+  std::atomic<bool> abort_{false};
+  std::vector<uint64_t> rtts_;
   std::vector<uint64_t> sent_;
+  std::exception_ptr error_;
+  std::thread thread_;
 };
 
 // The seed the scratch file's contents are generated from (fill_bytes), so a file_read step's
