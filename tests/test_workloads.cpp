@@ -104,13 +104,16 @@ TEST(Workloads, SpinPredictsEveryUnitCount) {
   }
 }
 
+// Counts the checks that take the slow path (with kBreakTick set, all of them).
+struct BreakCounter final : ExecHooks {
+  uint64_t breaks = 0;
+  void on_break(ExecContext&) override { ++breaks; }
+};
+
 // Under a model that emulates an interpreter, a spin unit checks the eval breaker as often as a
 // tight Python loop would, and does exactly the same work; otherwise once a unit.
 TEST(Workloads, SpinChecksAsOftenAsTheEmulatedInterpreter) {
-  struct Counting final : ExecHooks {
-    uint64_t breaks = 0;
-    void on_break(ExecContext&) override { ++breaks; }
-  } hooks;
+  BreakCounter hooks;
   std::atomic<uint32_t> breaker{kBreakTick};  // every check takes the slow path, and is counted
   ExecContext ctx(breaker, hooks, nullptr, 0);
   const KernelInfo& spin = kernel_table()[kernel_id("spin")];
@@ -133,10 +136,7 @@ TEST(Workloads, SpinChecksAsOftenAsTheEmulatedInterpreter) {
 // x += one() adds the callee's check, and the interpreter's cost it burns leaves the result what
 // the workload predicts.
 TEST(Workloads, CounterRaceChecksWhereCPythonDoesAndBurnsTheInterpretersCost) {
-  struct Counting final : ExecHooks {
-    uint64_t breaks = 0;
-    void on_break(ExecContext&) override { ++breaks; }
-  } hooks;
+  BreakCounter hooks;
   std::atomic<uint32_t> breaker{kBreakTick};  // every check takes the slow path, and is counted
   IoEnv io;
   ExecContext ctx(breaker, hooks, &io, 0);

@@ -3,13 +3,13 @@
 // gil_threads emulates a CPython version range (a GilPolicy); the Python-level work its tasks
 // stand in for should cost what it costs in that interpreter on this machine. The calibration
 // runs the installed interpreter once per process and policy (a subprocess, before any timed
-// region) and times three loops: a pure-Python `x += 1` (ns per bytecode), the responder loop
-// of ccbench's latency test and its client loop, each over a socketpair whose peer has the
-// messages queued already, so no round waits. The same recv and send from C++ are timed beside
-// them, and a loop's cost per round less theirs is its Python-level work (InterpreterCost). The
-// client's figure is the unloaded cycle's instead (a Python responder against a Python client
-// process, less the same cycle from C++ threads and the responder's work): it is the time the
-// responder waits in recv with the GIL let go, and a client process wakes slower than a thread.
+// region). It times a pure-Python `x += 1` loop (ns per bytecode), `x += one()` less it (a
+// call's cost), and the responder loop of ccbench's latency test over a socketpair whose peer has
+// the messages queued already, so no round waits; the same recv and send from C++ are timed
+// beside it, and its cost per round less theirs is its Python-level work (InterpreterCost). The
+// client's figure is the unloaded cycle's (a Python responder against a Python client process,
+// less the same cycle from C++ threads and the responder's work): it is the time the responder
+// waits in recv with the GIL let go, and a client process wakes slower than a thread.
 // Where no interpreter of the range is installed (3.1 never is), a per-version default measured
 // on the Intel Xeon VM stands in, and the calibration says so.
 #pragma once
