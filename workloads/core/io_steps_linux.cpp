@@ -252,6 +252,14 @@ std::vector<uint64_t> EchoClient::finish() {
   return std::move(rtts_);
 }
 
+void echo_read(int fd, std::byte* p, size_t n, const std::function<bool()>& stop) {
+  read_all(fd, p, n, stop);
+}
+
+void echo_write(int fd, const std::byte* p, size_t n, const std::function<bool()>& stop) {
+  write_all(fd, p, n, stop);
+}
+
 std::vector<uint64_t> one_way_delays(const std::vector<uint64_t>& sent,
                                      const std::vector<uint64_t>& received) {
   std::vector<uint64_t> d;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -131,6 +132,13 @@ class EchoClient {
   std::exception_ptr error_;
   std::thread thread_;
 };
+
+// The echo steps' reads and writes, for code outside the workloads that must do exactly what
+// they do (the interpreter calibration's C++ cycle): all n bytes of a non-blocking descriptor,
+// waiting in poll slices between partial calls; throws TaskCancelled once `stop` returns true,
+// and std::system_error or std::runtime_error on a failed call or a closed peer.
+void echo_read(int fd, std::byte* p, size_t n, const std::function<bool()>& stop);
+void echo_write(int fd, const std::byte* p, size_t n, const std::function<bool()>& stop);
 
 // The seed the scratch file's contents are generated from (fill_bytes), so a file_read step's
 // checksum can be predicted.
