@@ -854,7 +854,7 @@ def section_why(res, out):
                f"p99 {t(c['convoy']['rtt_p99_ns'])})"
                for c in cv["results"] if c.get("convoy") and c["convoy"]["flag"]]
     if flagged:
-        out.append(f"- Cells flagged `convoy` (a round trip at half the switch interval or more): "
+        out.append(f"- Cells flagged `convoy` (a round trip at half the switch interval or more, in a model with a lock or loop to wait behind): "
                    f"{', '.join(flagged)}.")
     starved = [f"{c['model']}@{c['workers']} on {c['workload']}" for c in cells
                if c["attribution"]["fairness"]["starved"]]

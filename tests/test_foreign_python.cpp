@@ -51,7 +51,9 @@ void verifies(const std::string& model, const char* workload,
     const bool pool = model.ends_with(".process_pool");
     // The driver, and a pool's processes; a pool's chunks carry no per-task latency.
     ASSERT_EQ(r.worker_pids.size(), 1u + (pool ? static_cast<size_t>(workers) : 0u));
-    if (!pool) EXPECT_NE(r.latency_ns[0], BatchResult::kNoSample);
+    if (!pool) {
+      EXPECT_NE(r.latency_ns[0], BatchResult::kNoSample);
+    }
     // Where the driver's workers spent the batch: one record per worker (a pool's dispatcher
     // too), each with its schedstat, and the parts adding up to the batch's wall time up to
     // the run-queue overlap (a loaded machine moves time between parts, not out of the sum).

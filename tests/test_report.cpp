@@ -67,6 +67,37 @@ TEST(Report, SchemaRoundTripsAndSpeedupsAreComputed) {
   EXPECT_NEAR(report["results"][0]["summary"]["speedup"].get<double>(), 1.0, 1e-9);
 }
 
+// The same long tail is a convoy behind a lock and a thread waiting for a CPU where the model
+// shares nothing else: only the first is flagged, and both say the tail was long.
+TEST(Report, AConvoyIsFlaggedOnlyWhereThereIsALockToWaitBehind) {
+  RunConfig cfg = suite_config("smoke");
+  std::vector<CellResult> cells;
+  for (const char* model : {"gil_threads", "free_threads", "async"}) {
+    CellResult c = fake_cell(model, 2, 1000);
+    c.workload = "latency.echo_under_load";
+    for (RepetitionResult& r : c.repetitions)
+      r.metrics = {{"rtt_p50_ns", 4e3}, {"rtt_p99_ns", 3.6e6}};
+    cells.push_back(c);
+  }
+  CellResult fast = fake_cell("thread_pool", 2, 1000);
+  fast.workload = "latency.echo_under_load";
+  for (RepetitionResult& r : fast.repetitions)
+    r.metrics = {{"rtt_p50_ns", 4e3}, {"rtt_p99_ns", 9e3}};
+  cells.push_back(fast);
+  const json rep = make_report(cfg, json::object(), cells, true);
+  const json& gil = rep["results"][0]["convoy"];
+  const json& free = rep["results"][1]["convoy"];
+  const json& loop = rep["results"][2]["convoy"];
+  const json& pool = rep["results"][3]["convoy"];
+  EXPECT_TRUE(gil["flag"].get<bool>()) << gil.dump();
+  EXPECT_TRUE(loop["flag"].get<bool>()) << loop.dump();
+  EXPECT_FALSE(free["flag"].get<bool>()) << free.dump();
+  EXPECT_TRUE(free["slow_tail"].get<bool>()) << free.dump();
+  EXPECT_TRUE(free["shares_only_cpus"].get<bool>()) << free.dump();
+  EXPECT_FALSE(pool["slow_tail"].get<bool>()) << pool.dump();
+  EXPECT_FALSE(pool["flag"].get<bool>()) << pool.dump();
+}
+
 TEST(Report, BenchmarksHaveGoogleBenchmarksShape) {
   RunConfig cfg = suite_config("smoke");
   const json report = make_report(cfg, json::object(), {fake_cell("free_threads", 2, 500)}, true);

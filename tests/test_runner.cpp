@@ -387,7 +387,9 @@ TEST(Runner, SweepsMultiplyOnlyTheCellsThatDeclareTheirKeys) {
   EXPECT_EQ(count["io.sleep/gil_threads"], 2);
   EXPECT_EQ(cells.size(), 9u);
   for (const CellSpec& s : cells)
-    if (s.model == "serial") EXPECT_EQ(s.sweep.count("switch_interval_us"), 0u);
+    if (s.model == "serial") {
+      EXPECT_EQ(s.sweep.count("switch_interval_us"), 0u);
+    }
 }
 
 }  // namespace

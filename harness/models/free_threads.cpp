@@ -104,7 +104,7 @@ class FreeThreads final : public Model {
 }  // namespace
 
 ModelInfo free_threads_model_info() {
-  return {
+  ModelInfo info{
       "free_threads",
       "N threads per batch, no lock, unpinned, one shared queue",
       {ParamSpec::choice("spawn", "per_worker: N threads per batch; per_task: a thread per task",
@@ -112,6 +112,8 @@ ModelInfo free_threads_model_info() {
       false,
       [] { return std::make_unique<FreeThreads>(); },
       {}};
+  info.shares_only_cpus = true;
+  return info;
 }
 
 }  // namespace concbench

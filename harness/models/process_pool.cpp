@@ -940,6 +940,7 @@ ModelInfo process_pool_model_info() {
   info.latency_means =
       "round trip: from sending the task to its result back in the parent, encoding, the "
       "worker's queue of pipelined tasks and decoding included";
+  info.shares_only_cpus = true;
   return info;
 }
 

@@ -6,8 +6,10 @@
 namespace concbench {
 
 ModelInfo thread_pool_model_info() {
-  return {"thread_pool", "a persistent pool of N workers started in setup, unpinned", {},
-          false,         [] { return std::make_unique<detail::PoolModel>(false); },   {}};
+  ModelInfo info{"thread_pool", "a persistent pool of N workers started in setup, unpinned", {},
+                 false,         [] { return std::make_unique<detail::PoolModel>(false); },   {}};
+  info.shares_only_cpus = true;
+  return info;
 }
 
 }  // namespace concbench

@@ -173,6 +173,11 @@ struct ModelInfo {
   // True for a model that runs a task by calling a Python function (the cpython.* models):
   // only such models take a python_callable workload (concbench.bench's).
   bool python_callables = false;
+  // True for a model whose tasks share nothing an IO task could queue behind but the CPUs: no
+  // lock, no event loop, no scheduler thread (free threads, pools of OS threads, worker
+  // processes). A long round trip there is the kernel's scheduling, not a convoy, and the report
+  // does not flag one. False (the default) flags by the round-trip times alone.
+  bool shares_only_cpus = false;
 
   bool runs(std::string_view workload) const {
     if (workloads.empty()) return true;
