@@ -14,6 +14,10 @@ Each version is gated against its own runs, with the policy that emulates it:
   the p50 mode (the most frequent over the runs) the same;
   lost updates of x += 1 and x += one(): gil_threads' median within the version's observed range;
   the speedup at 2 threads: the medians within 0.1.
+The two sides run interleaved, in --runs rounds: each round probes every interpreter once and
+then runs each policy once (one repetition a scenario), so that the machine's speed drifting over
+the minutes the script takes moves both sides alike. With --reference only our side runs, each
+scenario's repetitions in one invocation.
 It prints a table of all of them and writes one report (default results/gil_validation.json).
 
 Usage: scripts/validate_gil.py [--bench-runner build/bench_runner] [--out FILE] [--runs 5]
@@ -126,17 +130,8 @@ def summarize(runs, interval_ns):
 
 
 def cpython_side(runs, quick):
-    side = []
-    for exe in find_pythons():
-        samples = [probe(exe, quick) for _ in range(runs)]
-        good = [s for s in samples if "error" not in s]
-        info = good[0]["python"] if good else {"executable": exe}
-        interval_ns = info.get("switch_interval_s", 0.005) * 1e9
-        side.append({"python": info, "summary": summarize(samples, interval_ns),
-                     "samples": samples})
-    side.sort(key=lambda c: tuple(int(x) for x in c["python"].get("version", "0").split(".")
-                                  if x.isdigit()))
-    return side
+    return by_version([cpython_entry(exe, [probe(exe, quick) for _ in range(runs)])
+                       for exe in find_pythons()])
 
 
 def reps(report, metric):
@@ -147,7 +142,9 @@ def reps(report, metric):
     return []
 
 
-def gil_threads_side(runner, policy, runs, quick):
+def gil_threads_samples(runner, policy, runs, quick):
+    """One bench_runner invocation per scenario with --repetitions RUNS: samples shaped as probe
+    runs (so one summarize() serves both sides), each carrying the invocation's spin speedup."""
     common = ["--models", "gil_threads", "--gil-policy", policy, "--repetitions", str(runs),
               "--min-time", "0"]
     tool = "validate_gil"
@@ -173,16 +170,60 @@ def gil_threads_side(runner, policy, runs, quick):
         rep = bench_report(tool, runner, ["--workloads", "cpu.counter_race", "--workers", "2"] +
                            common + extra)
         race[name] = reps(rep, "lost_updates")
-    # Shaped as probe runs, so one summarize() serves both sides.
     n = min([len(v) for v in runs_by_k.values()] + [len(v) for v in race.values()])
     samples = [{"speedup": {"speedup": speedup},
                 "echo": [runs_by_k[k][i] for k in sorted(runs_by_k)],
                 "race": {name: {"lost_updates": race[name][i]} for name in race}}
                for i in range(n)]
+    return samples, interval_ns, cost, spin["context"]
+
+
+def gil_threads_side(policy, samples, interval_ns, cost, context, speedups):
     summary = summarize(samples, interval_ns or 5e6)
-    summary["speedup"] = spread([speedup])  # one figure: the cell's median-based speedup
-    return {"policy": policy, "summary": summary, "interpreter_cost": cost,
-            "context": spin["context"]}
+    # One figure an invocation: the cell's median-based speedup.
+    summary["speedup"] = spread(speedups)
+    return {"policy": policy, "summary": summary, "interpreter_cost": cost, "context": context}
+
+
+def cpython_entry(exe, samples):
+    good = [s for s in samples if "error" not in s]
+    info = good[0]["python"] if good else {"executable": exe}
+    interval_ns = info.get("switch_interval_s", 0.005) * 1e9
+    return {"python": info, "summary": summarize(samples, interval_ns), "samples": samples}
+
+
+def by_version(side):
+    side.sort(key=lambda c: tuple(int(x) for x in c["python"].get("version", "0").split(".")
+                                  if x.isdigit()))
+    return side
+
+
+def policies_of(cpython):
+    return sorted({policy_for(c["python"]["version"]) for c in cpython
+                   if c["python"].get("version")})
+
+
+def interleaved(runner, runs, quick):
+    """Both sides in rounds, A B A B: each round probes every interpreter once, then runs every
+    policy once, so a drift of the machine's speed over the minutes the script takes (round trips
+    per second moved by a third within an hour here) reaches both sides alike instead of one."""
+    pythons = find_pythons()
+    theirs = {exe: [] for exe in pythons}
+    ours = {}
+    for _ in range(runs):
+        for exe in pythons:
+            theirs[exe].append(probe(exe, quick))
+        for policy in policies_of([cpython_entry(e, s) for e, s in theirs.items()]):
+            got = ours.setdefault(policy, {"samples": [], "speedups": []})
+            samples, interval_ns, cost, context = gil_threads_samples(runner, policy, 1, quick)
+            got["samples"] += samples
+            got["speedups"].append(samples[0]["speedup"]["speedup"] if samples else None)
+            got.update(interval_ns=interval_ns or got.get("interval_ns"),
+                       cost=cost or got.get("cost"), context=context)
+    cpython = by_version([cpython_entry(e, s) for e, s in theirs.items()])
+    return cpython, {p: gil_threads_side(p, g["samples"], g.get("interval_ns"), g.get("cost"),
+                                         g["context"], g["speedups"])
+                     for p, g in ours.items()}
 
 
 def gates(cpython, ours):
@@ -282,10 +323,16 @@ def main():
     if not os.access(a.bench_runner, os.X_OK):
         die("no bench_runner at %s (build first)" % a.bench_runner)
 
-    cpython = reference["cpython"] if reference else cpython_side(a.runs, a.quick)
-    policies = sorted({policy_for(c["python"]["version"]) for c in cpython
-                       if c["python"].get("version")})
-    ours = {p: gil_threads_side(a.bench_runner, p, a.runs, a.quick) for p in policies}
+    if reference:
+        cpython = reference["cpython"]
+        ours = {}
+        for p in policies_of(cpython):
+            samples, interval_ns, cost, context = gil_threads_samples(a.bench_runner, p, a.runs,
+                                                                      a.quick)
+            speedup = samples[0]["speedup"]["speedup"] if samples else None
+            ours[p] = gil_threads_side(p, samples, interval_ns, cost, context, [speedup])
+    else:
+        cpython, ours = interleaved(a.bench_runner, a.runs, a.quick)
     report = {
         "kind": KIND,
         "schema_version": SCHEMA,
@@ -293,6 +340,7 @@ def main():
         "quick": a.quick,
         "runs": a.runs,
         "reference": a.reference,
+        "interleaved": not a.reference,
         "context": next(iter(ours.values()))["context"] if ours else None,
         "cpython": cpython,
         "gil_threads": ours,

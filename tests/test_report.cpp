@@ -98,6 +98,33 @@ TEST(Report, AConvoyIsFlaggedOnlyWhereThereIsALockToWaitBehind) {
   EXPECT_FALSE(pool["flag"].get<bool>()) << pool.dump();
 }
 
+// bench_runner's partial reports: a cell's speedup is filled in when its base arrives after it,
+// and a write leaves every cell in the builder for the next one.
+TEST(Report, TheBuilderWritesWhatItHoldsAndFillsSpeedupsFromLaterCells) {
+  RunConfig cfg = suite_config("smoke");
+  ReportBuilder b(cfg, json{{"hostname", "h"}});
+  const fs::path path =
+      fs::temp_directory_path() / ("concbench-builder-" + std::to_string(getpid()) + ".json");
+  b.add(fake_cell("free_threads", 2, 550));
+  b.write(path.string(), false);
+  json first = json::parse(std::ifstream(path));
+  EXPECT_FALSE(first["complete"]);
+  ASSERT_EQ(first["results"].size(), 1u);
+  EXPECT_TRUE(first["results"][0]["summary"]["speedup"].is_null());
+  b.add(fake_cell("free_threads", 1, 1100));
+  b.add(fake_cell("serial", 1, 1000));
+  b.write(path.string(), true);
+  const json last = json::parse(std::ifstream(path));
+  fs::remove(path);
+  EXPECT_TRUE(last["complete"]);
+  ASSERT_EQ(last["results"].size(), 3u);
+  EXPECT_EQ(last["benchmarks"].size(), 3u * 6u);
+  EXPECT_NEAR(last["results"][0]["summary"]["speedup"].get<double>(), 2.0, 1e-9);
+  EXPECT_NEAR(last["results"][0]["summary"]["speedup_vs_serial"].get<double>(), 1000.0 / 550, 1e-9);
+  EXPECT_EQ(last, b.report(true));  // the write moved the cells back
+  validate_report(last);
+}
+
 TEST(Report, BenchmarksHaveGoogleBenchmarksShape) {
   RunConfig cfg = suite_config("smoke");
   const json report = make_report(cfg, json::object(), {fake_cell("free_threads", 2, 500)}, true);

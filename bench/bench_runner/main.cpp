@@ -182,13 +182,17 @@ int run_suite_cmd(const RunFlags& flags) {
   const nlohmann::json context = machine_context();
   const bool tty = isatty(STDERR_FILENO);
   std::mutex progress_mu;
-  std::vector<CellResult> done;
+  std::vector<CellResult> done;  // for the trace file only
+  ReportBuilder partial(cfg, context);
   bool abandoned = false;
   auto on_cell = [&](const CellResult& c, size_t, size_t) {
-    done.push_back(c);
     abandoned = abandoned || c.error.find("abandoned") != std::string::npos;
-    write_report_atomic(out, make_report(cfg, context, done, false));
-    if (!cfg.trace_path.empty()) write_trace_atomic(cfg.trace_path, done);
+    partial.add(c);
+    partial.write(out, false);
+    if (!cfg.trace_path.empty()) {
+      done.push_back(c);
+      write_trace_atomic(cfg.trace_path, done);
+    }
   };
   auto progress = [&](const CellSpec& s, size_t i, size_t n, const std::string& phase) {
     if (!tty) return;
@@ -200,7 +204,7 @@ int run_suite_cmd(const RunFlags& flags) {
   std::vector<CellResult> cells;
   try {
     cells = run_suite(cfg, on_cell, progress);
-    write_report_atomic(out, make_report(cfg, context, cells, true));
+    partial.write(out, true);  // run_suite passed every cell it returns to on_cell
     if (!cfg.trace_path.empty()) write_trace_atomic(cfg.trace_path, cells);
   } catch (const UsageError& e) {
     usage_exit(e.what());
@@ -209,7 +213,7 @@ int run_suite_cmd(const RunFlags& flags) {
     return 1;
   }
   if (tty) std::fprintf(stderr, "\r\033[K");
-  const nlohmann::json report = make_report(cfg, context, cells, true);
+  const nlohmann::json report = partial.report(true);
   std::cout << format_table(report);
   std::cout << "verdict:\n" << format_verdict(verdict(report), VerdictFormat::text);
   std::cout << "report: " << out << "\n";

@@ -219,26 +219,79 @@ json cell_to_json(const CellResult& c) {
           {"summary", summary_json(c)}};
 }
 
-json make_report(const RunConfig& cfg, const json& context, const std::vector<CellResult>& cells,
-                 bool complete) {
-  json results = json::array();
-  for (const auto& c : cells) results.push_back(cell_to_json(c));
+namespace {
+
+json benchmarks_of(const CellResult& c) {
+  json benchmarks = json::array();
+  const std::string name = c.workload + "/" + c.model + "/workers:" + std::to_string(c.workers);
+  const int reps = static_cast<int>(c.repetitions.size());
+  std::vector<double> real, cpu;
+  for (int k = 0; k < reps; ++k) {
+    const RepetitionResult& r = c.repetitions[static_cast<size_t>(k)];
+    const double tasks = static_cast<double>(std::max<uint64_t>(r.tasks, 1));
+    json b = gbench_entry(c, name, reps);
+    b["run_type"] = "iteration";
+    b["repetition_index"] = k;
+    b["iterations"] = r.tasks;
+    b["real_time"] = static_cast<double>(r.wall_ns) / tasks;
+    b["cpu_time"] = static_cast<double>(r.cpu_user_ns + r.cpu_sys_ns) / tasks;
+    b["items_per_second"] = r.throughput_per_s;
+    for (Counter k2 : kReportCounters)
+      if (auto v = r.counters.get(k2))
+        b[std::string(counter_name(k2))] = static_cast<double>(*v) / tasks;
+    if (!r.verified) b["error_occurred"] = true, b["error_message"] = "did not verify";
+    benchmarks.push_back(b);
+    real.push_back(b["real_time"]);
+    cpu.push_back(b["cpu_time"]);
+  }
+  if (reps < 2) return benchmarks;
+  const Summary sr = summarize(real), sc = summarize(cpu);
+  const std::pair<const char*, std::pair<double, double>> aggs[] = {
+      {"mean", {sr.mean, sc.mean}},
+      {"median", {sr.median, sc.median}},
+      {"stddev", {sr.stddev, sc.stddev}}};
+  for (const auto& [agg, vals] : aggs) {
+    json b = gbench_entry(c, name + "_" + agg, reps);
+    b["run_name"] = name;
+    b["run_type"] = "aggregate";
+    b["aggregate_name"] = agg;
+    b["aggregate_unit"] = "time";
+    b["iterations"] = reps;
+    b["real_time"] = vals.first;
+    b["cpu_time"] = vals.second;
+    benchmarks.push_back(b);
+  }
+  return benchmarks;
+}
+
+}  // namespace
+
+ReportBuilder::ReportBuilder(RunConfig cfg, json context)
+    : cfg_(std::move(cfg)), context_(std::move(context)) {}
+
+void ReportBuilder::add(const CellResult& c) {
+  json cell = cell_to_json(c);
+  // A model's own serial baseline (cpython.* models divide by cpython.serial, whose tasks ran
+  // with the same parameters); a model the registry does not know keeps "serial".
+  const ModelInfo* info = find_model(c.model);
+  cell["serial_baseline"] = info ? info->serial_baseline : "serial";
+  if (info) cell["latency_means"] = info->latency_means;
+  cell["convoy"] = convoy_json(cell, info);
+  results_.push_back(std::move(cell));
+  for (json& b : benchmarks_of(c)) benchmarks_.push_back(std::move(b));
 
   // Strong scaling: the same tasks at every worker count, so speedup is a throughput ratio
-  // against the same model at one worker, and speedup_vs_serial against the serial model.
-  for (json& cell : results) {
-    // A model's own serial baseline (cpython.* models divide by cpython.serial, whose tasks
-    // ran with the same parameters); a model the registry does not know keeps "serial".
-    const ModelInfo* info = find_model(cell["model"].get<std::string>());
-    const std::string baseline = info ? info->serial_baseline : "serial";
-    cell["serial_baseline"] = baseline;  // compare --normalize divides by this model's cells
-    if (info) cell["latency_means"] = info->latency_means;
-    cell["convoy"] = convoy_json(cell, info);
-    if (!cell["summary"]["throughput_per_s"].is_object()) continue;
+  // against the same model at one worker, and speedup_vs_serial against the serial model. A new
+  // cell can be the base of an earlier one (a sweep need not put one worker first), so every
+  // cell of its workload is redone: a pass over a few fields, not a conversion.
+  const json& workload = results_.back()["workload"];
+  for (json& cell : results_) {
+    if (cell["workload"] != workload || !cell["summary"]["throughput_per_s"].is_object()) continue;
+    const std::string baseline = cell["serial_baseline"].get<std::string>();
     const double mine = median_throughput(cell);
-    for (const json& other : results) {
+    for (const json& other : results_) {
       if (other["workload"] != cell["workload"] || other["status"] != "ok") continue;
-      if (!same_tasks(cfg, cell, other)) continue;
+      if (!same_tasks(cfg_, cell, other)) continue;
       const double base = median_throughput(other);
       if (base <= 0) continue;
       if (other["model"] == cell["model"] && other["workers"] == 1)
@@ -246,57 +299,46 @@ json make_report(const RunConfig& cfg, const json& context, const std::vector<Ce
       if (other["model"] == baseline) cell["summary"]["speedup_vs_serial"] = mine / base;
     }
   }
+}
 
-  json benchmarks = json::array();
-  for (size_t i = 0; i < cells.size(); ++i) {
-    const CellResult& c = cells[i];
-    const std::string name = c.workload + "/" + c.model + "/workers:" + std::to_string(c.workers);
-    const int reps = static_cast<int>(c.repetitions.size());
-    std::vector<double> real, cpu;
-    for (int k = 0; k < reps; ++k) {
-      const RepetitionResult& r = c.repetitions[static_cast<size_t>(k)];
-      const double tasks = static_cast<double>(std::max<uint64_t>(r.tasks, 1));
-      json b = gbench_entry(c, name, reps);
-      b["run_type"] = "iteration";
-      b["repetition_index"] = k;
-      b["iterations"] = r.tasks;
-      b["real_time"] = static_cast<double>(r.wall_ns) / tasks;
-      b["cpu_time"] = static_cast<double>(r.cpu_user_ns + r.cpu_sys_ns) / tasks;
-      b["items_per_second"] = r.throughput_per_s;
-      for (Counter k2 : kReportCounters)
-        if (auto v = r.counters.get(k2))
-          b[std::string(counter_name(k2))] = static_cast<double>(*v) / tasks;
-      if (!r.verified) b["error_occurred"] = true, b["error_message"] = "did not verify";
-      benchmarks.push_back(b);
-      real.push_back(b["real_time"]);
-      cpu.push_back(b["cpu_time"]);
-    }
-    if (reps < 2) continue;
-    const Summary sr = summarize(real), sc = summarize(cpu);
-    const std::pair<const char*, std::pair<double, double>> aggs[] = {
-        {"mean", {sr.mean, sc.mean}},
-        {"median", {sr.median, sc.median}},
-        {"stddev", {sr.stddev, sc.stddev}}};
-    for (const auto& [agg, vals] : aggs) {
-      json b = gbench_entry(c, name + "_" + agg, reps);
-      b["run_name"] = name;
-      b["run_type"] = "aggregate";
-      b["aggregate_name"] = agg;
-      b["aggregate_unit"] = "time";
-      b["iterations"] = reps;
-      b["real_time"] = vals.first;
-      b["cpu_time"] = vals.second;
-      benchmarks.push_back(b);
-    }
-  }
-
+json ReportBuilder::header(bool complete) const {
   return {{"schema_version", kSchemaVersion},
           {"generator", "concbench bench_runner"},
           {"complete", complete},
-          {"config", config_to_json(cfg)},
-          {"context", context},
-          {"results", results},
-          {"benchmarks", benchmarks}};
+          {"config", config_to_json(cfg_)},
+          {"context", context_}};
+}
+
+json ReportBuilder::report(bool complete) const {
+  json r = header(complete);
+  r["results"] = results_;
+  r["benchmarks"] = benchmarks_;
+  return r;
+}
+
+void ReportBuilder::write(const std::string& path, bool complete) {
+  // The cells move into the document for the write and back after it, thrown or not: a copy of
+  // every cell per write is what made writing after each cell quadratic.
+  json r = header(complete);
+  r["results"] = std::move(results_);
+  r["benchmarks"] = std::move(benchmarks_);
+  struct Restore {
+    json& r;
+    json& results;
+    json& benchmarks;
+    ~Restore() {
+      results = std::move(r["results"]);
+      benchmarks = std::move(r["benchmarks"]);
+    }
+  } restore{r, results_, benchmarks_};
+  write_report_atomic(path, r);
+}
+
+json make_report(const RunConfig& cfg, const json& context, const std::vector<CellResult>& cells,
+                 bool complete) {
+  ReportBuilder b(cfg, context);
+  for (const CellResult& c : cells) b.add(c);
+  return b.report(complete);
 }
 
 void check_writable(const std::string& path, bool overwrite) {

@@ -149,13 +149,17 @@ std::string run(const std::string& request, const std::string& python_context,
   json context = machine_context();
   if (!python_context.empty()) context["python"] = json::parse(python_context);
   std::vector<CellResult> cells;
+  ReportBuilder builder(cfg, context);  // each cell converted once (report.hpp)
   {
     py::gil_scoped_release nogil;
-    std::vector<CellResult> done;
+    std::vector<CellResult> done;  // for the trace file only
     auto on_cell = [&](const CellResult& c, size_t, size_t) {
-      done.push_back(c);
-      if (!out.empty()) write_report_atomic(out, make_report(cfg, context, done, false));
-      if (!cfg.trace_path.empty()) write_trace_atomic(cfg.trace_path, done);
+      builder.add(c);
+      if (!out.empty()) builder.write(out, false);
+      if (!cfg.trace_path.empty()) {
+        done.push_back(c);
+        write_trace_atomic(cfg.trace_path, done);
+      }
     };
     std::mutex mu;
     const bool tty = progress && isatty(STDERR_FILENO);
@@ -169,10 +173,9 @@ std::string run(const std::string& request, const std::string& python_context,
     cells = run_suite(cfg, on_cell, show);
     if (tty) std::fprintf(stderr, "\r\033[K");
   }
-  const json report = make_report(cfg, context, cells, true);
-  if (!out.empty()) write_report_atomic(out, report);
+  if (!out.empty()) builder.write(out, true);
   if (!cfg.trace_path.empty()) write_trace_atomic(cfg.trace_path, cells);
-  return report.dump();
+  return builder.report(true).dump();
 }
 
 void register_py_model(const std::string& name, const std::string& description, py::object factory,

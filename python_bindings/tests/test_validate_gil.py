@@ -56,3 +56,40 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path):
     for args in (["--check", bad], ["--check", tmp_path / "missing.json"], ["--runs", "3"]):
         r = _run(*args)
         assert r.returncode == 2 and r.stderr.count("\n") == 1, (args, r.stderr)
+
+
+def test_the_two_sides_run_in_interleaved_rounds(monkeypatch):
+    # Which runs come when, with the interpreters and bench_runner stood in for: every round
+    # probes each interpreter once and then runs each policy once, A B A B.
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import validate_gil as v
+    finally:
+        sys.path.pop(0)
+    order = []
+    versions = {"/py/a": "3.9.18", "/py/b": "3.11.7"}
+
+    def probe(exe, quick):
+        order.append(exe)
+        echo = [{"cpu_threads": k, "round_trips_per_s": 100.0, "rtt_p50_ns": 5e6} for k in (1, 2)]
+        return {"python": {"executable": exe, "version": versions[exe]},
+                "speedup": {"speedup": 0.9}, "echo": echo,
+                "race": {n: {"lost_updates": 10} for n in ("plain", "call_between")}}
+
+    def samples(runner, policy, runs, quick):
+        order.append(policy)
+        assert runs == 1
+        s = probe("/py/a", quick)
+        order.pop()
+        return [s], 5e6, {"bytecode_ns": 3.0}, {"host": "h"}
+
+    monkeypatch.setattr(v, "find_pythons", lambda: list(versions))
+    monkeypatch.setattr(v, "probe", probe)
+    monkeypatch.setattr(v, "gil_threads_samples", samples)
+    cpython, ours = v.interleaved("bench_runner", 3, True)
+    assert order == ["/py/a", "/py/b", "3.11-3.12", "3.2-3.9"] * 3
+    assert [c["python"]["version"] for c in cpython] == ["3.9.18", "3.11.7"]
+    assert all(c["summary"]["runs"] == 3 for c in cpython)
+    assert set(ours) == {"3.2-3.9", "3.11-3.12"}
+    assert all(o["summary"]["runs"] == 3 and o["summary"]["speedup"]["runs"] == [0.9] * 3
+               for o in ours.values())
