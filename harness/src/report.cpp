@@ -278,15 +278,23 @@ void ReportBuilder::add(const CellResult& c) {
   if (info) cell["latency_means"] = info->latency_means;
   cell["convoy"] = convoy_json(cell, info);
   results_.push_back(std::move(cell));
-  for (json& b : benchmarks_of(c)) benchmarks_.push_back(std::move(b));
+  for (json& b : benchmarks_of(c)) {
+    if (!benchmarks_.empty()) benchmarks_text_ += ",\n";
+    benchmarks_text_ += b.dump();
+    benchmarks_.push_back(std::move(b));
+  }
 
   // Strong scaling: the same tasks at every worker count, so speedup is a throughput ratio
   // against the same model at one worker, and speedup_vs_serial against the serial model. A new
   // cell can be the base of an earlier one (a sweep need not put one worker first), so every
   // cell of its workload is redone: a pass over a few fields, not a conversion.
   const json& workload = results_.back()["workload"];
-  for (json& cell : results_) {
-    if (cell["workload"] != workload || !cell["summary"]["throughput_per_s"].is_object()) continue;
+  cell_text_.emplace_back();
+  for (size_t i = 0; i < results_.size(); ++i) {
+    json& cell = results_[i];
+    if (cell["workload"] != workload) continue;
+    cell_text_[i].clear();  // redumped at the next partial write
+    if (!cell["summary"]["throughput_per_s"].is_object()) continue;
     const std::string baseline = cell["serial_baseline"].get<std::string>();
     const double mine = median_throughput(cell);
     for (const json& other : results_) {
@@ -317,8 +325,25 @@ json ReportBuilder::report(bool complete) const {
 }
 
 void ReportBuilder::write(const std::string& path, bool complete) {
-  // The cells move into the document for the write and back after it, thrown or not: a copy of
-  // every cell per write is what made writing after each cell quadratic.
+  if (!complete) {
+    // A partial report is compact and made of each cell's text, dumped when the cell (or a
+    // speedup in it) last changed: dumping every cell per write made the writes after each cell
+    // quadratic in the report's size (2.7 MB for the smoke suite). The same document as
+    // report(false): the benchmarks, the header's fields, then the results.
+    std::string text = "{\"benchmarks\":[\n" + benchmarks_text_ + "],";
+    const json head = header(false);  // named: items() would outlive a temporary
+    for (const auto& [k, v] : head.items()) text += json(k).dump() + ":" + v.dump() + ",";
+    text += "\"results\":[\n";
+    for (size_t i = 0; i < results_.size(); ++i) {
+      if (cell_text_[i].empty()) cell_text_[i] = results_[i].dump();
+      text += (i ? ",\n" : "") + cell_text_[i];
+    }
+    text += "]}\n";
+    write_text_atomic(path, text);
+    return;
+  }
+  // The cells move into the document for the write and back after it, thrown or not, instead of
+  // being copied.
   json r = header(complete);
   r["results"] = std::move(results_);
   r["benchmarks"] = std::move(benchmarks_);
@@ -362,6 +387,10 @@ void check_writable(const std::string& path, bool overwrite) {
 }
 
 void write_report_atomic(const std::string& path, const json& report) {
+  write_text_atomic(path, report.dump(2) + "\n");
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   fs::path dir = fs::path(path).parent_path();
   if (dir.empty()) dir = ".";
@@ -370,7 +399,6 @@ void write_report_atomic(const std::string& path, const json& report) {
   if (fd < 0)
     throw std::runtime_error("cannot create a temporary file beside " + path + ": " +
                              std::strerror(errno));
-  const std::string text = report.dump(2) + "\n";
   size_t off = 0;
   bool ok = true;
   while (off < text.size()) {

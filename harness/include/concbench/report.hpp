@@ -37,14 +37,15 @@ nlohmann::json make_report(const RunConfig& cfg, const nlohmann::json& context,
 
 // The report built one finished cell at a time, as bench_runner writes it after each cell (so a
 // crash loses no finished cell): each cell is converted once, when added, and a write costs a
-// dump of what is there, not a conversion of every cell again (that was quadratic in the cells:
+// dump of what changed, not a conversion and a dump of every cell again (quadratic in the cells:
 // 4 minutes of the smoke suite's 4 under ASan). report(c) equals make_report of the cells added.
 class ReportBuilder {
  public:
   ReportBuilder(RunConfig cfg, nlohmann::json context);
   void add(const CellResult& cell);
   nlohmann::json report(bool complete) const;
-  // write_report_atomic(path, report(complete)) without copying the cells.
+  // write_report_atomic(path, report(complete)) without copying the cells; a partial report
+  // (complete false) is written compact, from each cell's text as last dumped.
   void write(const std::string& path, bool complete);
 
  private:
@@ -53,12 +54,16 @@ class ReportBuilder {
   nlohmann::json context_;
   nlohmann::json results_ = nlohmann::json::array();
   nlohmann::json benchmarks_ = nlohmann::json::array();
+  std::vector<std::string> cell_text_;  // results_[i].dump(), empty when it must be redone
+  std::string benchmarks_text_;         // benchmarks_'s elements, dumped, comma-separated
 };
 
 // Writes `report` to `path` through a temporary file in the same directory and rename(2), so a
 // reader (or a crash) sees the old file or the new one, never half of one. Throws
 // std::runtime_error on failure.
 void write_report_atomic(const std::string& path, const nlohmann::json& report);
+// The same for text already made.
+void write_text_atomic(const std::string& path, const std::string& text);
 // Checks up front that `path` could be written (its directory exists and is writable, it is not
 // a directory, and it does not exist unless `overwrite`: a report someone kept is not replaced by
 // a typo); throws UsageError naming the problem.
