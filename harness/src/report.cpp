@@ -278,11 +278,7 @@ void ReportBuilder::add(const CellResult& c) {
   if (info) cell["latency_means"] = info->latency_means;
   cell["convoy"] = convoy_json(cell, info);
   results_.push_back(std::move(cell));
-  for (json& b : benchmarks_of(c)) {
-    if (!benchmarks_.empty()) benchmarks_text_ += ",\n";
-    benchmarks_text_ += b.dump();
-    benchmarks_.push_back(std::move(b));
-  }
+  for (json& b : benchmarks_of(c)) benchmarks_.push_back(std::move(b));
 
   // Strong scaling: the same tasks at every worker count, so speedup is a throughput ratio
   // against the same model at one worker, and speedup_vs_serial against the serial model. A new
@@ -290,16 +286,18 @@ void ReportBuilder::add(const CellResult& c) {
   // cell of its workload is redone: a pass over a few fields, not a conversion.
   const json& workload = results_.back()["workload"];
   cell_text_.emplace_back();
-  for (size_t i = 0; i < results_.size(); ++i) {
+  std::vector<size_t> same;  // the workload's cells: only they can be each other's bases
+  for (size_t i = 0; i < results_.size(); ++i)
+    if (results_[i]["workload"] == workload) same.push_back(i);
+  for (size_t i : same) {
     json& cell = results_[i];
-    if (cell["workload"] != workload) continue;
     cell_text_[i].clear();  // redumped at the next partial write
     if (!cell["summary"]["throughput_per_s"].is_object()) continue;
     const std::string baseline = cell["serial_baseline"].get<std::string>();
     const double mine = median_throughput(cell);
-    for (const json& other : results_) {
-      if (other["workload"] != cell["workload"] || other["status"] != "ok") continue;
-      if (!same_tasks(cfg_, cell, other)) continue;
+    for (size_t k : same) {
+      const json& other = results_[k];
+      if (other["status"] != "ok" || !same_tasks(cfg_, cell, other)) continue;
       const double base = median_throughput(other);
       if (base <= 0) continue;
       if (other["model"] == cell["model"] && other["workers"] == 1)
@@ -330,6 +328,10 @@ void ReportBuilder::write(const std::string& path, bool complete) {
     // speedup in it) last changed: dumping every cell per write made the writes after each cell
     // quadratic in the report's size (2.7 MB for the smoke suite). The same document as
     // report(false): the benchmarks, the header's fields, then the results.
+    for (; benchmarks_dumped_ < benchmarks_.size(); ++benchmarks_dumped_) {
+      if (benchmarks_dumped_ > 0) benchmarks_text_ += ",\n";
+      benchmarks_text_ += benchmarks_[benchmarks_dumped_].dump();
+    }
     std::string text = "{\"benchmarks\":[\n" + benchmarks_text_ + "],";
     const json head = header(false);  // named: items() would outlive a temporary
     for (const auto& [k, v] : head.items()) text += json(k).dump() + ":" + v.dump() + ",";

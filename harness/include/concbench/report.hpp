@@ -55,7 +55,8 @@ class ReportBuilder {
   nlohmann::json results_ = nlohmann::json::array();
   nlohmann::json benchmarks_ = nlohmann::json::array();
   std::vector<std::string> cell_text_;  // results_[i].dump(), empty when it must be redone
-  std::string benchmarks_text_;         // benchmarks_'s elements, dumped, comma-separated
+  std::string benchmarks_text_;         // benchmarks_'s first benchmarks_dumped_ elements, dumped
+  size_t benchmarks_dumped_ = 0;
 };
 
 // Writes `report` to `path` through a temporary file in the same directory and rename(2), so a
