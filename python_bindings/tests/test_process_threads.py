@@ -1,6 +1,13 @@
 """cpython.process_threads: worker processes, each running chunks of tasks on its own thread
 pool."""
 
+import gc
+import os
+import signal
+import socket
+import threading
+import time
+
 import pytest
 
 import concbench
@@ -87,3 +94,57 @@ def test_the_runners_timeout_stops_the_batch():
                        "params": {"tasks": "4", "sleep_us": "3000000"}})
     (c,) = r["results"]
     assert c["status"] == "timed_out" and "abandoned" not in c["error"], c["error"]
+
+
+def _echo(sock, data):
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        got += sock.recv(len(data) - len(got))
+    return got
+
+
+@pytest.mark.parametrize("what", ["IoEnv", "EchoClient"])
+def test_a_forked_child_dropping_an_inherited_peer_leaves_the_parents_alone(what):
+    # multiprocessing's fork start method copies every live object into its workers; a worker's
+    # garbage collector may then destroy a copy. That once wrote the parent's stop signal (its
+    # echo server went silent) or joined a thread that exists only in the parent (an abort).
+    env = concbench._concbench.IoEnv()
+    sock = socket.socket(fileno=os.dup(env.pipe_fd(0)))
+    sock.setblocking(True)
+    sock.settimeout(10)
+    assert _echo(sock, b"before") == b"before"
+    inherited = env
+    if what == "EchoClient":
+        inherited = concbench._concbench.EchoClient(1, 1, 8, 0)
+        responder = socket.socket(fileno=os.dup(inherited.responder_fd()))
+        responder.setblocking(True)
+        responder.settimeout(10)
+        assert len(responder.recv(8)) == 8  # its thread runs, waiting for the echo
+    pid = os.fork()
+    if pid == 0:
+        # A thread of the child's own, which may take the stack (and thread descriptor) the
+        # parent's thread had: a join of the inherited copy's thread would then reach this one.
+        started = threading.Event()
+        threading.Thread(target=started.set, daemon=True).start()
+        started.wait()
+        inherited = None
+        if what == "IoEnv":
+            env = None
+        gc.collect()
+        os._exit(0)
+    deadline = time.monotonic() + 10
+    done, status = os.waitpid(pid, os.WNOHANG)
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.01)
+        done, status = os.waitpid(pid, os.WNOHANG)
+    if not done:  # a child stuck joining a thread it does not have
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert _echo(sock, b"after") == b"after"
+    sock.close()
+    if what == "EchoClient":
+        responder.sendall(b"12345678")  # abort would end it too; this ends it as it should
+        inherited.finish()
+        responder.close()

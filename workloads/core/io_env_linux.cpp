@@ -60,6 +60,7 @@ struct IoEnv::Impl {
     bool want_out = false;
   };
 
+  const pid_t owner_pid = getpid();
   int epfd = -1;
   int stopfd = -1;
   int listenfd = -1;
@@ -216,7 +217,12 @@ struct IoEnv::Impl {
 };
 
 IoEnv::IoEnv() : impl_(std::make_unique<Impl>()) {}
-IoEnv::~IoEnv() = default;
+
+IoEnv::~IoEnv() {
+  // A forked child's copy is leaked, not stopped: its eventfd and epoll instance are the
+  // parent's own, and the server thread it would join runs only in the parent.
+  if (impl_->owner_pid != getpid()) (void)impl_.release();
+}
 
 int IoEnv::pipe_fd(int worker) {
   std::lock_guard lock(impl_->mu);

@@ -195,13 +195,14 @@ uint64_t echo_rounds(int fd, const Step& s, uint64_t seed, ExecContext& ctx) {
 uint64_t blocking_step(const Step& s, uint64_t task_seed, size_t step_index, ExecContext& ctx);
 
 EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint64_t work_steps,
-                       uint64_t pace_ns) {
+                       uint64_t pace_ns)
+    : owner_pid_(getpid()) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds_) < 0)
     throw std::system_error(errno, std::generic_category(), "socketpair");
   try {
     rtts_.reserve(rounds);
     if (pace_ns > 0) sent_.reserve(rounds);
-    thread_ = std::thread([this, step_seed, rounds, bytes, work_steps, pace_ns] {
+    thread_ = std::make_unique<std::thread>([this, step_seed, rounds, bytes, work_steps, pace_ns] {
       try {
         auto aborted = [this] { return abort_.load(); };
         std::vector<std::byte> out(bytes), in(bytes);
@@ -240,14 +241,18 @@ EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint
 }
 
 EchoClient::~EchoClient() {
-  abort_.store(true);
-  if (thread_.joinable()) thread_.join();
+  if (getpid() == owner_pid_) {
+    abort_.store(true);
+    if (thread_ && thread_->joinable()) thread_->join();
+  } else {
+    (void)thread_.release();  // a forked child's copy: the thread is the parent's
+  }
   close(fds_[0]);
   close(fds_[1]);
 }
 
 std::vector<uint64_t> EchoClient::finish() {
-  thread_.join();  // the join publishes rtts_ and error_
+  thread_->join();  // the join publishes rtts_ and error_
   if (error_) std::rethrow_exception(error_);
   return std::move(rtts_);
 }

@@ -47,6 +47,11 @@ struct Observations {
 class IoEnv {
  public:
   IoEnv();
+  // In a process forked from the one that made it (multiprocessing's fork start method copies
+  // every live object), the IoEnv is a dead copy: its server thread exists only in the parent,
+  // and its eventfd and epoll instance are the parent's own. Destroying it there leaves all of
+  // that alone (it leaks the copy): joining a thread of another process is undefined, and the
+  // stop signal would stop the parent's server.
   ~IoEnv();
   IoEnv(const IoEnv&) = delete;
   IoEnv& operator=(const IoEnv&) = delete;
@@ -105,7 +110,8 @@ class IoEnv {
 // that sends `rounds` messages of `bytes` bytes over a fresh socketpair, waits for each echo and
 // times the round trip. Thread models serve the other end blocking, the event loop awaits it;
 // either way responder_fd() is non-blocking. The destructor aborts and joins the client, so an
-// abandoned step (cancelled, or its coroutine destroyed) never leaves the thread behind.
+// abandoned step (cancelled, or its coroutine destroyed) never leaves the thread behind. A copy
+// inherited by a forked child is left alone on destruction, as IoEnv's is.
 class EchoClient {
  public:
   // work_steps: LCG steps (burn_lcg) the client does between two sends, untimed: the Python-level
@@ -130,7 +136,10 @@ class EchoClient {
   std::vector<uint64_t> rtts_;
   std::vector<uint64_t> sent_;
   std::exception_ptr error_;
-  std::thread thread_;
+  int owner_pid_;
+  // Held by pointer so that a forked child's copy can be leaked: destroying a joinable
+  // std::thread terminates, and joining the parent's thread from the child is undefined.
+  std::unique_ptr<std::thread> thread_;
 };
 
 // The echo steps' reads and writes, for code outside the workloads that must do exactly what
