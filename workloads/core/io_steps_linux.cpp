@@ -1,6 +1,7 @@
 // Blocking implementations of IO steps, as a thread performs them: the calling thread waits in
 // the kernel. Waits are sliced (poll timeouts, sleep slices) so a cancelled run is noticed within
 // kWaitSlice even when a peer never answers.
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -68,6 +69,45 @@ void read_all(int fd, std::byte* p, size_t n, const Stop& stop) {
       wait_fd(fd, POLLIN, stop);
     } else if (errno != EINTR) {
       throw std::system_error(errno, std::generic_category(), "read from echo peer");
+    }
+  }
+}
+
+// The client's end blocks, as ccbench's Python client's socket does (no timeout: recv() and
+// send() block in the kernel), and that is not a detail: a blocking recv() sleeps on the socket's
+// wait queue unfiltered, so the responder's every read and write of the pair wakes it, which
+// lengthens the responder's system calls (by tens of microseconds across cores here) and lets
+// it be preempted after its send; a poll(POLLIN) sleeper is not woken for the space a read
+// frees. Those microseconds decide whether a CPU-bound thread takes the lock during the call.
+// An abort shuts the responder's end down, which ends a blocked call with EOF or EPIPE.
+template <class Aborted>
+void client_send(int fd, const std::byte* p, size_t n, const Aborted& aborted) {
+  while (n > 0) {
+    const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w > 0) {
+      p += w;
+      n -= static_cast<size_t>(w);
+    } else if (aborted()) {
+      throw TaskCancelled{};
+    } else if (w < 0 && errno != EINTR) {
+      throw std::system_error(errno, std::generic_category(), "send to echo responder");
+    }
+  }
+}
+
+template <class Aborted>
+void client_recv(int fd, std::byte* p, size_t n, const Aborted& aborted) {
+  while (n > 0) {
+    const ssize_t r = ::recv(fd, p, n, 0);
+    if (r > 0) {
+      p += r;
+      n -= static_cast<size_t>(r);
+    } else if (aborted()) {
+      throw TaskCancelled{};
+    } else if (r == 0) {
+      throw std::runtime_error("echo responder closed the connection");
+    } else if (errno != EINTR) {
+      throw std::system_error(errno, std::generic_category(), "recv from echo responder");
     }
   }
 }
@@ -200,6 +240,9 @@ EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds_) < 0)
     throw std::system_error(errno, std::generic_category(), "socketpair");
   try {
+    const int flags = fcntl(fds_[1], F_GETFL);  // the client's end blocks (client_recv says why)
+    if (flags < 0 || fcntl(fds_[1], F_SETFL, flags & ~O_NONBLOCK) < 0)
+      throw std::system_error(errno, std::generic_category(), "fcntl(echo client)");
     rtts_.reserve(rounds);
     if (pace_ns > 0) sent_.reserve(rounds);
     thread_ = std::make_unique<std::thread>([this, step_seed, rounds, bytes, work_steps, pace_ns] {
@@ -224,8 +267,8 @@ EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint
           }
           const uint64_t t0 = monotonic_ns();
           if (pace_ns > 0) sent_.push_back(t0);
-          write_all(fds_[1], out.data(), out.size(), aborted);
-          read_all(fds_[1], in.data(), in.size(), aborted);
+          client_send(fds_[1], out.data(), out.size(), aborted);
+          client_recv(fds_[1], in.data(), in.size(), aborted);
           rtts_.push_back(monotonic_ns() - t0);
         }
         sink_value(burnt);
@@ -243,6 +286,8 @@ EchoClient::EchoClient(uint64_t step_seed, uint64_t rounds, uint32_t bytes, uint
 EchoClient::~EchoClient() {
   if (getpid() == owner_pid_) {
     abort_.store(true);
+    // Ends a blocked recv() with EOF and a blocked send() with EPIPE; the client then sees abort_.
+    shutdown(fds_[0], SHUT_RDWR);
     if (thread_ && thread_->joinable()) thread_->join();
   } else {
     (void)thread_.release();  // a forked child's copy: the thread is the parent's
