@@ -203,6 +203,22 @@ TEST(Workloads, EchoWorkIsTheStepsOrTheInterpretersAndIsReported) {
   EXPECT_EQ(m["round_trips"], 3);
 }
 
+// A spinner that reached max_cpu_units before the responder was done stopped loading it; the
+// round trips after that are unloaded, and the metrics must say how many spinners did.
+TEST(Workloads, EchoCountsSpinnersThatRanOutOfUnits) {
+  const Workload& w = *find_workload("latency.echo_under_load");
+  const Params p = Params::resolve(w.params(), {{"cpu_workers", "2"}, {"max_cpu_units", "100"}},
+                                   "latency.echo_under_load");
+  Observations obs;
+  obs.rtt_ns = {1000, 2000};
+  obs.spins = {{1, 100, 0}, {2, 99, 0}};
+  EXPECT_EQ(w.metrics(p, 1, 1, obs)["spinners_out_of_units"], 1);
+  obs.spins[1].units = 100;
+  EXPECT_EQ(w.metrics(p, 1, 1, obs)["spinners_out_of_units"], 2);
+  obs.rtt_ns.clear();
+  EXPECT_EQ(w.metrics(p, 1, 1, obs)["spinners_out_of_units"], 2);
+}
+
 // latency.paced_ping's client keeps its schedule and every ping gets its one-way delay.
 TEST(Workloads, PacedPingsAreSpacedAndEachHasItsDelay) {
   const Workload& w = *find_workload("latency.paced_ping");

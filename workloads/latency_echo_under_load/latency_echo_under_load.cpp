@@ -19,6 +19,15 @@ uint64_t nearest_rank(const std::vector<uint64_t>& sorted, double q) {
   return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
 }
 
+// Spinners that reached max_cpu_units before the responder was done: from then on the round
+// trips ran without the load they are meant to measure, so the report must say so.
+uint64_t spinners_out_of_units(const Params& p, const Observations& obs) {
+  const auto bound = static_cast<uint64_t>(p.get_int("max_cpu_units"));
+  uint64_t n = 0;
+  for (const SpinRecord& s : obs.spins) n += s.units >= bound ? 1 : 0;
+  return n;
+}
+
 uint64_t spinner_units(const Observations& obs) {
   uint64_t u = 0;
   for (const SpinRecord& s : obs.spins) u += s.units;
@@ -78,14 +87,15 @@ class EchoUnderLoad : public Workload {
   }
   bool needs_shared_memory() const override { return true; }
 
-  nlohmann::json metrics(const Params&, uint64_t, uint64_t wall_ns,
+  nlohmann::json metrics(const Params& p, uint64_t, uint64_t wall_ns,
                          const Observations& obs) const override {
     std::vector<uint64_t> rtt = obs.rtt_ns;
     auto work = [](int64_t ns) { return ns < 0 ? nlohmann::json(nullptr) : nlohmann::json(ns); };
     if (rtt.empty())
       return {{"round_trips", 0},
               {"cpu_workers_running", obs.companions_started},
-              {"spinner_units", spinner_units(obs)}};
+              {"spinner_units", spinner_units(obs)},
+              {"spinners_out_of_units", spinners_out_of_units(p, obs)}};
     std::sort(rtt.begin(), rtt.end());
     uint64_t total = 0;
     for (uint64_t r : rtt) total += r;
@@ -102,6 +112,7 @@ class EchoUnderLoad : public Workload {
         {"batch_wall_ns", wall_ns},
         {"cpu_workers_running", obs.companions_started},
         {"spinner_units", spinner_units(obs)},
+        {"spinners_out_of_units", spinners_out_of_units(p, obs)},
         // null: not emulated (a real interpreter's responder does its own)
         {"responder_work_ns", work(obs.responder_work_ns)},
         {"client_work_ns", work(obs.client_work_ns)}};
