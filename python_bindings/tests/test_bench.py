@@ -204,8 +204,11 @@ def test_threads_gain_nothing_on_pure_python_and_the_process_pool_does():
                                                        "cpython.process_pool"],
                         workers=(1, 2), repetitions=3, min_time=0.3)
     s = {k: c["summary"]["speedup_vs_serial"] for k, c in _cells(r).items()}
-    assert s[("cpython.threading", 2)] < 1.3, s
-    assert s[("cpython.process_pool", 2)] > 1.4, s
+    # Each model against its own 1-worker cell, not against cpython.serial's: the cells run one
+    # after the other, and a VM whose speed halved between the serial cell and the others (CI:
+    # both 1-worker cells at 0.5x serial) reads as no gain from the pool.
+    assert s[("cpython.threading", 2)] / s[("cpython.threading", 1)] < 1.3, s
+    assert s[("cpython.process_pool", 2)] / s[("cpython.process_pool", 1)] > 1.4, s
 
 
 def test_a_kernel_that_releases_the_gil_lets_threads_scale():
