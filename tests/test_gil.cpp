@@ -266,6 +266,9 @@ TEST(GilThreads, EachPolicyLosesUpdatesWhereItsVersionsDo) {
     EXPECT_GT(lost_updates(call, 2'000'000), 0u);
     EXPECT_EQ(call.result.model_metrics["eval_breaker"],
               std::string(policy) == "3.13+" ? "per_thread" : "shared");
+    // CALL_FUNCTION's own check once the call has returned: gone in 3.11.
+    EXPECT_EQ(call.result.model_metrics["checks_after_calls"].get<bool>(),
+              std::string(policy) == "3.2-3.9" || std::string(policy) == "3.10");
   }
   // --checkpoint still overrides where the policy checks.
   const Cell over = run_model(

@@ -133,8 +133,9 @@ TEST(Workloads, SpinChecksAsOftenAsTheEmulatedInterpreter) {
 
 // cpu.counter_race checks where CPython 3.9 does (five checks a unit under a per-instruction
 // policy, two of them between the load and the store; only the back edge otherwise), the call of
-// x += one() adds the callee's check, and the interpreter's cost it burns leaves the result what
-// the workload predicts.
+// x += one() adds the callee's check and, where the policy checks after calls (3.10 and earlier),
+// the caller's once it returns, and the interpreter's cost it burns leaves the result what the
+// workload predicts.
 TEST(Workloads, CounterRaceChecksWhereCPythonDoesAndBurnsTheInterpretersCost) {
   BreakCounter hooks;
   std::atomic<uint32_t> breaker{kBreakTick};  // every check takes the slow path, and is counted
@@ -143,13 +144,15 @@ TEST(Workloads, CounterRaceChecksWhereCPythonDoesAndBurnsTheInterpretersCost) {
   InterpreterCost cost;
   cost.bytecode_ns = 5;
   cost.call_ns = 40;
+  cost.global_ns = 10;
   ctx.set_interpreter_cost(&cost);
   const KernelInfo& race = kernel_table()[kernel_id("counter_race")];
   constexpr uint64_t kUnits = 10, kInterpreter = 2, kCall = 1;
-  auto run = [&](bool per_instruction, uint64_t arg) {
+  auto run = [&](bool per_instruction, uint64_t arg, bool after_calls = false) {
     hooks.breaks = 0;
     io.shared_counter().store(0);
     ctx.set_per_instruction(per_instruction);
+    ctx.set_after_calls(after_calls);
     const uint64_t r = race.fn(ctx, KernelArgs{kUnits, arg, 42});
     EXPECT_EQ(io.shared_counter().load(), kUnits);  // one thread: nothing lost
     return r;
@@ -162,6 +165,12 @@ TEST(Workloads, CounterRaceChecksWhereCPythonDoesAndBurnsTheInterpretersCost) {
   EXPECT_EQ(hooks.breaks, 2 * kUnits);
   run(true, kInterpreter | kCall);
   EXPECT_EQ(hooks.breaks, 6 * kUnits);
+  run(false, kInterpreter | kCall, /*after_calls=*/true);
+  EXPECT_EQ(hooks.breaks, 3 * kUnits);
+  run(true, kInterpreter | kCall, /*after_calls=*/true);
+  EXPECT_EQ(hooks.breaks, 7 * kUnits);
+  run(false, kInterpreter, /*after_calls=*/true);  // no call, no check after one
+  EXPECT_EQ(hooks.breaks, kUnits);
   // instruction_work = 3: three LCG steps before each of load, add and store, predicted.
   EXPECT_EQ(run(false, 3 << 2), fold(kUnits, lcg_advance(42, 3 * 3 * kUnits)));
 }

@@ -45,6 +45,7 @@ class GilThreads final : public Model {
     const std::string checkpoint = cfg.params.get("checkpoint");
     per_instruction_ =
         checkpoint == "policy" ? policy_->per_instruction : checkpoint == "per_instruction";
+    after_calls_ = policy_->after_calls || per_instruction_;
     // The ticker counts every check: the bit keeps every check on the slow path.
     if (policy_->algorithm == GilAlgorithm::ticker)
       breaker_.fetch_or(kBreakTick, std::memory_order_relaxed);
@@ -125,6 +126,7 @@ class GilThreads final : public Model {
           ExecContext ctx(words_ ? words_[i] : breaker_, *hooks_, io_.get(), w);
           ctx.set_model_data(&threads[i]);
           ctx.set_per_instruction(per_instruction_);
+          ctx.set_after_calls(after_calls_);
           ctx.set_interpreter_cost(&calibration_->cost);
           // A Python thread runs with the GIL from its first bytecode to its last; its first
           // wait for it is the worker's time too.
@@ -163,6 +165,7 @@ class GilThreads final : public Model {
     if (cpython_start_) result.model_metrics["thread_start_wait_ns"] = start_wait_ns;
     result.model_metrics["switch_interval_us"] = gil_->interval().count();
     result.model_metrics["checkpoint"] = per_instruction_ ? "per_instruction" : "backedge";
+    result.model_metrics["checks_after_calls"] = after_calls_;
     result.model_metrics["gil_policy"] = policy_->name;
     result.model_metrics["gil_algorithm"] =
         policy_->algorithm == GilAlgorithm::ticker ? "ticker" : "interval";
@@ -191,6 +194,7 @@ class GilThreads final : public Model {
   std::unique_ptr<Gil> gil_;
   std::unique_ptr<GilHooks> hooks_;
   bool per_instruction_ = false;
+  bool after_calls_ = false;
   const GilPolicy* policy_ = nullptr;
   const InterpCalibration* calibration_ = nullptr;
   uint64_t check_interval_ = 3;

@@ -16,17 +16,17 @@ constexpr std::chrono::milliseconds kCancelPoll{50};
 
 const std::vector<GilPolicy>& gil_policies() {
   static const std::vector<GilPolicy> policies = {
-      {"3.1", GilAlgorithm::ticker, true, false,
+      {"3.1", GilAlgorithm::ticker, true, true, false,
        "every instruction but the fast-dispatched ones counts a tick; every check_interval "
        "ticks the holder releases and retakes the lock"},
-      {"3.2-3.9", GilAlgorithm::interval, true, false,
+      {"3.2-3.9", GilAlgorithm::interval, true, true, false,
        "before every instruction but the fast-dispatched ones (LOAD_FAST, LOAD_CONST, "
        "STORE_FAST, POP_TOP and the like)"},
-      {"3.10", GilAlgorithm::interval, false, false,
+      {"3.10", GilAlgorithm::interval, false, true, false,
        "at frame entry, after calls and on backward jumps"},
-      {"3.11-3.12", GilAlgorithm::interval, false, false,
+      {"3.11-3.12", GilAlgorithm::interval, false, false, false,
        "at RESUME, JUMP_BACKWARD and after calls into C"},
-      {"3.13+", GilAlgorithm::interval, false, true,
+      {"3.13+", GilAlgorithm::interval, false, false, true,
        "as 3.11-3.12, each thread with its own eval breaker: a waiter sets the holder's bit"},
   };
   return policies;

@@ -11,9 +11,11 @@
 //
 // Each unit also costs what interpreting it costs. By default (instruction_work = -1) that is the
 // emulated interpreter's: an iteration of CPython's `counter += 1` loop is 7 bytecodes at its
-// InterpreterCost::bytecode_ns, spread as CPython executes them (see the kernel), and with
-// call_between the cost of calling one() (InterpreterCost::call_ns) sits after the load and
-// before the check the callee makes on entry, as in CPython 3.10 and later. That work is burnt, not
+// InterpreterCost::bytecode_ns, spread as CPython executes them (see the kernel), the global's
+// extra cost (InterpreterCost::global_ns) on its STORE_GLOBAL, after the last check, and with
+// call_between the cost of calling one() (InterpreterCost::call_ns) sits after the load: the
+// call half before the check the callee makes on entry, the return half after it, followed by
+// the caller's own check where the version makes one (3.10 and earlier). That work is burnt, not
 // verified (like an echo round's Python-level work): it depends on the model's calibration, which
 // the workload cannot predict. instruction_work >= 0 instead does that many LCG steps per
 // instruction, the same for every model, and the checksum covers them.
@@ -89,19 +91,24 @@ uint64_t counter_race_kernel(ExecContext& ctx, const KernelArgs& a) {
   // before dispatched fast (after STORE_FAST and LOAD_CONST): five checks, two of them between
   // the load and the store. The instruction checkpoints below sit where those five do, so the
   // share of switches that lose an update is CPython's; under 3.10 and later only the back edge
-  // (and the callee's entry) checks.
+  // checks, with the callee's entry and, under 3.10, the caller's check once the call returns.
   uint64_t for_iter = 0, before_load = work, before_add = work, before_store = work, back_edge = 0,
-           call = 0;
+           call = 0, ret = 0;
   if (a.arg & kInterpreterWork) {
     const InterpreterCost& c = ctx.interpreter_cost();
     const double per_ns = static_cast<double>(lcg_steps_for_ns(1000)) / 1000.0;
     auto steps = [&](double ns) { return static_cast<uint64_t>(ns * per_ns + 0.5); };
     for_iter = steps(c.bytecode_ns);
-    before_load = steps(2 * c.bytecode_ns);  // STORE_FAST, LOAD_GLOBAL
-    before_add = steps(2 * c.bytecode_ns);   // LOAD_CONST, INPLACE_ADD
-    before_store = steps(c.bytecode_ns);     // STORE_GLOBAL
-    back_edge = steps(c.bytecode_ns);        // JUMP_ABSOLUTE
-    call = call_between ? steps(c.call_ns) : 0;
+    before_load = steps(2 * c.bytecode_ns);             // STORE_FAST, LOAD_GLOBAL
+    before_add = steps(2 * c.bytecode_ns);              // LOAD_CONST, INPLACE_ADD
+    before_store = steps(c.bytecode_ns + c.global_ns);  // STORE_GLOBAL: a dict update
+    back_edge = steps(c.bytecode_ns);                   // JUMP_ABSOLUTE
+    // call_ns is what `x += one()` costs over `x += 1`: the call (LOAD_GLOBAL one, PRECALL,
+    // CALL pushing the frame) before the callee's RESUME checks, and the return (LOAD_CONST,
+    // RETURN_VALUE popping the frame) after it. As many bytecodes and a frame operation each
+    // side, so half and half.
+    call = call_between ? steps(c.call_ns / 2) : 0;
+    ret = call_between ? steps(c.call_ns - c.call_ns / 2) : 0;
   }
   const bool verified_work = (a.arg & kInterpreterWork) == 0;
   uint64_t state = a.seed, burnt = a.seed;
@@ -123,6 +130,8 @@ uint64_t counter_race_kernel(ExecContext& ctx, const KernelArgs& a) {
     if (call_between) {
       burnt = burn_lcg(burnt, call);  // the call itself, up to the callee's first check
       ctx.checkpoint();               // the callee checks the eval breaker on entry
+      burnt = burn_lcg(burnt, ret);   // its return
+      ctx.after_call_checkpoint();    // 3.10 and earlier check again once it has returned
     }
     interpret(before_add);
     v += 1;  // ADD

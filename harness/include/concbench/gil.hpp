@@ -48,6 +48,7 @@ struct GilPolicy {
   const char* name;         // as --gil-policy takes it
   GilAlgorithm algorithm;   // ticker: 3.1; interval: 3.2 and later
   bool per_instruction;     // a check between a unit's instructions (3.9 and earlier)
+  bool after_calls;         // a check when a Python-level call returns (3.10 and earlier)
   bool per_thread_breaker;  // 3.13+: the drop request goes to the holder's own word
   const char* checks;       // where that version checks, in words
 };

@@ -97,8 +97,13 @@ struct InterpreterCost {
   // often a CPU-bound kernel checks (cpu.spin's). 0: once per kernel unit, about a microsecond.
   double check_ns = 0;
   // What calling a trivial Python function costs: a `x += one()` iteration less a `x += 1` one
-  // (cpu.counter_race's call_between, placed before the callee's eval-breaker check).
+  // (cpu.counter_race's call_between: the call before the callee's eval-breaker check, the
+  // return after it).
   double call_ns = 0;
+  // What a global counter costs over a local one: `counter += 1` on a module global less on a
+  // local. LOAD_GLOBAL is served from a cache; nearly all of it is STORE_GLOBAL's dict update,
+  // which runs after every check between the load and the store (cpu.counter_race's).
+  double global_ns = 0;
 };
 // CPython 3.11's round costs, measured on the Intel Xeon VM (2 vCPUs) on 2026-12-01 with pyenv's
 // 3.11.7: what a model that emulates no particular version uses. Its check_ns is 0: such a model
@@ -136,7 +141,14 @@ class ExecContext {
   void instruction_checkpoint() {
     if (per_instruction_) checkpoint();
   }
+  // Where a call into Python code has returned, before the caller's next instruction. CPython
+  // 3.10's CALL_FUNCTION checks there (CHECK_EVAL_BREAKER), as 3.9 and earlier do before every
+  // instruction; 3.11 and later check only after calls into C, and their callee's RESUME.
+  void after_call_checkpoint() {
+    if (after_calls_) checkpoint();
+  }
   void set_per_instruction(bool on) { per_instruction_ = on; }
+  void set_after_calls(bool on) { after_calls_ = on; }
   bool per_instruction() const { return per_instruction_; }
 
   // Model-private per-thread state (the GIL model keeps its thread record here).
@@ -192,6 +204,7 @@ class ExecContext {
   int worker_;
   uint32_t mask_ = ~0u;  // breaker bits this context reacts to
   bool per_instruction_ = false;
+  bool after_calls_ = false;
   void* model_data_ = nullptr;
   WorkerTimes* times_ = nullptr;
   const InterpreterCost* cost_ = &default_interpreter_cost();
