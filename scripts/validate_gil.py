@@ -2,22 +2,25 @@
 """Checks the emulated GIL (gil_threads) against real CPython on this machine, and can fail.
 
 Every installed CPython (/usr/bin/python3 and pyenv's versions) runs scripts/cpython_gil_probe.py
---runs times (at least 5), which measures that version's own spread. Beside them, bench_runner
-runs the same scenarios under gil_threads --runs repetitions each, once per --gil-policy that an
-installed version falls under (3.6 to 3.9: 3.2-3.9; 3.10; 3.11 and 3.12: 3.11-3.12; 3.13+):
+--runs times (at least 5), which measures that version's own spread. Beside each, bench_runner
+runs the same scenarios under gil_threads --runs repetitions each, with the --gil-policy the
+version falls under (3.6 to 3.9: 3.2-3.9; 3.10; 3.11 and 3.12: 3.11-3.12; 3.13+) and calibrated
+from that very interpreter (--param interpreter=EXE): Debian's 3.11.2 and pyenv's 3.11.7 are
+builds of one policy whose bytecodes and calls cost differently, so each gets its own emulation:
   1. the 2-thread speedup of a CPU loop;
   2. echo round trips per second with 1 and 2 CPU-bound threads (ccbench's latency test), and
      the mode of the median round trip: microseconds, or 1, 2, 3+ switch intervals;
   3. lost updates of `x += 1` and `x += one()` with 2 threads x 1M increments.
-Each version is gated against its own runs, with the policy that emulates it:
+Each interpreter is gated against its own emulation:
   round trips/s with 1 and 2 CPU threads: the medians within 1.25x of each other;
   the p50 mode (the most frequent over the runs) the same;
   lost updates of x += 1 and x += one(): gil_threads' median within the version's observed range;
   the speedup at 2 threads: the medians within 0.1.
 The two sides run interleaved, in --runs rounds: each round probes every interpreter once and
-then runs each policy once (one repetition a scenario), so that the machine's speed drifting over
-the minutes the script takes moves both sides alike. With --reference only our side runs, each
-scenario's repetitions in one invocation.
+then runs each one's emulation once (one repetition a scenario), so that the machine's speed
+drifting over the minutes the script takes moves both sides alike. With --reference only our side
+runs, each scenario's repetitions in one invocation, calibrated from the reference's interpreters
+where they are installed here (else from the policy's newest).
 It prints a table of all of them and writes one report (default results/gil_validation.json).
 
 Usage: scripts/validate_gil.py [--bench-runner build/bench_runner] [--out FILE] [--runs 5]
@@ -41,7 +44,7 @@ from reportlib import bench_report, median, write_json_atomic
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 KIND = "concbench-gil-validation"
-SCHEMA = 2
+SCHEMA = 3  # 3: the gil_threads side per interpreter, not per policy
 RT_WINDOW = 1.25
 SPEEDUP_WINDOW = 0.1
 SPINNER_BOUND = 200_000_000  # units (about a microsecond each): minutes, never reached
@@ -143,11 +146,12 @@ def reps(report, metric):
     return []
 
 
-def gil_threads_samples(runner, policy, runs, quick):
+def gil_threads_samples(runner, policy, runs, quick, interpreter=None):
     """One bench_runner invocation per scenario with --repetitions RUNS: samples shaped as probe
-    runs (so one summarize() serves both sides), each carrying the invocation's spin speedup."""
+    runs (so one summarize() serves both sides), each carrying the invocation's spin speedup.
+    interpreter: the CPython to calibrate from (default: the policy's newest installed)."""
     common = ["--models", "gil_threads", "--gil-policy", policy, "--repetitions", str(runs),
-              "--min-time", "0"]
+              "--min-time", "0"] + (["--param", "interpreter=" + interpreter] if interpreter else [])
     tool = "validate_gil"
     spin = bench_report(tool, runner, ["--workloads", "cpu.spin", "--workers", "1,2"] + common)
     speedup = next((c["summary"].get("speedup") for c in spin["results"] if c["workers"] == 2),
@@ -190,7 +194,13 @@ def gil_threads_side(policy, samples, interval_ns, cost, context, speedups):
     summary = summarize(samples, interval_ns or 5e6)
     # One figure an invocation: the cell's median-based speedup.
     summary["speedup"] = spread(speedups)
-    return {"policy": policy, "summary": summary, "interpreter_cost": cost, "context": context}
+    return {"policy": policy, "interpreter": (cost or {}).get("interpreter"), "summary": summary,
+            "interpreter_cost": cost, "context": context}
+
+
+def calibrate_from(exe):
+    """The interpreter our side calibrates from for CPython `exe`: itself where it runs here."""
+    return exe if exe and os.path.isabs(exe) and os.access(exe, os.X_OK) else None
 
 
 def cpython_entry(exe, samples):
@@ -206,32 +216,33 @@ def by_version(side):
     return side
 
 
-def policies_of(cpython):
-    return sorted({policy_for(c["python"]["version"]) for c in cpython
-                   if c["python"].get("version")})
-
-
 def interleaved(runner, runs, quick):
-    """Both sides in rounds, A B A B: each round probes every interpreter once, then runs every
-    policy once, so a drift of the machine's speed over the minutes the script takes (round trips
-    per second moved by a third within an hour here) reaches both sides alike instead of one."""
+    """Both sides in rounds, A B A B: each round probes every interpreter once, then runs each
+    one's emulation once, so a drift of the machine's speed over the minutes the script takes
+    (round trips per second moved by a third within an hour here) reaches both sides alike
+    instead of one. Our side is keyed by the interpreter it stands beside."""
     pythons = find_pythons()
     theirs = {exe: [] for exe in pythons}
     ours = {}
     for _ in range(runs):
         for exe in pythons:
             theirs[exe].append(probe(exe, quick))
-        for policy in policies_of([cpython_entry(e, s) for e, s in theirs.items()]):
-            got = ours.setdefault(policy, {"samples": [], "speedups": []})
-            samples, interval_ns, cost, context = gil_threads_samples(runner, policy, 1, quick)
+        for c in by_version([cpython_entry(e, s) for e, s in theirs.items()]):
+            exe, version = c["python"]["executable"], c["python"].get("version")
+            if not version:
+                continue  # it has not run here yet: nothing to stand beside
+            policy = policy_for(version)
+            got = ours.setdefault(exe, {"policy": policy, "samples": [], "speedups": []})
+            samples, interval_ns, cost, context = gil_threads_samples(runner, policy, 1, quick,
+                                                                      calibrate_from(exe))
             got["samples"] += samples
             got["speedups"].append(samples[0]["speedup"]["speedup"] if samples else None)
             got.update(interval_ns=interval_ns or got.get("interval_ns"),
                        cost=cost or got.get("cost"), context=context)
     cpython = by_version([cpython_entry(e, s) for e, s in theirs.items()])
-    return cpython, {p: gil_threads_side(p, g["samples"], g.get("interval_ns"), g.get("cost"),
-                                         g["context"], g["speedups"])
-                     for p, g in ours.items()}
+    return cpython, {e: gil_threads_side(g["policy"], g["samples"], g.get("interval_ns"),
+                                         g.get("cost"), g["context"], g["speedups"])
+                     for e, g in ours.items()}
 
 
 def gates(cpython, ours):
@@ -241,7 +252,7 @@ def gates(cpython, ours):
         if not version or not c["summary"]["runs"]:
             continue
         policy = policy_for(version)
-        mine = ours.get(policy)
+        mine = ours.get(c["python"]["executable"])
         if not mine:
             continue
         t, m = c["summary"], mine["summary"]
@@ -334,11 +345,15 @@ def main():
     if reference:
         cpython = reference["cpython"]
         ours = {}
-        for p in policies_of(cpython):
+        for c in cpython:
+            exe, version = c["python"].get("executable"), c["python"].get("version")
+            if not exe or not version:
+                continue
+            p = policy_for(version)
             samples, interval_ns, cost, context = gil_threads_samples(a.bench_runner, p, a.runs,
-                                                                      a.quick)
+                                                                      a.quick, calibrate_from(exe))
             speedup = samples[0]["speedup"]["speedup"] if samples else None
-            ours[p] = gil_threads_side(p, samples, interval_ns, cost, context, [speedup])
+            ours[exe] = gil_threads_side(p, samples, interval_ns, cost, context, [speedup])
     else:
         cpython, ours = interleaved(a.bench_runner, a.runs, a.quick)
     report = {

@@ -100,6 +100,14 @@ INSTANTIATE_TEST_SUITE_P(
         "run --models gil_threads --switch-interval-us 1e99",
         "run --models gil_threads --switch-interval-us 99999999999999999999",
         "run --models gil_threads --checkpoint ''", "run --seed ''",
+        // The interpreter to calibrate from: not a file, relative, quoted, another policy's.
+        "run --models gil_threads --param interpreter=/nonexistent",
+        "run --models gil_threads --param interpreter=python3",
+        "run --models gil_threads --param \"interpreter=/tmp/it's\"",
+        "run --models gil_threads --param interpreter=/etc/hostname",
+        "run --models gil_threads --param interpreter=/bin/false",
+        "run --models gil_threads --param interpreter_cost=default --param "
+        "interpreter=/usr/bin/python3",
         "run --seed 18446744073709551616", "run --seed 1.5", "run --param ''",
         "run --param units=", "run --param units=abc", "run --param units=99999999999999999999",
         "run --param =", "run --param tasks=99999999999", "run --param payload_bytes=1073741825",

@@ -144,7 +144,6 @@ TEST(Workloads, CounterRaceChecksWhereCPythonDoesAndBurnsTheInterpretersCost) {
   InterpreterCost cost;
   cost.bytecode_ns = 5;
   cost.call_ns = 40;
-  cost.global_ns = 10;
   ctx.set_interpreter_cost(&cost);
   const KernelInfo& race = kernel_table()[kernel_id("counter_race")];
   constexpr uint64_t kUnits = 10, kInterpreter = 2, kCall = 1;

@@ -26,6 +26,12 @@ namespace {
 using detail::gil_metrics;
 using detail::GilHooks;
 
+// --param interpreter: an executable, or empty for "newest" (the calibration's own search).
+std::string chosen_interpreter(const Params& p) {
+  const std::string v = p.get("interpreter");
+  return v == "newest" ? std::string() : v;
+}
+
 class GilThreads final : public Model {
  public:
   void setup(const ModelConfig& cfg) override {
@@ -38,7 +44,8 @@ class GilThreads final : public Model {
     cpython_start_ = cfg.params.get("thread_start") == "cpython";
     // Measured here, in setup, from the emulated version's interpreter (a subprocess, once per
     // process and policy): never inside a timed region.
-    calibration_ = &interp_calibration(*policy_, cfg.params.get("interpreter_cost") == "measured");
+    calibration_ = &interp_calibration(*policy_, cfg.params.get("interpreter_cost") == "measured",
+                                       chosen_interpreter(cfg.params));
     gil_ = std::make_unique<Gil>(breaker_, us, policy_->algorithm);
     hooks_ = std::make_unique<GilHooks>(*gil_, check_interval_);
     // --checkpoint is the finer knob: it overrides where the policy checks.
@@ -238,6 +245,10 @@ ModelInfo gil_threads_model_info() {
                          "what the Python-level work of IO rounds costs: measured from the "
                          "policy's CPython when installed (else its default), or the default",
                          "measured", {"measured", "default"}),
+       ParamSpec::text("interpreter",
+                       "the CPython executable to measure those costs from (an absolute path, "
+                       "a version of the policy's range), or newest: the policy's newest installed",
+                       "newest"),
        // 3.1's sys.setcheckinterval was 100 instructions. A check here is a kernel's unit: a
        // cpu.spin unit is about a microsecond, some 33 instructions of 3.1 (about 30 ns each),
        // so 3 checks stand for its 100. 3.1 is not installed to measure; pyenv starts at 3.6.
@@ -247,7 +258,16 @@ ModelInfo gil_threads_model_info() {
                           3, 1, 1'000'000'000)},
       false,
       [] { return std::make_unique<GilThreads>(); },
-      {}};
+      [](const Params& p) {
+        // An interpreter that cannot be measured is refused before anything runs; the
+        // calibration is cached, so setup finds it done.
+        const std::string exe = chosen_interpreter(p);
+        if (exe.empty()) return;
+        if (p.get("interpreter_cost") != "measured")
+          throw UsageError("interpreter: needs interpreter_cost=measured");
+        if (const GilPolicy* policy = find_gil_policy(p.get("gil_policy")))
+          interp_calibration(*policy, true, exe);
+      }};
   info.latency_means = "the task's run time on its thread, time waiting for the GIL included";
   return info;
 }

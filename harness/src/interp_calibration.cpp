@@ -14,12 +14,15 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "concbench/clock.hpp"
 #include "concbench/io_env.hpp"
+#include "concbench/params.hpp"
 
 namespace concbench {
 namespace {
@@ -60,12 +63,6 @@ def loop_call(n):
         x += one()
     return x
 call_ns = pick([timed(lambda: loop_call(N)) for _ in range(11)]) / N - bytecode_ns * per_iter
-counter = 0
-def loop_global(n):
-    global counter
-    for _ in range(n):
-        counter += 1
-global_ns = pick([timed(lambda: loop_global(N)) for _ in range(11)]) / N - bytecode_ns * per_iter
 a, b = socket.socketpair()
 msg = b"x" * SIZE
 def responder():
@@ -128,9 +125,9 @@ def cycle():
 # Two client processes, the faster: now and then a whole process runs slow throughout.
 cycle_ns = min(cycle(), cycle())
 print('{"version": "%s", "bytecodes_per_iteration": %d, "bytecode_ns": %.4f, '
-      '"responder_round_ns": %.1f, "cycle_ns": %.1f, "call_ns": %.2f, "global_ns": %.2f}'
+      '"responder_round_ns": %.1f, "cycle_ns": %.1f, "call_ns": %.2f}'
       % (sys.version.split()[0], per_iter, bytecode_ns, round_ns(responder), cycle_ns,
-         max(call_ns, 0.0), max(global_ns, 0.0)))
+         max(call_ns, 0.0)))
 )PY";
 
 struct Default {
@@ -142,17 +139,16 @@ struct Default {
 // round there (455 ns); the client's from the unloaded cycles, two calibrations averaged, less
 // the C++ cycle of the workload's own calls and EchoClient (about 4.0 us; the figures were taken
 // against a leaner hand-written loop of 3.5 us and lowered by the difference); the call's
-// (x += one() less x += 1) one calibration. The global's (a global counter += 1 less a local)
-// on the same VM on 2026-12-02, the 6th-fastest of 15 trials of 200,000 iterations. 3.1 cannot
-// be installed here; pyenv's oldest, 3.6, stands in for it.
+// (x += one() less x += 1) one calibration. 3.1 cannot be installed here; pyenv's oldest, 3.6,
+// stands in for it.
 constexpr Default kDefaults[] = {
     // 3.1's ticker counts a check per kernel unit (check_interval), so its checks stay a unit
     // apart (check_ns 0).
-    {"3.1", "3.6.15", {4.05, 343, 3700, 0, 35.1, 12.0}},
-    {"3.2-3.9", "3.9.18", {4.66, 374, 1540, 32.6, 37.3, 11.9}},
-    {"3.10", "3.10.13", {4.37, 369, 1650, 30.6, 39.5, 11.1}},
-    {"3.11-3.12", "3.11.7", {2.99, 262, 1400, 20.9, 13.0, 8.6}},
-    {"3.13+", "3.13.0", {4.14, 331, 1870, 29.0, 9.3, 12.1}},
+    {"3.1", "3.6.15", {4.05, 343, 3700, 0, 35.1}},
+    {"3.2-3.9", "3.9.18", {4.66, 374, 1540, 32.6, 37.3}},
+    {"3.10", "3.10.13", {4.37, 369, 1650, 30.6, 39.5}},
+    {"3.11-3.12", "3.11.7", {2.99, 262, 1400, 20.9, 13.0}},
+    {"3.13+", "3.13.0", {4.14, 331, 1870, 29.0, 9.3}},
 };
 
 // The minor versions whose interpreter stands for a policy, preferred first.
@@ -335,16 +331,38 @@ InterpCalibration default_for(const GilPolicy& policy, std::string note) {
   return c;
 }
 
-InterpCalibration measure(const GilPolicy& policy) {
+InterpCalibration measure(const GilPolicy& policy, const std::string& only) {
   const std::vector<std::string> minors = minors_for(policy.name);
+  if (!only.empty()) {
+    // Quoted into a shell command line by run_script: an absolute path without a quote.
+    if (only.front() != '/' || only.find('\'') != std::string::npos ||
+        access(only.c_str(), X_OK) != 0 || !std::filesystem::is_regular_file(only))
+      throw UsageError("interpreter: '" + only + "' is not an executable file");
+    if (minors.empty())
+      throw UsageError(std::string("interpreter: policy ") + policy.name +
+                       " emulates no CPython that can be installed to measure");
+  }
   if (minors.empty())
     return default_for(policy, std::string("no CPython ") + policy.name +
                                    " can be installed here: the default stands in");
   std::string why = "no CPython " + std::string(policy.name) + " installed";
   for (const std::string& minor : minors)
-    for (const std::string& exe : interpreters_for(minor)) {
+    for (const std::string& exe :
+         only.empty() ? interpreters_for(minor) : std::vector<std::string>{only}) {
       const nlohmann::json r = run_script(exe, why);
-      if (r.is_null()) continue;
+      if (r.is_null()) {
+        if (!only.empty()) throw UsageError("interpreter: " + why);
+        continue;
+      }
+      if (!only.empty()) {
+        const std::string v = r.value("version", "");
+        const bool in_range = std::any_of(minors.begin(), minors.end(), [&](const std::string& m) {
+          return v.rfind(m + ".", 0) == 0;
+        });
+        if (!in_range)
+          throw UsageError("interpreter: " + only + " is CPython " + v + ", not of policy " +
+                           policy.name);
+      }
       const uint64_t sys = syscall_round_ns();
       if (sys == 0) return default_for(policy, "the C++ round could not be timed");
       auto beyond = [&](const char* key) {
@@ -376,12 +394,8 @@ InterpCalibration measure(const GilPolicy& policy) {
             "the unloaded cycle against a client process on one CPU, less the C++ cycle and the "
             "responder's work";
       }
-      c.cost = {bytecode_ns,
-                responder,
-                client,
-                bytecode_ns * r.value("bytecodes_per_iteration", 0),
-                r.value("call_ns", 0.0),
-                r.value("global_ns", 0.0)};
+      c.cost = {bytecode_ns, responder, client, bytecode_ns * r.value("bytecodes_per_iteration", 0),
+                r.value("call_ns", 0.0)};
       c.syscall_round_ns = sys;
       c.cycle_ns = static_cast<uint64_t>(cycle);
       c.cpp_cycle_ns = cpp_cycle;
@@ -405,7 +419,6 @@ nlohmann::json InterpCalibration::to_json() const {
       {"client_round_ns", cost.client_round_ns},
       {"check_ns", cost.check_ns},
       {"call_ns", cost.call_ns},
-      {"global_ns", cost.global_ns},
       {"syscall_round_ns",
        syscall_round_ns == 0 ? nlohmann::json(nullptr) : nlohmann::json(syscall_round_ns)},
       {"cycle_ns", cycle_ns == 0 ? nlohmann::json(nullptr) : nlohmann::json(cycle_ns)},
@@ -413,15 +426,17 @@ nlohmann::json InterpCalibration::to_json() const {
       {"note", note}};
 }
 
-const InterpCalibration& interp_calibration(const GilPolicy& policy, bool do_measure) {
+const InterpCalibration& interp_calibration(const GilPolicy& policy, bool do_measure,
+                                            const std::string& interpreter) {
   static std::mutex mu;
-  static std::map<std::pair<std::string, bool>, InterpCalibration> cache;  // nodes never move
+  static std::map<std::tuple<std::string, bool, std::string>, InterpCalibration>
+      cache;  // nodes never move
   std::lock_guard lock(mu);
-  const auto key = std::make_pair(std::string(policy.name), do_measure);
+  const auto key = std::make_tuple(std::string(policy.name), do_measure, interpreter);
   auto it = cache.find(key);
   if (it == cache.end())
     it = cache
-             .emplace(key, do_measure ? measure(policy)
+             .emplace(key, do_measure ? measure(policy, interpreter)
                                       : default_for(policy, "interpreter_cost=default"))
              .first;
   return it->second;

@@ -67,14 +67,15 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path):
 
 def test_the_two_sides_run_in_interleaved_rounds(monkeypatch):
     # Which runs come when, with the interpreters and bench_runner stood in for: every round
-    # probes each interpreter once and then runs each policy once, A B A B.
+    # probes each interpreter once and then runs each one's emulation once, A B A B, with that
+    # interpreter's policy and calibrated from that interpreter.
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     try:
         import validate_gil as v
     finally:
         sys.path.pop(0)
     order = []
-    versions = {"/py/a": "3.9.18", "/py/b": "3.11.7"}
+    versions = {"/py/a": "3.9.18", "/py/b": "3.11.7", "/py/c": "3.11.2"}
 
     def probe(exe, quick):
         order.append(exe)
@@ -83,8 +84,8 @@ def test_the_two_sides_run_in_interleaved_rounds(monkeypatch):
                 "speedup": {"speedup": 0.9}, "echo": echo,
                 "race": {n: {"lost_updates": 10} for n in ("plain", "call_between")}}
 
-    def samples(runner, policy, runs, quick):
-        order.append(policy)
+    def samples(runner, policy, runs, quick, interpreter):
+        order.append((policy, interpreter))
         assert runs == 1
         s = probe("/py/a", quick)
         order.pop()
@@ -93,10 +94,14 @@ def test_the_two_sides_run_in_interleaved_rounds(monkeypatch):
     monkeypatch.setattr(v, "find_pythons", lambda: list(versions))
     monkeypatch.setattr(v, "probe", probe)
     monkeypatch.setattr(v, "gil_threads_samples", samples)
+    monkeypatch.setattr(v, "calibrate_from", lambda exe: exe)
     cpython, ours = v.interleaved("bench_runner", 3, True)
-    assert order == ["/py/a", "/py/b", "3.11-3.12", "3.2-3.9"] * 3
-    assert [c["python"]["version"] for c in cpython] == ["3.9.18", "3.11.7"]
+    assert order == ["/py/a", "/py/b", "/py/c", ("3.2-3.9", "/py/a"), ("3.11-3.12", "/py/c"),
+                     ("3.11-3.12", "/py/b")] * 3
+    assert [c["python"]["version"] for c in cpython] == ["3.9.18", "3.11.2", "3.11.7"]
     assert all(c["summary"]["runs"] == 3 for c in cpython)
-    assert set(ours) == {"3.2-3.9", "3.11-3.12"}
+    assert set(ours) == set(versions)
+    assert {e: o["policy"] for e, o in ours.items()} == {
+        "/py/a": "3.2-3.9", "/py/b": "3.11-3.12", "/py/c": "3.11-3.12"}
     assert all(o["summary"]["runs"] == 3 and o["summary"]["speedup"]["runs"] == [0.9] * 3
                for o in ours.values())

@@ -5,9 +5,8 @@ namespace concbench {
 const InterpreterCost& default_interpreter_cost() {
   // pyenv's 3.11.7 there: 2.99 ns per bytecode; its responder loop 717 ns a round where the same
   // recv and send from C++ take 455 ns; its unloaded cycle against a client process about 5.5 us
-  // where the workload's C++ responder and client threads take 4.0 us; a call to one() 13 ns;
-  // a global counter 8.6 ns over a local (2026-12-02).
-  static const InterpreterCost cost{2.99, 262, 1400, 0, 13.0, 8.6};
+  // where the workload's C++ responder and client threads take 4.0 us; a call to one() 13 ns.
+  static const InterpreterCost cost{2.99, 262, 1400, 0, 13.0};
   return cost;
 }
 

@@ -35,7 +35,11 @@ struct InterpCalibration {
 };
 
 // The calibration for `policy`, measured on first use and cached for the process (thread-safe).
-// measure=false gives the default without looking for an interpreter.
-const InterpCalibration& interp_calibration(const GilPolicy& policy, bool measure = true);
+// measure=false gives the default without looking for an interpreter. `interpreter`, when not
+// empty, is the one executable to measure (an absolute path): validate_gil.py sets each installed
+// CPython beside an emulation calibrated from that very build. Throws UsageError when
+// it is not an executable file, fails the script, or is not a version of the policy's range.
+const InterpCalibration& interp_calibration(const GilPolicy& policy, bool measure = true,
+                                            const std::string& interpreter = "");
 
 }  // namespace concbench

@@ -100,10 +100,6 @@ struct InterpreterCost {
   // (cpu.counter_race's call_between: the call before the callee's eval-breaker check, the
   // return after it).
   double call_ns = 0;
-  // What a global counter costs over a local one: `counter += 1` on a module global less on a
-  // local. LOAD_GLOBAL is served from a cache; nearly all of it is STORE_GLOBAL's dict update,
-  // which runs after every check between the load and the store (cpu.counter_race's).
-  double global_ns = 0;
 };
 // CPython 3.11's round costs, measured on the Intel Xeon VM (2 vCPUs) on 2026-12-01 with pyenv's
 // 3.11.7: what a model that emulates no particular version uses. Its check_ns is 0: such a model
