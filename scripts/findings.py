@@ -366,8 +366,8 @@ def section_gil(res, out):
     out.append("**gil_threads against real CPython on this machine** (`scripts/validate_gil.py"
                + (" --quick" if g.get("quick") else "") + "`, `results/gil_validation.json`: "
                f"{runs} runs a side; medians, lost updates out of 2 × 1,000,000 increments as "
-               "the version's range over its runs; each version against the policy that "
-               "emulates it):")
+               "the version's range over its runs; each interpreter against the policy that "
+               "emulates it, calibrated from that interpreter):")
     out.append("")
     out.append("| CPython | policy | round trips/s, 1 / 2 CPU threads: CPython | gil_threads | "
                "p50 mode, 1 / 2: CPython | gil_threads | lost, `x += 1`: CPython | gil_threads "
@@ -405,6 +405,12 @@ def section_gil(res, out):
     out.append(f"- {held} of {len(g['gates'])} gates hold, so validate_gil.py exits "
                f"{0 if g['holds'] else 1} here. Gates missed somewhere: "
                + ("; ".join(missed) if missed else "none") + ".")
+    for k in ("1 CPU thread", "2 CPU threads"):
+        ratios = [x["gil_threads"] / x["cpython"] for x in g["gates"]
+                  if x["what"] == f"round trips/s, {k}" and x["cpython"] and x["gil_threads"]]
+        if ratios:
+            out.append(f"- Round trips/s beside {k}, gil_threads over CPython: "
+                       f"{min(ratios):.2f}x to {max(ratios):.2f}x across the interpreters.")
     out.append("")
 
 
