@@ -345,65 +345,68 @@ InterpCalibration measure(const GilPolicy& policy, const std::string& only) {
   if (minors.empty())
     return default_for(policy, std::string("no CPython ") + policy.name +
                                    " can be installed here: the default stands in");
+  std::vector<std::string> candidates{only};
+  if (only.empty()) {
+    candidates.clear();
+    for (const std::string& minor : minors)
+      for (std::string& exe : interpreters_for(minor)) candidates.push_back(std::move(exe));
+  }
   std::string why = "no CPython " + std::string(policy.name) + " installed";
-  for (const std::string& minor : minors)
-    for (const std::string& exe :
-         only.empty() ? interpreters_for(minor) : std::vector<std::string>{only}) {
-      const nlohmann::json r = run_script(exe, why);
-      if (r.is_null()) {
-        if (!only.empty()) throw UsageError("interpreter: " + why);
-        continue;
-      }
-      if (!only.empty()) {
-        const std::string v = r.value("version", "");
-        const bool in_range = std::any_of(minors.begin(), minors.end(), [&](const std::string& m) {
-          return v.rfind(m + ".", 0) == 0;
-        });
-        if (!in_range)
-          throw UsageError("interpreter: " + only + " is CPython " + v + ", not of policy " +
-                           policy.name);
-      }
-      const uint64_t sys = syscall_round_ns();
-      if (sys == 0) return default_for(policy, "the C++ round could not be timed");
-      auto beyond = [&](const char* key) {
-        const double v = r.value(key, 0.0);
-        return v > static_cast<double>(sys) ? static_cast<uint64_t>(v) - sys : uint64_t{0};
-      };
-      InterpCalibration c;
-      c.source = "measured";
-      c.interpreter = exe;
-      c.version = r.value("version", "");
-      const double bytecode_ns = r.value("bytecode_ns", 0.0);
-      const uint64_t responder = beyond("responder_round_ns");
-      // The client's share is what the unloaded Python cycle costs beyond ours and beyond the
-      // responder's work: the client's Python code, and the wake-ups of a process where ours
-      // wakes a thread. All of it is time the responder waits in recv with the GIL let go, which
-      // decides how often a CPU-bound thread takes the GIL in between.
-      // Twice, the faster, as the script measures its side.
-      const uint64_t c1 = cpp_cycle_ns(cycle_cpu()), c2 = cpp_cycle_ns(cycle_cpu());
-      const uint64_t cpp_cycle = c1 == 0 || c2 == 0 ? 0 : std::min(c1, c2);
-      const double cycle = r.value("cycle_ns", 0.0);
-      // Without both cycles, the policy's default client figure stands in, and the note says so.
-      uint64_t client = default_for(policy, "").cost.client_round_ns;
-      std::string client_how = "the default's (the unloaded cycles could not be timed)";
-      if (cpp_cycle > 0 && cycle > 0) {
-        const double extra =
-            cycle - static_cast<double>(cpp_cycle) - static_cast<double>(responder);
-        client = extra > 0 ? static_cast<uint64_t>(extra) : 0;
-        client_how =
-            "the unloaded cycle against a client process on one CPU, less the C++ cycle and the "
-            "responder's work";
-      }
-      c.cost = {bytecode_ns, responder, client, bytecode_ns * r.value("bytecodes_per_iteration", 0),
-                r.value("call_ns", 0.0)};
-      c.syscall_round_ns = sys;
-      c.cycle_ns = static_cast<uint64_t>(cycle);
-      c.cpp_cycle_ns = cpp_cycle;
-      c.note = "x += 1 over " + std::to_string(r.value("bytecodes_per_iteration", 0)) +
-               " bytecodes an iteration; the responder loop over " + std::to_string(kRounds) +
-               " rounds with the messages queued, less the C++ round; the client: " + client_how;
-      return c;
+  for (const std::string& exe : candidates) {
+    const nlohmann::json r = run_script(exe, why);
+    if (r.is_null()) {
+      if (!only.empty()) throw UsageError("interpreter: " + why);
+      continue;
     }
+    if (!only.empty()) {
+      const std::string v = r.value("version", "");
+      const bool in_range = std::any_of(minors.begin(), minors.end(), [&](const std::string& m) {
+        return v.rfind(m + ".", 0) == 0;
+      });
+      if (!in_range)
+        throw UsageError("interpreter: " + only + " is CPython " + v + ", not of policy " +
+                         policy.name);
+    }
+    const uint64_t sys = syscall_round_ns();
+    if (sys == 0) return default_for(policy, "the C++ round could not be timed");
+    auto beyond = [&](const char* key) {
+      const double v = r.value(key, 0.0);
+      return v > static_cast<double>(sys) ? static_cast<uint64_t>(v) - sys : uint64_t{0};
+    };
+    InterpCalibration c;
+    c.source = "measured";
+    c.interpreter = exe;
+    c.version = r.value("version", "");
+    const double bytecode_ns = r.value("bytecode_ns", 0.0);
+    const uint64_t responder = beyond("responder_round_ns");
+    // The client's share is what the unloaded Python cycle costs beyond ours and beyond the
+    // responder's work: the client's Python code, and the wake-ups of a process where ours
+    // wakes a thread. All of it is time the responder waits in recv with the GIL let go, which
+    // decides how often a CPU-bound thread takes the GIL in between.
+    // Twice, the faster, as the script measures its side.
+    const uint64_t c1 = cpp_cycle_ns(cycle_cpu()), c2 = cpp_cycle_ns(cycle_cpu());
+    const uint64_t cpp_cycle = c1 == 0 || c2 == 0 ? 0 : std::min(c1, c2);
+    const double cycle = r.value("cycle_ns", 0.0);
+    // Without both cycles, the policy's default client figure stands in, and the note says so.
+    uint64_t client = default_for(policy, "").cost.client_round_ns;
+    std::string client_how = "the default's (the unloaded cycles could not be timed)";
+    if (cpp_cycle > 0 && cycle > 0) {
+      const double extra = cycle - static_cast<double>(cpp_cycle) - static_cast<double>(responder);
+      client = extra > 0 ? static_cast<uint64_t>(extra) : 0;
+      client_how =
+          "the unloaded cycle against a client process on one CPU, less the C++ cycle and the "
+          "responder's work";
+    }
+    c.cost = {bytecode_ns, responder, client, bytecode_ns * r.value("bytecodes_per_iteration", 0),
+              r.value("call_ns", 0.0)};
+    c.syscall_round_ns = sys;
+    c.cycle_ns = static_cast<uint64_t>(cycle);
+    c.cpp_cycle_ns = cpp_cycle;
+    c.note = "x += 1 over " + std::to_string(r.value("bytecodes_per_iteration", 0)) +
+             " bytecodes an iteration; the responder loop over " + std::to_string(kRounds) +
+             " rounds with the messages queued, less the C++ round; the client: " + client_how;
+    return c;
+  }
   return default_for(policy, why + ": the default stands in");
 }
 
