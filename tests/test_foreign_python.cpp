@@ -135,7 +135,11 @@ TEST(ForeignPython, JythonVerifiesAndScales) {
   CONCBENCH_REQUIRE_IDLE_CPUS(2);
   RecordProperty("speedup_2_workers", std::to_string(t1 / t2));
   std::cout << "jython cpu.spin: 2 workers " << t1 / t2 << "x of 1\n";
-  EXPECT_GE(t1 / t2, 1.5) << "1 worker " << t1 / 1e6 << " ms, 2 workers " << t2 / 1e6 << " ms";
+  // Behind a lock two threads would run no faster than one (1.0x or less); without one they
+  // approach 2x, less what the JVM's own compiler and collector threads take from two vCPUs
+  // (1.45x in one CI run here, the CPUs idle before and after). 1.3 tells the two apart with
+  // that margin.
+  EXPECT_GE(t1 / t2, 1.3) << "1 worker " << t1 / 1e6 << " ms, 2 workers " << t2 / 1e6 << " ms";
 }
 
 TEST(ForeignPython, PyPyVerifies) {
