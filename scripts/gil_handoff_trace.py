@@ -265,9 +265,10 @@ def pct(a, b):
 def print_side(name, side):
     m = side["merged"]
     rates = sorted(r for r in side["rates"] if r is not None)
-    print("%s: round trips/s %s (median %.1f)" % (
+    # bench_runner's warm-up batch has a responder too: its hand-overs count with the rest.
+    print("%s: round trips/s %s (median %.1f); %d traced batches" % (
         name, " ".join("%.0f" % r for r in side["rates"] if r is not None),
-        rates[len(rates) // 2] if rates else float("nan")))
+        rates[len(rates) // 2] if rates else float("nan"), len(side["parts"])))
     print("  a spinner asked, the responder waiting too: %d hand-overs, the asker won %s"
           % (m["handoffs"], pct(m["stolen"], m["handoffs"])))
     print("    holder and asker on one CPU: asker won %s; on two: %s"
@@ -343,9 +344,9 @@ def main():
         die("a traced run failed: %s" % e)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("each recorded call costs about %.0f ns (two clock reads and sched_getcpu), on both "
-          "sides; %d CPU threads, %d round trips a run, %d runs a side" %
-          (2 * cost(), args.cpu_threads, args.round_trips, args.runs))
+    print("each recorded wait or lock costs about %.0f ns (two events, each a clock read and a "
+          "sched_getcpu; a signal, one), on both sides; %d CPU threads, %d round trips a run, "
+          "%d runs a side" % (2 * cost(), args.cpu_threads, args.round_trips, args.runs))
     for name, side in sides.items():
         side["merged"] = merge(side["parts"])
         print_side(name, side)

@@ -345,12 +345,12 @@ InterpCalibration measure(const GilPolicy& policy, const std::string& only) {
   if (minors.empty())
     return default_for(policy, std::string("no CPython ") + policy.name +
                                    " can be installed here: the default stands in");
-  std::vector<std::string> candidates{only};
-  if (only.empty()) {
-    candidates.clear();
+  std::vector<std::string> candidates;
+  if (!only.empty())
+    candidates.push_back(only);
+  else
     for (const std::string& minor : minors)
       for (std::string& exe : interpreters_for(minor)) candidates.push_back(std::move(exe));
-  }
   std::string why = "no CPython " + std::string(policy.name) + " installed";
   for (const std::string& exe : candidates) {
     const nlohmann::json r = run_script(exe, why);
