@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -109,37 +110,54 @@ TEST(ForeignPython, JythonVerifiesAndScales) {
   const std::string label = label_of("/usr/bin/jython");
   EXPECT_EQ(label, "jython-2.7");
   verifies_all(label);
-  // The JVM has no interpreter lock: two threads of pure-Python spin run twice as fast.
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
-  const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "8"}, {"units", "400"}});
-  auto time_of = [&](int workers) {
-    auto m = start(("py:" + label + ".threading").c_str(), workers);
-    // The JVM compiles the spin loop on background threads during the first batches: two
-    // warm-ups, so the measured ones run compiled code with the compiler idle.
-    for (uint64_t nonce : {101u, 102u}) {
-      Batch warm{&ts.tasks, 1, nonce, 1};
-      m->run(warm);
-    }
-    uint64_t best = ~0ULL;
-    for (int i = 0; i < 3; ++i) {
-      Batch b{&ts.tasks, 1, uint64_t(i + 2), 1};
-      const BatchResult r = m->run(b);
-      EXPECT_TRUE(r.failures.empty());
-      best = std::min(best, r.span.wall_ns);
-    }
-    m->teardown();
-    return best;
+  // The JVM has no interpreter lock: two threads of pure-Python spin do twice the work in the
+  // same time. Both sides run in one JVM with two threads: one item (one thread works, the
+  // other finds nothing to claim) against two items of the same size. Two JVMs, one per worker
+  // count, differed by up to 1.5x in the code their compilers made for the same loop.
+  const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "2"}, {"units", "1200"}});
+  const std::vector<Task> first(ts.tasks.begin(), ts.tasks.begin() + 1);
+  auto m = start(("py:" + label + ".threading").c_str(), 2);
+  uint64_t nonce = 100;
+  auto wall_of = [&](const std::vector<Task>& tasks) {
+    Batch b{&tasks, 1, nonce++, 1};
+    const BatchResult r = m->run(b);
+    EXPECT_TRUE(r.failures.empty());
+    for (size_t k = 0; k < tasks.size(); ++k)
+      EXPECT_EQ(r.checksums.at(k), seal(ts.expected[k], b.item_nonce(k))) << k;
+    return static_cast<double>(r.span.wall_ns);
   };
-  const double t1 = static_cast<double>(time_of(1));
-  const double t2 = static_cast<double>(time_of(2));
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
-  RecordProperty("speedup_2_workers", std::to_string(t1 / t2));
-  std::cout << "jython cpu.spin: 2 workers " << t1 / t2 << "x of 1\n";
-  // Behind a lock two threads would run no faster than one (1.0x or less); without one they
-  // approach 2x, less what the JVM's own compiler and collector threads take from two vCPUs
-  // (1.45x in one CI run here, the CPUs idle before and after). 1.3 tells the two apart with
-  // that margin.
-  EXPECT_GE(t1 / t2, 1.3) << "1 worker " << t1 / 1e6 << " ms, 2 workers " << t2 / 1e6 << " ms";
+  // The JVM compiles the spin loop on background threads during the first batches: ten warm-ups
+  // (the first took 4x the tenth, the fifth still 1.3x), so the measured ones run compiled code.
+  for (int i = 0; i < 10; ++i) wall_of(ts.tasks);
+  // The best of five pairs of batches, one item then two, each pair started once a check
+  // found the two CPUs there (measured_on_idle_cores); alternating, as the compiled code still
+  // got faster from batch to batch. Not checked after: the JVM's compiler and collector threads
+  // run on after a batch (the check after failed 9 times in 10 here). They, and a dip, only ever
+  // slow a batch down (by up to 3x here), and the best of five is the batch they spared.
+  std::vector<double> t1, t2;
+  measured_on_idle_cores(
+      2, 5, 12,
+      [&] {
+        t1.push_back(wall_of(first));
+        t2.push_back(wall_of(ts.tasks));
+        return 0.0;
+      },
+      false);
+  m->teardown();
+  if (t1.size() < 5)
+    GTEST_SKIP() << "needs 2 idle CPUs for five pairs of batches; the machine gave them for "
+                 << t1.size() << " of 12";
+  const double best1 = *std::min_element(t1.begin(), t1.end());
+  const double best2 = *std::min_element(t2.begin(), t2.end());
+  // Two items' work over one's, per unit of time.
+  const double speedup = 2 * best1 / best2;
+  RecordProperty("speedup_2_workers", std::to_string(speedup));
+  std::cout << "jython cpu.spin: 2 threads do " << speedup << "x the work of 1\n";
+  // Behind a lock two items take at least twice one's time (1.0x or less). Without one, Jython
+  // gave 1.16x to 2.07x in 10 runs here (Intel VM): a lone thread ran either at about 140 ms or
+  // at about 230 ms a batch, and two at once at 200 to 260 ms, whatever the host did. 1.1 tells
+  // no lock from a lock, with the margin the JVM's own spread leaves.
+  EXPECT_GE(speedup, 1.1) << "1 item " << best1 / 1e6 << " ms, 2 items " << best2 / 1e6 << " ms";
 }
 
 TEST(ForeignPython, PyPyVerifies) {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -311,10 +312,10 @@ TEST(GilThreads, TheTickerLockReleasesEveryCheckIntervalWithoutDropRequests) {
 // Beazley 2009: on two cores, two CPU-bound threads under the old GIL take longer than one
 // thread doing the same work, because each release signals a waiter that wakes on the other
 // core to find the lock retaken. Here by about 30% with two idle CPUs, and by less when another
-// process takes a core meanwhile (6% was seen beside a second ctest job). So: the median of
-// three interleaved pairs, two idle CPUs before and after, and the claim itself, slower.
+// process takes a core meanwhile (6% was seen beside a second ctest job; none, 0.96x to 1.02x,
+// in a CI run whose checks could not yet see the host giving the two vCPUs one core's work).
+// So: the median of five pairs, each measured between two checks that the cores were there.
 TEST(GilThreads, UnderTheTickerLockTwoThreadsAreSlowerThanOneOnTwoCores) {
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
   const std::map<std::string, std::string> wp = {{"tasks", "8"}, {"units", "5000"}};
   auto timed = [&](int workers) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -322,15 +323,17 @@ TEST(GilThreads, UnderTheTickerLockTwoThreadsAreSlowerThanOneOnTwoCores) {
     expect_verified(c);
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
-  std::vector<double> ratios;
-  for (int i = 0; i < 3; ++i) {
+  const std::vector<double> ratios = testing_helpers::measured_on_idle_cores(2, 5, 15, [&] {
     const double one = timed(1), two = timed(2);
-    ratios.push_back(two / one);
-  }
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
-  std::sort(ratios.begin(), ratios.end());
-  EXPECT_GT(ratios[1], 1.0) << "two threads' time over one's, sorted: " << ratios[0] << " "
-                            << ratios[1] << " " << ratios[2];
+    return two / one;
+  });
+  if (ratios.size() < 5)
+    GTEST_SKIP() << "needs 2 idle CPUs for five pairs; the machine gave them for " << ratios.size()
+                 << " of 15";
+  std::ostringstream all;
+  for (double r : ratios) all << " " << r;
+  EXPECT_GT(testing_helpers::median_of(ratios), 1.0)
+      << "two threads' time over one's:" << all.str();
 }
 
 TEST(GilThreads, FreeThreadsLoseUpdatesOnTwoCores) {

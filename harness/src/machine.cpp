@@ -531,19 +531,40 @@ json machine_context() {
   return ctx;
 }
 
-double parallel_capacity(int threads, double seconds) {
-  const auto span = static_cast<uint64_t>(seconds * 1e9);
+namespace {
+
+struct SpinRound {
+  double cpu_per_wall = 0;
+  uint64_t rounds = 0;  // summed over the threads
+};
+
+// `threads` threads run the same port-bound loop for `seconds`. Four independent multiply
+// chains keep one core's multiplier busy, so two threads on the SMT siblings of one core (or on
+// vCPUs the host runs on one core) do barely more rounds than one: CPU time alone cannot tell,
+// since each sibling's time counts in full.
+SpinRound spin_round(int threads, uint64_t span_ns) {
   std::atomic<bool> go{false};
+  std::vector<uint64_t> rounds(static_cast<size_t>(threads) * 8, 0);  // a cache line apart
   std::vector<std::thread> ts;
   ts.reserve(static_cast<size_t>(threads));
   for (int i = 0; i < threads; ++i)
-    ts.emplace_back([&] {
+    ts.emplace_back([&, i] {
       // Acquire: the start time the caller stored before setting go is visible here.
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-      const uint64_t end = monotonic_ns() + span;
-      volatile uint64_t x = 1;
-      while (monotonic_ns() < end)
-        for (int k = 0; k < 1000; ++k) x = x * 6364136223846793005ULL + 1;
+      const uint64_t end = monotonic_ns() + span_ns;
+      volatile uint64_t sink = 0;
+      uint64_t a = 1, b = 2, c = 3, d = 4, n = 0;
+      while (monotonic_ns() < end) {
+        for (int k = 0; k < 1000; ++k) {
+          a = a * 6364136223846793005ULL + 1;
+          b = b * 2862933555777941757ULL + 3;
+          c = c * 3202034522624059733ULL + 5;
+          d = d * 3935559000370003845ULL + 7;
+        }
+        ++n;
+      }
+      sink = a ^ b ^ c ^ d;
+      rounds[static_cast<size_t>(i) * 8] = n;
     });
   const CpuTimes c0 = process_cpu_times();
   const uint64_t t0 = monotonic_ns();
@@ -551,8 +572,25 @@ double parallel_capacity(int threads, double seconds) {
   for (auto& t : ts) t.join();
   const uint64_t t1 = monotonic_ns();
   const CpuTimes c1 = process_cpu_times();
+  SpinRound r;
   const double cpu = static_cast<double>((c1.user_ns - c0.user_ns) + (c1.sys_ns - c0.sys_ns));
-  return t1 > t0 ? cpu / static_cast<double>(t1 - t0) : 0;
+  r.cpu_per_wall = t1 > t0 ? cpu / static_cast<double>(t1 - t0) : 0;
+  for (uint64_t n : rounds) r.rounds += n;
+  return r;
+}
+
+}  // namespace
+
+double parallel_capacity(int threads, double seconds) {
+  const auto span = static_cast<uint64_t>(seconds * 1e9);
+  const SpinRound many = spin_round(threads, span);
+  if (threads <= 1) return many.cpu_per_wall;
+  // One thread alone right after: the rounds `threads` threads did over what one does is how
+  // many cores' worth of work they really got.
+  const SpinRound one = spin_round(1, span);
+  const double scaling =
+      one.rounds > 0 ? static_cast<double>(many.rounds) / static_cast<double>(one.rounds) : 0;
+  return std::min(many.cpu_per_wall, scaling);
 }
 
 }  // namespace concbench

@@ -12,8 +12,11 @@ namespace concbench {
 // context keys (num_cpus, mhz_per_cpu, caches, library_build_type) so its tools accept us.
 nlohmann::json machine_context();
 
-// How many CPUs this process gets right now: `threads` threads spin for `seconds` and the
-// process's CPU time is divided by the wall time (2.0 means two threads really ran at once).
+// How many CPUs this process gets right now: `threads` threads spin for `seconds`, then one
+// thread alone; the lesser of the process's CPU time over the wall time and the work the
+// threads did over what one thread does (2.0 means two threads really ran at once, on cores of
+// their own: SMT siblings, or vCPUs the host runs on one core, give their full CPU time but
+// about one core's work).
 // Tests whose claim needs idle cores check it before and after, and skip with the figure when
 // the machine is busy, so they never pass or fail by luck.
 double parallel_capacity(int threads, double seconds);
