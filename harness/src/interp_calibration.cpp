@@ -253,7 +253,7 @@ uint64_t cpp_cycle_ns(int cpu) {
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     try {
       EchoClient client(0, static_cast<uint64_t>(kCycleRounds) * kCycleTrials, kMessageBytes);
-      const int fd = client.responder_fd();
+      const int fd = client.blocking_responder_fd();
       std::byte m[kMessageBytes];
       // A client that failed stops answering: give up after a few seconds (the cycles take
       // about 30 ms), as the real responder gives up when its run is cancelled.

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +113,58 @@ void client_recv(int fd, std::byte* p, size_t n, const Aborted& aborted) {
   }
 }
 
+// The responder's end, as CPython's responder socket is: blocking, so recv() sleeps in the
+// kernel on the socket's wait queue and send() returns straight into the interpreter, with no
+// poll() beside them. That is what real CPython's hand-overs were seen to depend on: with poll()
+// then read() on a non-blocking end, a CPU-bound thread asking for the lock won it about half
+// as often as beside CPython's responder (gil_handoff_trace.py, 19% against 37%), and as often
+// once the end blocked. A receive timeout of one wait slice stands in for CPython's "no
+// timeout", so that a cancelled run is noticed within a slice; the call sleeps as a blocking one
+// does until then.
+void block_responder_end(int fd) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+    throw std::system_error(errno, std::generic_category(), "fcntl(echo responder)");
+  const timeval slice{0, kWaitSliceMs * 1000};
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice) != 0)
+    throw std::system_error(errno, std::generic_category(), "setsockopt(echo responder)");
+}
+
+// A timed-out call (EAGAIN on the blocking end) is the wait slice ending: look at `stop`, then
+// block again.
+template <class Stop>
+void responder_recv(int fd, std::byte* p, size_t n, const Stop& stop) {
+  while (n > 0) {
+    const ssize_t r = ::recv(fd, p, n, 0);
+    if (r > 0) {
+      p += r;
+      n -= static_cast<size_t>(r);
+    } else if (r == 0) {
+      throw std::runtime_error("echo client closed the connection");
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (stop()) throw TaskCancelled{};
+    } else if (errno != EINTR) {
+      throw std::system_error(errno, std::generic_category(), "recv from echo client");
+    }
+  }
+}
+
+template <class Stop>
+void responder_send(int fd, const std::byte* p, size_t n, const Stop& stop) {
+  while (n > 0) {
+    const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w > 0) {
+      p += w;
+      n -= static_cast<size_t>(w);
+    } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (stop()) throw TaskCancelled{};
+    } else if (w < 0 && errno != EINTR) {
+      throw std::system_error(errno, std::generic_category(), "send to echo client");
+    }
+  }
+}
+
 // A step that releases the lock around each of its system calls is timed as a whole, not per
 // call: two CPU-clock reads per call would lengthen the very calls it makes (a round trip by
 // about a tenth, here). Its time off the CPU less its waits for the lock is its IO wait.
@@ -173,14 +226,14 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
   // fixed-size buffer, so nothing grows while timed.
   std::vector<uint64_t> received(pace_ns > 0 ? s.units : 0);
   EchoClient client(seed, s.units, s.bytes, work.client_steps, pace_ns);
-  const int fd = client.responder_fd();
+  const int fd = client.blocking_responder_fd();
   std::vector<std::byte> buf(s.bytes);
   auto cancelled = [&] { return ctx.cancel_requested(); };
   uint64_t h = 0, burnt = seed;
   {
     WholeStepWait io(ctx);
     for (uint64_t r = 0; r < s.units; ++r) {
-      ctx.blocking([&] { read_all(fd, buf.data(), buf.size(), cancelled); });
+      ctx.blocking([&] { responder_recv(fd, buf.data(), buf.size(), cancelled); });
       if (pace_ns > 0) received[r] = monotonic_ns();
       ctx.throw_if_cancelled();
       h = fold(h, hash_bytes(buf));
@@ -190,7 +243,7 @@ uint64_t respond_rounds(const Step& s, uint64_t seed, ExecContext& ctx) {
       // eval-breaker check at each loop's back edge.
       burnt = burn_lcg(burnt, work.responder_steps / 2);
       ctx.checkpoint();  // the while loop's back edge
-      ctx.blocking([&] { write_all(fd, buf.data(), buf.size(), cancelled); });
+      ctx.blocking([&] { responder_send(fd, buf.data(), buf.size(), cancelled); });
       burnt = burn_lcg(burnt, work.responder_steps - work.responder_steps / 2);
       ctx.checkpoint();  // the for loop's back edge
     }
@@ -296,6 +349,11 @@ EchoClient::~EchoClient() {
   close(fds_[1]);
 }
 
+int EchoClient::blocking_responder_fd() {
+  block_responder_end(fds_[0]);
+  return fds_[0];
+}
+
 std::vector<uint64_t> EchoClient::finish() {
   thread_->join();  // the join publishes rtts_ and error_
   if (error_) std::rethrow_exception(error_);
@@ -303,11 +361,11 @@ std::vector<uint64_t> EchoClient::finish() {
 }
 
 void echo_read(int fd, std::byte* p, size_t n, const std::function<bool()>& stop) {
-  read_all(fd, p, n, stop);
+  responder_recv(fd, p, n, stop);
 }
 
 void echo_write(int fd, const std::byte* p, size_t n, const std::function<bool()>& stop) {
-  write_all(fd, p, n, stop);
+  responder_send(fd, p, n, stop);
 }
 
 std::vector<uint64_t> one_way_delays(const std::vector<uint64_t>& sent,

@@ -108,10 +108,11 @@ class IoEnv {
 
 // The client side of an echo_respond step (ccbench's latency client): a thread outside the model
 // that sends `rounds` messages of `bytes` bytes over a fresh socketpair, waits for each echo and
-// times the round trip. Thread models serve the other end blocking, the event loop awaits it;
-// either way responder_fd() is non-blocking. The destructor aborts and joins the client, so an
-// abandoned step (cancelled, or its coroutine destroyed) never leaves the thread behind. A copy
-// inherited by a forked child is left alone on destruction, as IoEnv's is.
+// times the round trip. The event loops await responder_fd(), which is non-blocking; thread
+// models serve blocking_responder_fd(), the same end made blocking as CPython's socket is. The
+// destructor aborts and joins the client, so an abandoned step (cancelled, or its coroutine
+// destroyed) never leaves the thread behind. A copy inherited by a forked child is left alone on
+// destruction, as IoEnv's is.
 class EchoClient {
  public:
   // work_steps: LCG steps (burn_lcg) the client does between two sends, untimed: the Python-level
@@ -125,6 +126,10 @@ class EchoClient {
   EchoClient& operator=(const EchoClient&) = delete;
 
   int responder_fd() const { return fds_[0]; }
+  // The responder's end made blocking, with a receive and send timeout of one wait slice so a
+  // blocked call still returns to look for cancellation (echo_read and echo_write do). Throws
+  // std::system_error when the socket refuses.
+  int blocking_responder_fd();
   // Joins the client and returns its round-trip times; rethrows whatever the client failed with.
   std::vector<uint64_t> finish();
   // After finish(): when each round's message was sent (monotonic_ns), paced clients only.
@@ -143,9 +148,9 @@ class EchoClient {
 };
 
 // The echo steps' reads and writes, for code outside the workloads that must do exactly what
-// they do (the interpreter calibration's C++ cycle): all n bytes of a non-blocking descriptor,
-// waiting in poll slices between partial calls; throws TaskCancelled once `stop` returns true,
-// and std::system_error or std::runtime_error on a failed call or a closed peer.
+// they do (the interpreter calibration's C++ cycle): all n bytes of blocking_responder_fd(),
+// blocking in the kernel; throws TaskCancelled once `stop` returns true at the end of a wait
+// slice, and std::system_error or std::runtime_error on a failed call or a closed peer.
 void echo_read(int fd, std::byte* p, size_t n, const std::function<bool()>& stop);
 void echo_write(int fd, const std::byte* p, size_t n, const std::function<bool()>& stop);
 
