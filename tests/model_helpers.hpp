@@ -52,6 +52,21 @@ inline uint64_t expected_item(const TaskSet& ts, uint64_t k) {
                    << got_ << " (another process is using them, or they share a core)";     \
   } while (0)
 
+// The same before a measurement: the host's dips (measured_on_idle_cores, below) last up to
+// about half a second, so this waits up to 20 checks (about 2 s) for the cores and skips only
+// when they never come. After a measurement, CONCBENCH_REQUIRE_IDLE_CPUS: a dip then may have
+// been during it.
+#define CONCBENCH_AWAIT_IDLE_CPUS(threads)                                                     \
+  do {                                                                                         \
+    double got_ = 0;                                                                           \
+    for (int try_ = 0; try_ < 20 && got_ < 0.9 * (threads); ++try_)                            \
+      got_ = ::concbench::parallel_capacity((threads), 0.05);                                  \
+    if (got_ < 0.9 * (threads))                                                                \
+      GTEST_SKIP() << "needs " << (threads) << " idle CPUs; after 20 checks the machine gave " \
+                   << "this process " << got_ << " (another process is using them, or "        \
+                   << "they share a core)";                                                    \
+  } while (0)
+
 // Calls `measure` (one figure a call) until `want` of its calls ran between two checks that
 // this process had `threads` cores of its own (parallel_capacity), making at most `tries`
 // calls, and returns the figures of those calls: fewer than `want` when the machine never gave

@@ -210,7 +210,7 @@ double share(const json& a, const char* part) {
 TEST(Attribution, GilThreadsOnCpuWorkWaitForTheGilHalfTheTime) {
   // With another process on a CPU the waiter's wake-ups and the holder's preemptions move time
   // into the run queue (measured: 30% GIL wait with one CPU busy), so the share needs both CPUs.
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  CONCBENCH_AWAIT_IDLE_CPUS(2);
   // One thread holds the GIL while the other waits.
   const json a = cell_attribution("cpu.spin", "gil_threads", 2);
   CONCBENCH_REQUIRE_IDLE_CPUS(2);  // still idle after the run, checked before judging it
@@ -239,7 +239,7 @@ TEST(Attribution, ALargePayloadShowsSerializationInTheProcessPool) {
 }
 
 TEST(Attribution, SerialWaitsForNoGilAndNoCpu) {
-  CONCBENCH_REQUIRE_IDLE_CPUS(1);
+  CONCBENCH_AWAIT_IDLE_CPUS(1);
   const json a = cell_attribution("cpu.spin", "serial", 1);
   EXPECT_EQ(a["total"]["parts_ns"]["gil_wait"], 0);
   EXPECT_LT(share(a, "runqueue"), 0.05) << a.dump();
@@ -248,7 +248,7 @@ TEST(Attribution, SerialWaitsForNoGilAndNoCpu) {
 }
 
 TEST(Attribution, TheConvoyIsFlaggedBehindTheGilAndNotWithoutIt) {
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);  // the convoy needs the spinner and the responder running at once
+  CONCBENCH_AWAIT_IDLE_CPUS(2);  // the convoy needs the spinner and the responder running at once
   RunConfig c = small("gil_threads", 2);
   c.models = {"gil_threads", "free_threads"};
   c.workloads = {"latency.echo_under_load"};

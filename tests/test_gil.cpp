@@ -338,7 +338,7 @@ TEST(GilThreads, UnderTheTickerLockTwoThreadsAreSlowerThanOneOnTwoCores) {
 
 TEST(GilThreads, FreeThreadsLoseUpdatesOnTwoCores) {
   // Lost updates need the two threads on two cores at the same time.
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  CONCBENCH_AWAIT_IDLE_CPUS(2);
   const Cell c =
       run_model("free_threads", 2, "cpu.counter_race", {{"tasks", "2"}, {"units", "2000000"}});
   CONCBENCH_REQUIRE_IDLE_CPUS(2);
@@ -371,7 +371,7 @@ TEST(GilThreads, NativeSectionsReleaseTheGilAndSmallHashesDoNot) {
 TEST(GilThreads, ThreadsAreConcurrentButNotParallel) {
   // Ratio within one run, wide margin: behind the GIL two threads cannot beat one by much. A
   // busy core would slow the one-worker run and make the ratio meaningless: idle CPUs first.
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  CONCBENCH_AWAIT_IDLE_CPUS(2);
   const std::map<std::string, std::string> wp = {{"tasks", "4"}, {"units", "20000"}};
   auto best_time = [&](int workers) {
     double best = 1e9;
@@ -395,7 +395,7 @@ TEST(GilThreads, EchoUnderLoadWaitsAboutOneIntervalPerRoundTrip) {
   // while the spinner is still waking (real CPython 3.11 shows the same two modes). The
   // convoy needs the spinner on a core of its own beside the responder and the client; on a
   // busy machine the spinner is off-CPU and round trips slip through, so idle CPUs first.
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  CONCBENCH_AWAIT_IDLE_CPUS(2);
   const Cell c =
       run_model("gil_threads", 2, "latency.echo_under_load",
                 {{"cpu_workers", "1"}, {"round_trips", "40"}}, {{"switch_interval_us", "2000"}});
@@ -414,7 +414,7 @@ TEST(GilThreads, EchoUnderLoadWaitsAboutOneIntervalPerRoundTrip) {
 // as the back-to-back test above does. And the long hold: a spinner that checks only every 8 ms
 // keeps a ping waiting past one interval, for about the hold.
 TEST(GilThreads, APacedPingWaitsAboutOneIntervalAndALongHoldLonger) {
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  CONCBENCH_AWAIT_IDLE_CPUS(2);
   const Cell c = run_model("gil_threads", 2, "latency.paced_ping",
                            {{"cpu_workers", "1"}, {"round_trips", "12"}, {"pace_ms", "10"}},
                            {{"switch_interval_us", "2000"}});

@@ -95,7 +95,7 @@ TEST(Interpreters, EachGilHasOneThreadAndNobodyWaitsForIt) {
 }
 
 TEST(Interpreters, TwoInterpretersRunInParallel) {
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  CONCBENCH_AWAIT_IDLE_CPUS(2);
   auto m = start("interpreters", 2);
   const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "8"}, {"units", "200000"}});
   const Batch b = batch_of(ts);

@@ -86,7 +86,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(FreeThreads, RunsInParallelOnTwoCores) {
   // A ratio within one run, with a wide margin: two threads must overlap real work. It needs
   // two idle cores for the whole measurement: checked before and after, skipped otherwise.
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  CONCBENCH_AWAIT_IDLE_CPUS(2);
   const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "8"}, {"units", "3000"}});
   auto one = start("free_threads", 1), two = start("free_threads", 2);
   auto time_of = [&](Model& m) {

@@ -154,7 +154,7 @@ double per_task_ns(const CellResult& r, size_t from_rep) {
 // does. A buffer left attached would cost them two clock reads and a store per item, which on
 // 20 ns tasks is no small share; interleaved runs with a wide margin tell the two apart.
 TEST(Trace, TheUntracedRepetitionsOfATracedCellCostWhatAnUntracedCellDoes) {
-  CONCBENCH_REQUIRE_IDLE_CPUS(2);
+  CONCBENCH_AWAIT_IDLE_CPUS(2);
   const std::string path = temp_path("ab.json");
   std::vector<double> ratios;
   for (int i = 0; i < 3; ++i) {

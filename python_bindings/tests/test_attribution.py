@@ -2,18 +2,10 @@
 parts the runner checks, the GIL wait a real CPython thread cannot time (inferred, and said so),
 and a model without a clock saying why."""
 
-import pytest
-
 import concbench
-from concbench import _concbench as _c
 
 FAST = {"repetitions": 2, "min_time": 0.05}
 
-
-def _require_idle_cpus(n):
-    got = _c.parallel_capacity(n, 0.05)
-    if got < 0.9 * n:
-        pytest.skip("needs %d idle CPUs; the machine gave this process %.2f" % (n, got))
 
 
 def _cells(report):
@@ -39,14 +31,15 @@ def test_threads_serial_and_the_loop_are_attributed_and_add_up():
     assert loop["workers"][0]["kind"] == "loop"
 
 
-def test_a_cpu_bound_thread_waits_for_the_gil_and_the_report_says_it_is_inferred():
-    _require_idle_cpus(2)
+def test_a_cpu_bound_thread_waits_for_the_gil_and_the_report_says_it_is_inferred(
+        require_idle_cpus):
+    require_idle_cpus(2, wait=True)
     r = concbench.run(dict(FAST, workloads=["cpu.spin"], models=["cpython.threading"],
                            workers=[2]))
     a = r["results"][0]["attribution"]
     assert 0.3 < a["total"]["share"]["gil_wait"] < 0.7, a
     assert any("inferred" in n for n in a["notes"]), a
-    _require_idle_cpus(2)
+    require_idle_cpus(2)
 
 
 def test_a_pool_threads_wait_for_work_is_idle_and_the_parts_add_up():

@@ -11,7 +11,6 @@ import threading
 import pytest
 
 import concbench
-from concbench import _concbench as _c
 
 FAST = dict(repetitions=1, min_time=0, workers=(1, 2))
 
@@ -62,11 +61,6 @@ async def arith_async(n):
 def _cells(report):
     return {(c["model"], c["workers"]): c for c in report["results"]}
 
-
-def _require_idle_cpus(n):
-    got = _c.parallel_capacity(n, 0.05)
-    if got < 0.9 * n:
-        pytest.skip("needs %d idle CPUs; the machine gave this process %.2f" % (n, got))
 
 
 def test_every_model_verifies_a_pure_python_function():
@@ -197,9 +191,10 @@ def test_inputs_from_a_callable_and_bad_arguments():
         concbench.bench(arith_async, [1])
 
 
-def test_threads_gain_nothing_on_pure_python_and_the_process_pool_does():
+def test_threads_gain_nothing_on_pure_python_and_the_process_pool_does(
+        require_idle_cpus):
     # A ratio within one run with a wide margin; the claim needs two idle cores.
-    _require_idle_cpus(2)
+    require_idle_cpus(2, wait=True)
     r = concbench.bench(arith, [150_000] * 8, models=["cpython.serial", "cpython.threading",
                                                        "cpython.process_pool"],
                         workers=(1, 2), repetitions=3, min_time=0.3)
@@ -211,8 +206,8 @@ def test_threads_gain_nothing_on_pure_python_and_the_process_pool_does():
     assert s[("cpython.process_pool", 2)] / s[("cpython.process_pool", 1)] > 1.4, s
 
 
-def test_a_kernel_that_releases_the_gil_lets_threads_scale():
-    _require_idle_cpus(2)
+def test_a_kernel_that_releases_the_gil_lets_threads_scale(require_idle_cpus):
+    require_idle_cpus(2, wait=True)
     r = concbench.bench(native_spin, [2000] * 8, models=["cpython.serial", "cpython.threading"],
                         workers=(1, 2), repetitions=3, min_time=0.3)
     s = {k: c["summary"]["speedup_vs_serial"] for k, c in _cells(r).items()}
