@@ -366,6 +366,44 @@ TEST(Compare, ACellRunWithOtherParametersGatesAsMissing) {
       << text;
 }
 
+// A parameter added to a workload after BASE was written: BASE lacks it, NEW has it at the
+// default that keeps the old behaviour. The same measurement, compared, with the key named; at
+// any other value it is another cell, as above. Two parameter sets of one workload (no unique
+// pairing by workload, model and workers) match up the same way.
+TEST(Compare, AParameterAnOldReportLacksMatchesItsDefault) {
+  CompareOptions opt;
+  opt.fail_on_regression_pct = 10;
+  const json old8 = {{"units", "8"}}, old16 = {{"units", "16"}};
+  const json a = report({cell("cpu.sha256", "serial", 1, kFive, "ok", old8),
+                         cell("cpu.sha256", "serial", 1, kFive, "ok", old16)});
+  json new8 = old8, new16 = old16;
+  new8["fault"] = "none";  // cpu.sha256's declared default
+  new16["fault"] = "none";
+  const json b = report({cell("cpu.sha256", "serial", 1, kFive, "ok", new8),
+                         cell("cpu.sha256", "serial", 1, kFive, "ok", new16)});
+  const json cmp = compare(a, b, opt);
+  ASSERT_EQ(cmp["comparisons"][0]["cells"].size(), 2u);
+  for (const json& c : cmp["comparisons"][0]["cells"]) {
+    EXPECT_EQ(c["state"], "compared") << c.dump();
+    EXPECT_EQ(c["params_at_default"], json({{"fault", "none"}})) << c.dump();
+  }
+  EXPECT_EQ(comparison_exit_code(cmp), 0);
+
+  json thrown = old8;
+  thrown["fault"] = "throw";
+  const json c = report({cell("cpu.sha256", "serial", 1, kFive, "ok", thrown)});
+  const json a8 = report({cell("cpu.sha256", "serial", 1, kFive, "ok", old8)});
+  const json differs = compare(a8, c, opt);
+  EXPECT_EQ(only_cell(differs)["state"], "params_differ");
+  EXPECT_EQ(comparison_exit_code(differs), 1);
+  // A key neither the workload nor the model declares has no default to match.
+  json unknown = old8;
+  unknown["no_such_param"] = "none";
+  EXPECT_EQ(only_cell(compare(a8, report({cell("cpu.sha256", "serial", 1, kFive, "ok", unknown)}),
+                              opt))["state"],
+            "params_differ");
+}
+
 TEST(Compare, ACellWithNothingVerifiedInNewGates) {
   const json a = report({cell("cpu.spin", "serial", 1, kFive)});
   json b = a;

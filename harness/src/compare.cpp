@@ -4,13 +4,17 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "concbench/model.hpp"
+#include "concbench/params.hpp"
 #include "concbench/stats.hpp"
+#include "concbench/workload.hpp"
 #include "table.hpp"
 
 namespace concbench {
@@ -21,10 +25,36 @@ using nlohmann::json;
 using CellKey = std::tuple<std::string, std::string, int, std::string>;  // + params, dumped
 using Triple = std::tuple<std::string, std::string, int>;                // workload, model, workers
 
+// The value `key` takes in a cell that does not set it: the default its workload or its model
+// declares in this build; nullopt where neither declares it (a workload or model this build
+// lacks, such as the cpython.* models outside the Python module).
+std::optional<std::string> declared_default(const json& cell, const std::string& key) {
+  if (const Workload* w = find_workload(cell["workload"].get<std::string>()))
+    for (const ParamSpec& p : w->params())
+      if (p.name == key) return p.default_value;
+  if (const ModelInfo* m = find_model(cell["model"].get<std::string>()))
+    for (const ParamSpec& p : m->params)
+      if (p.name == key) return p.default_value;
+  return std::nullopt;
+}
+
+// A cell's parameters less those at their declared default. A parameter is added to a workload
+// or model with the default that keeps what it did before, so a report written before it (which
+// lacks the key) and one written after (which has it at its default) measured the same thing.
+json canonical_params(const json& cell) {
+  json out = json::object();
+  for (const auto& [k, v] : cell["params"].items()) {
+    const std::optional<std::string> d = declared_default(cell, k);
+    if (d && v.is_string() && v.get<std::string>() == *d) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
 // nlohmann's objects keep their keys sorted, so the dump of params is the same for the same map.
 CellKey key_of(const json& cell) {
   return {cell["workload"].get<std::string>(), cell["model"].get<std::string>(),
-          cell["workers"].get<int>(), cell["params"].dump()};
+          cell["workers"].get<int>(), canonical_params(cell).dump()};
 }
 
 Triple triple_of(const json& cell) {
@@ -224,10 +254,20 @@ json compare_cell(const json* a, const json* b, const Indexed& base, const Index
     gate("missing in new");
     return state("only_in_base");
   }
-  if ((*a)["params"] != (*b)["params"]) {
+  if (canonical_params(*a) != canonical_params(*b)) {
     out["new_params"] = (*b)["params"];
     gate("missing in new");  // NEW ran something else under that name
     return state("params_differ");
+  }
+  if ((*a)["params"] != (*b)["params"]) {
+    // Set on one side only, at its default: the same measurement (canonical_params), said so.
+    json defaulted = json::object();
+    for (const json* side : {a, b}) {
+      const json& other_params = (side == a ? *b : *a)["params"];
+      for (const auto& [k, v] : (*side)["params"].items())
+        if (!other_params.contains(k)) defaulted[k] = v;
+    }
+    out["params_at_default"] = defaulted;
   }
   if ((*a)["status"] != "ok") return state("failed_in_base");
   if ((*b)["status"] != "ok") {
