@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <thread>
 
 #include "concbench/checksum.hpp"
@@ -68,6 +69,27 @@ TEST(Interpreters, EverySupportedWorkloadVerifiesAtOneAndTwoWorkers) {
       const BatchResult r = m->run(b);
       expect_all_verified(r, ts, b);
       EXPECT_EQ(r.model_metrics["interpreters"], workers);
+    }
+    m->teardown();
+  }
+}
+
+// Calibrated as gil_threads is, from 3.13's interpreter where installed; the report says which.
+TEST(Interpreters, RecordsTheInterpreterCostItRunsWith) {
+  const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "2"}, {"units", "5"}});
+  for (const char* cost : {"measured", "default"}) {
+    SCOPED_TRACE(cost);
+    auto m = start("interpreters", 1, {{"interpreter_cost", cost}});
+    const Batch b = batch_of(ts);
+    const BatchResult r = m->run(b);
+    expect_all_verified(r, ts, b);
+    const nlohmann::json& c = r.model_metrics["interpreter_cost"];
+    ASSERT_TRUE(c.is_object()) << r.model_metrics.dump();
+    EXPECT_GT(c["bytecode_ns"].get<double>(), 0.0);
+    if (std::string(cost) == "default") {
+      EXPECT_EQ(c["source"], "default");
+    } else {
+      EXPECT_TRUE(c["source"] == "measured" || !c["note"].get<std::string>().empty()) << c.dump();
     }
     m->teardown();
   }

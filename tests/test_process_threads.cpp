@@ -4,11 +4,15 @@
 #include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "concbench/checksum.hpp"
 #include "concbench/params.hpp"
+#include "concbench/process_worker.hpp"
 #include "model_helpers.hpp"
 
 namespace concbench {
@@ -90,6 +94,62 @@ TEST(ProcessThreads, PProcessesAndPTimesTThreadsRunTasks) {
   EXPECT_EQ(tasks, 24u);
   EXPECT_EQ(r.model_metrics["gil_acquisitions"].get<uint64_t>() >= 24u, true);
   m->teardown();
+}
+
+// The costs calibrated in the parent reach every worker, forked or spawned (through its
+// command line), exactly; interpreter_cost=default gives the default's.
+TEST(ProcessThreads, WorkersRunWithTheParentsInterpreterCost) {
+  const TaskSet ts = tasks_of("cpu.spin", {{"tasks", "4"}, {"units", "5"}});
+  for (const char* cost : {"measured", "default"}) {
+    for (const char* start_method : {"fork", "spawn"}) {
+      SCOPED_TRACE(std::string(cost) + " " + start_method);
+      auto m = start(
+          "process_threads", 2,
+          {{"threads_per_process", "2"}, {"start", start_method}, {"interpreter_cost", cost}});
+      const Batch b = batch_of(ts);
+      const BatchResult r = m->run(b);
+      expect_all_verified(r, ts, b);
+      const nlohmann::json& want = r.model_metrics["interpreter_cost"];
+      ASSERT_TRUE(want.is_object()) << r.model_metrics.dump();
+      if (std::string(cost) == "default") {
+        EXPECT_EQ(want["source"], "default");
+      }
+      ASSERT_EQ(r.model_metrics["per_process"].size(), 2u);
+      for (const auto& p : r.model_metrics["per_process"]) {
+        const nlohmann::json& got = p["interpreter_cost"];
+        for (const char* k :
+             {"bytecode_ns", "responder_round_ns", "client_round_ns", "check_ns", "call_ns"})
+          EXPECT_EQ(got[k], want[k]) << k;
+      }
+      m->teardown();
+    }
+  }
+}
+
+TEST(ProcessThreads, InterpreterCostArgumentsRoundTripAndRefuseJunk) {
+  InterpreterCost c;
+  c.bytecode_ns = 12.345678901234567;
+  c.responder_round_ns = 4321;
+  c.client_round_ns = 98765;
+  c.check_ns = 1.0 / 3.0;
+  c.call_ns = 27.5;
+  const std::vector<std::string> args = interpreter_cost_args(c);
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  const std::optional<InterpreterCost> back =
+      parse_interpreter_cost_args(argv.data(), static_cast<int>(argv.size()));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->bytecode_ns, c.bytecode_ns);
+  EXPECT_EQ(back->responder_round_ns, c.responder_round_ns);
+  EXPECT_EQ(back->client_round_ns, c.client_round_ns);
+  EXPECT_EQ(back->check_ns, c.check_ns);
+  EXPECT_EQ(back->call_ns, c.call_ns);
+  for (const char* bad : {"", "x", "-1", "nan", "inf", "1e999", "3abc"}) {
+    std::vector<const char*> v = argv;
+    v[3] = bad;
+    EXPECT_FALSE(parse_interpreter_cost_args(v.data(), 5)) << bad;
+  }
+  EXPECT_FALSE(parse_interpreter_cost_args(argv.data(), 4));
 }
 
 TEST(ProcessThreads, BadThreadCountsAreRefused) {

@@ -34,10 +34,13 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "concbench/gil.hpp"
+#include "concbench/interp_calibration.hpp"
 #include "concbench/io_env.hpp"
 #include "concbench/kernels.hpp"
 #include "concbench/workload.hpp"
@@ -46,6 +49,9 @@
 
 namespace concbench {
 namespace {
+
+// Subinterpreters with a GIL each are 3.12's (PEP 684); the interpreters module is 3.13's.
+constexpr const char* kInterpretersPolicy = "3.13+";
 
 // A growable byte buffer whose capacity survives reuse, so a warm batch allocates nothing.
 struct Bytes {
@@ -110,6 +116,13 @@ class Interpreters final : public Model {
     io_ = std::make_unique<IoEnv>();
     interval_ = std::chrono::microseconds(cfg.params.get_int("switch_interval_us"));
     inflight_ = static_cast<size_t>(cfg.params.get_int("inflight"));
+    // What an interpreter's Python-level work costs (IO rounds, eval-breaker spacing), measured
+    // here in setup, once per process, from the CPython whose subinterpreters this emulates
+    // (3.13, the first with the interpreters module), as gil_threads calibrates.
+    const GilPolicy* policy = find_gil_policy(kInterpretersPolicy);
+    if (!policy)
+      throw std::logic_error("interpreters: no GIL policy " + std::string(kInterpretersPolicy));
+    calibration_ = &interp_calibration(*policy, cfg.params.get("interpreter_cost") == "measured");
     // Opened before any interpreter thread exists: they all inherit it.
     counters_ = std::make_unique<InheritedCounters>();
     interps_.clear();
@@ -208,6 +221,7 @@ class Interpreters final : public Model {
   }
 
   std::unique_ptr<IoEnv> io_;
+  const InterpCalibration* calibration_ = nullptr;  // cached for the process; never freed
   std::unique_ptr<InheritedCounters> counters_;
   std::chrono::microseconds interval_{5000};
   size_t inflight_ = 2;
@@ -222,6 +236,7 @@ class Interpreters final : public Model {
 void Interpreters::serve(size_t w) {
   Interp& iv = *interps_[w];
   ExecContext ctx(iv.breaker, *iv.hooks, io_.get(), static_cast<int>(w));
+  ctx.set_interpreter_cost(&calibration_->cost);
   ctx.set_model_data(&iv.gt);
   ctx.set_times(&iv.times);
   {
@@ -481,6 +496,7 @@ BatchResult Interpreters::run(const Batch& batch) {
       interps_.empty() ? 0 : startup_ns_ / interps_.size();
   result.model_metrics["inflight"] = inflight_;
   result.model_metrics["switch_interval_us"] = interval_.count();
+  result.model_metrics["interpreter_cost"] = calibration_->to_json();
   result.model_metrics["bytes_in"] = payload_sum;
   result.model_metrics["bytes_out"] = payload_sum + 8 * sent;
   result.model_metrics["bytes_in_per_task"] = per_task_in;
@@ -517,7 +533,11 @@ ModelInfo interpreters_model_info() {
       "N subinterpreters (PEP 684/734), each a thread behind its own GIL; payloads and results "
       "are copied across",
       {ParamSpec::integer("switch_interval_us", "each GIL's switch interval", 5000, 1, 10'000'000),
-       ParamSpec::integer("inflight", "tasks queued per interpreter", 2, 1, 1024)},
+       ParamSpec::integer("inflight", "tasks queued per interpreter", 2, 1, 1024),
+       ParamSpec::choice("interpreter_cost",
+                         "what an interpreter's Python-level work costs: measured from CPython "
+                         "3.13+ when installed (else its default), or the default",
+                         "measured", {"measured", "default"})},
       false,
       [] { return std::make_unique<Interpreters>(); },
       {}};

@@ -46,6 +46,8 @@
 #include <vector>
 
 #include "concbench/checksum.hpp"
+#include "concbench/gil.hpp"
+#include "concbench/interp_calibration.hpp"
 #include "concbench/process_worker.hpp"
 #include "worker_loop.hpp"
 
@@ -156,6 +158,12 @@ class ProcessPool final : public Model {
     if (threaded_) {
       threads_ = static_cast<int>(cfg.params.get_int("threads_per_process"));
       switch_interval_us_ = static_cast<int>(cfg.params.get_int("switch_interval_us"));
+      // The Python-level costs its threads' work emulates (IO rounds, eval-breaker spacing),
+      // measured here once per process from the default policy's CPython, as gil_threads does,
+      // and handed to every worker at its start: a worker never runs an interpreter itself.
+      const GilPolicy* policy = find_gil_policy(kDefaultGilPolicy);
+      if (!policy) throw std::logic_error("process_threads: no default GIL policy");
+      calibration_ = &interp_calibration(*policy, cfg.params.get("interpreter_cost") == "measured");
     }
     spawn_ = cfg.params.get("start") == "spawn";
     codec_ = parse_codec(cfg.params.get("codec"));
@@ -201,6 +209,7 @@ class ProcessPool final : public Model {
   bool threaded_ = false;
   int threads_ = 0;  // 0: process_pool's single-threaded worker
   int switch_interval_us_ = 5000;
+  const InterpCalibration* calibration_ = nullptr;  // threaded only; cached for the process
   bool spawn_ = false;
   Codec codec_ = Codec::raw;
   bool shm_ = false;
@@ -258,13 +267,17 @@ uint64_t ProcessPool::start_worker(size_t w) {
     const std::string codec = codec_name(codec_);
     const std::string threads = std::to_string(threads_);
     const std::string interval = std::to_string(switch_interval_us_);
-    char* argv[] = {const_cast<char*>(exe.c_str()),
-                    const_cast<char*>("__worker"),
-                    const_cast<char*>(codec.c_str()),
-                    threads_ > 0 ? const_cast<char*>(threads.c_str()) : nullptr,
-                    const_cast<char*>(interval.c_str()),
-                    nullptr};
-    const int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, environ);
+    std::vector<std::string> cost =
+        calibration_ ? interpreter_cost_args(calibration_->cost) : std::vector<std::string>{};
+    std::vector<char*> argv = {const_cast<char*>(exe.c_str()), const_cast<char*>("__worker"),
+                               const_cast<char*>(codec.c_str())};
+    if (threads_ > 0) {
+      argv.push_back(const_cast<char*>(threads.c_str()));
+      argv.push_back(const_cast<char*>(interval.c_str()));
+      for (std::string& c : cost) argv.push_back(c.data());
+    }
+    argv.push_back(nullptr);
+    const int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) pid = -1, errno = rc;
   } else {
@@ -275,7 +288,7 @@ uint64_t ProcessPool::start_worker(size_t w) {
       if (shm_hi >= 0 && dup2(shm_hi, kWorkerShmFd) < 0) _exit(121);
       syscall(SYS_close_range, shm_hi >= 0 ? kWorkerShmFd + 1 : kWorkerShmFd, ~0U, 0);
       _exit(run_process_worker(kWorkerSocketFd, shm_hi >= 0 ? kWorkerShmFd : -1, codec_, threads_,
-                               switch_interval_us_));
+                               switch_interval_us_, calibration_ ? &calibration_->cost : nullptr));
     }
   }
   const int start_errno = errno;
@@ -891,6 +904,7 @@ BatchResult ProcessPool::run(const Batch& batch) {
     result.model_metrics["threads_per_process"] = threads_;
     result.model_metrics["threads"] = threads_ * static_cast<int>(workers_.size());
     result.model_metrics["switch_interval_us"] = switch_interval_us_;
+    if (calibration_) result.model_metrics["interpreter_cost"] = calibration_->to_json();
     result.model_metrics["gil_acquisitions"] = acq;
     result.model_metrics["gil_switches"] = sw;
     result.model_metrics["gil_drop_requests"] = req;

@@ -15,6 +15,11 @@ ModelInfo process_threads_model_info() {
       "threads_per_process", "threads in each worker process, behind its one GIL", 2, 1, 256));
   params.push_back(ParamSpec::integer("switch_interval_us", "each process's GIL switch interval",
                                       5000, 1, 10'000'000));
+  params.push_back(ParamSpec::choice(
+      "interpreter_cost",
+      "what the threads' Python-level work costs: measured from the default GIL policy's CPython "
+      "when installed (else its default), or the default",
+      "measured", {"measured", "default"}));
   ModelInfo info{"process_threads",
                  "P worker processes (--workers), each with threads_per_process threads behind "
                  "its own emulated GIL",

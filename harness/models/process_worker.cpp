@@ -13,14 +13,17 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -204,7 +207,8 @@ struct ThreadStats {
                             // blocked between batches, as these are when a flush is answered)
 };
 
-int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int interval_us) {
+int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int interval_us,
+                        const InterpreterCost& cost) {
   IoEnv io;
   std::atomic<uint32_t> breaker{0};
   Gil gil(breaker, std::chrono::microseconds(interval_us));
@@ -239,6 +243,7 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
       st.tid = static_cast<long>(syscall(SYS_gettid));
     }
     ExecContext ctx(breaker, hooks, &io, static_cast<int>(i));
+    ctx.set_interpreter_cost(&cost);
     GilThread& gt = st.gil;
     ctx.set_model_data(&gt);
     ctx.set_times(&st.times);
@@ -328,7 +333,15 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
       b.gil.hold_ns = a.gil.hold_ns;
       b.wait_total = a.wait_total;
     }
-    return nlohmann::json{{"pid", static_cast<long>(getpid())}, {"threads", std::move(threads)}}
+    // The costs this process's threads run with, so the parent's report shows they arrived.
+    const nlohmann::json emulated = {{"bytecode_ns", cost.bytecode_ns},
+                                     {"responder_round_ns", cost.responder_round_ns},
+                                     {"client_round_ns", cost.client_round_ns},
+                                     {"check_ns", cost.check_ns},
+                                     {"call_ns", cost.call_ns}};
+    return nlohmann::json{{"pid", static_cast<long>(getpid())},
+                          {"threads", std::move(threads)},
+                          {"interpreter_cost", emulated}}
         .dump();
   };
   // The writer: each response in request order, once its task is done.
@@ -442,10 +455,12 @@ int run_threaded_worker(int fd, int shm_fd, Codec codec, int nthreads, int inter
 
 }  // namespace
 
-int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_interval_us) {
+int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_interval_us,
+                       const InterpreterCost* cost) {
   if (threads > 0) {
     apply_process_settings();
-    return run_threaded_worker(fd, shm_fd, codec, threads, switch_interval_us);
+    return run_threaded_worker(fd, shm_fd, codec, threads, switch_interval_us,
+                               cost ? *cost : default_interpreter_cost());
   }
   // A forked worker inherits its parent's settings, but its parent may be any program (a test);
   // a spawned one has applied them in main already. Idempotent either way.
@@ -562,6 +577,35 @@ int run_process_worker(int fd, int shm_fd, Codec codec, int threads, int switch_
   }
 }
 
+std::vector<std::string> interpreter_cost_args(const InterpreterCost& c) {
+  auto num = [](double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return std::string(buf);
+  };
+  return {num(c.bytecode_ns), std::to_string(c.responder_round_ns),
+          std::to_string(c.client_round_ns), num(c.check_ns), num(c.call_ns)};
+}
+
+std::optional<InterpreterCost> parse_interpreter_cost_args(const char* const* args, int n) {
+  if (n != 5) return std::nullopt;
+  double v[5];
+  for (int i = 0; i < 5; ++i) {
+    char* end = nullptr;
+    errno = 0;
+    v[i] = std::strtod(args[i], &end);
+    if (end == args[i] || *end != '\0' || errno != 0 || !std::isfinite(v[i]) || v[i] < 0)
+      return std::nullopt;
+  }
+  InterpreterCost c;
+  c.bytecode_ns = v[0];
+  c.responder_round_ns = static_cast<uint64_t>(v[1]);
+  c.client_round_ns = static_cast<uint64_t>(v[2]);
+  c.check_ns = v[3];
+  c.call_ns = v[4];
+  return c;
+}
+
 int process_worker_main(int argc, char** argv) {
   if (argc < 3) return 2;
   Codec codec;
@@ -578,14 +622,20 @@ int process_worker_main(int argc, char** argv) {
     return 2;
   }
   int threads = 0, interval_us = 5000;
+  std::optional<InterpreterCost> cost;
   if (argc >= 5) {
     threads = std::atoi(argv[3]);
     interval_us = std::atoi(argv[4]);
     if (threads < 1 || interval_us < 1) return 2;
+    if (argc > 5) {
+      cost = parse_interpreter_cost_args(argv + 5, argc - 5);
+      if (!cost) return 2;
+    }
   }
   struct stat st {};
   const int shm = fstat(kWorkerShmFd, &st) == 0 ? kWorkerShmFd : -1;
-  return run_process_worker(kWorkerSocketFd, shm, codec, threads, interval_us);
+  return run_process_worker(kWorkerSocketFd, shm, codec, threads, interval_us,
+                            cost ? &*cost : nullptr);
 }
 
 }  // namespace concbench

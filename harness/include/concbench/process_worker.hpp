@@ -3,6 +3,11 @@
 // `bench_runner __worker <codec>` (a fresh exec, as Python's spawn starts a new interpreter).
 #pragma once
 
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "concbench/exec_context.hpp"
 #include "concbench/wire.hpp"
 
 namespace concbench {
@@ -40,11 +45,19 @@ inline constexpr uint64_t kCounterPeriodNs = 200'000;
 // Its flush response carries, in `error` (unused when ok), a JSON report of the threads since the
 // previous flush: {"pid", "threads": [{"tid", "tasks", "gil_acquisitions", "gil_wait_ns", ...}]}.
 // `threads` == 0 is process_pool's single-threaded loop.
+// `cost` (threaded only; nullptr: default_interpreter_cost()) is what its threads' Python-level
+// work costs, as the parent calibrated it.
 int run_process_worker(int fd, int shm_fd, Codec codec, int threads = 0,
-                       int switch_interval_us = 5000);
+                       int switch_interval_us = 5000, const InterpreterCost* cost = nullptr);
+
+// An InterpreterCost as the worker's command-line arguments (exact: "%.17g" per field), and back;
+// nullopt for arguments that are not five finite, non-negative numbers.
+std::vector<std::string> interpreter_cost_args(const InterpreterCost& cost);
+std::optional<InterpreterCost> parse_interpreter_cost_args(const char* const* args, int n);
 
 // bench_runner's hidden worker mode: `argv[1] == "__worker"`, argv[2] the codec name, and for a
-// threaded worker argv[3] the thread count and argv[4] the switch interval in microseconds.
+// threaded worker argv[3] the thread count, argv[4] the switch interval in microseconds and
+// argv[5..9] the interpreter cost (interpreter_cost_args).
 int process_worker_main(int argc, char** argv);
 
 }  // namespace concbench
