@@ -6,9 +6,11 @@ prediction, which the Python side never sees. A step done in Python therefore ha
 work as its C++ kernel, bit for bit, or the cell fails verification.
 
 What is Python here and what is not:
-  * cpu.spin, cpu.pidigits, latency.echo_under_load's spinners: plain Python loops (the
-    interpreter's work, holding the GIL). A step marked `native` calls the C++ kernel with the GIL
-    released instead: an extension that does the work in C.
+  * cpu.spin, cpu.pidigits, latency.echo_under_load's and latency.paced_ping's spinners: plain
+    Python loops (the interpreter's work, holding the GIL). latency.echo_long_hold's spinners
+    call the C++ spin kernel with the GIL held, hold_us units a call: a long C call. A step
+    marked `native` calls the C++ kernel with the GIL released instead: an extension that does
+    the work in C.
   * cpu.sha256: hashlib, which releases the GIL for buffers of 2048 bytes or more.
   * cpu.counter_race: `x += 1` on a module global, the textbook race. The C++ kernel also burns
     an interpreter's cost per bytecode and call (instruction_work=-1), or does `instruction_work`
@@ -62,6 +64,8 @@ SUPPORTED = (
     "io.pipe_echo",
     "overhead.noop",
     "latency.echo_under_load",
+    "latency.echo_long_hold",
+    "latency.paced_ping",
     "mixed.cpu_io",
 )
 
@@ -80,6 +84,7 @@ class BatchState:
         self.companions = 0
         self.companions_seen = 0
         self.rtts = []
+        self.one_way = []
         self.spins = []
         self.lock = threading.Lock()
 
@@ -90,10 +95,12 @@ class BatchState:
         self.companions = 0
         self.companions_seen = 0
         self.rtts = []
+        self.one_way = []
         self.spins = []
 
     def observations(self):
-        return _counter, list(self.rtts), self.companions_seen, list(self.spins)
+        return (_counter, list(self.rtts), self.companions_seen, list(self.spins),
+                list(self.one_way))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,18 +117,30 @@ def spin(units, seed, cancel):
     return x
 
 
-def spin_until_stop(units, seed, state):
+def spin_until_stop(units, seed, state, hold=0):
     with state.lock:  # `+=` from several threads must not itself lose a count
         state.companions += 1
     x = seed
     u = 0
     cancel = state.cancel
-    while u < units and not state.stop:
-        for _ in range(ITERATIONS_PER_UNIT):
-            x = (x * LCG_MUL + LCG_INC) & MASK64
-        u += 1
-        if cancel.is_set():
-            raise Cancelled("cancelled")
+    if hold > 0:
+        # latency.echo_long_hold: `hold` units of the C++ spin kernel in one call that keeps the
+        # GIL, as a big-integer multiplication or a regex match does; the eval loop, and so a
+        # waiter's drop request, comes back only between calls. The same LCG chain as the loop
+        # below, so the state still verifies against the units.
+        while u < units and not state.stop:
+            n = min(hold, units - u)
+            x = _c.run_kernel("spin", n, 0, x, False, None)
+            u += n
+            if cancel.is_set():
+                raise Cancelled("cancelled")
+    else:
+        while u < units and not state.stop:
+            for _ in range(ITERATIONS_PER_UNIT):
+                x = (x * LCG_MUL + LCG_INC) & MASK64
+            u += 1
+            if cancel.is_set():
+                raise Cancelled("cancelled")
     # The runner checks x against u (the workload's verify_batch), not this code.
     with state.lock:
         state.spins.append((seed, u, x))
@@ -213,7 +232,7 @@ def run_cpu_step(step, seed, state):
     if kernel == "counter_race":
         return counter_race(units, arg, seed)
     if kernel == "spin_until_stop":
-        return spin_until_stop(units, seed, state)
+        return spin_until_stop(units, seed, state, arg)
     if kernel == "fault":
         return fault(arg)
     raise ValueError("no Python version of kernel %r" % kernel)
@@ -316,7 +335,7 @@ def _wait_for_companions(want, state):
 
 
 def _respond(step, seed, state):
-    _, _, _, nbytes, units, work, want = step
+    _, _, pace_ns, nbytes, units, work, want = step
     clk = getattr(clock, "clock", None)
     t0, c0 = time.monotonic_ns(), time.thread_time_ns()
     _wait_for_companions(want, state)
@@ -324,7 +343,7 @@ def _respond(step, seed, state):
         clk.idle_ns += _off_cpu_since(t0, c0, clk, "idle")
     # The responder here is real Python and does its own work; the client is C++ and stands in
     # for ccbench's Python client, whose work per round it burns (echo_respond's client work).
-    client = _c.EchoClient(seed, units, nbytes, _c.echo_client_work_steps(work))
+    client = _c.EchoClient(seed, units, nbytes, _c.echo_client_work_steps(work), pace_ns)
     sock = socket.socket(fileno=os.dup(client.responder_fd()))
     # Timed as a whole, not per round trip (which the timing would lengthen): its time off the
     # CPU is its IO wait, the GIL's waits included, as every wait of a CPython thread is in the
@@ -334,11 +353,23 @@ def _respond(step, seed, state):
         sock.settimeout(WAIT_SLICE_S)
         buf = bytearray(nbytes)
         h = 0
-        for _ in range(units):
-            _recv_exact(sock, buf, state.cancel)
-            h = fold(h, _c.hash_bytes(buf))  # touching the data: Python work, GIL held
-            _send_all(sock, buf, state.cancel)
+        if pace_ns:
+            # latency.paced_ping: when this code runs again, GIL held, after each ping arrives
+            # (the one-way delay's end); a list of fixed size, so nothing grows while timed.
+            received = [0] * units
+            for r in range(units):
+                _recv_exact(sock, buf, state.cancel)
+                received[r] = time.monotonic_ns()
+                h = fold(h, _c.hash_bytes(buf))
+                _send_all(sock, buf, state.cancel)
+        else:
+            for _ in range(units):
+                _recv_exact(sock, buf, state.cancel)
+                h = fold(h, _c.hash_bytes(buf))  # touching the data: Python work, GIL held
+                _send_all(sock, buf, state.cancel)
         state.rtts.extend(client.finish())
+        if pace_ns:
+            state.one_way.extend(_c.one_way_delays(client.sent_ns(), received))
     finally:
         sock.close()
         if clk is not None:
@@ -440,22 +471,27 @@ async def _echo_async(loop, sock, step, seed):
 
 
 async def _respond_async(loop, step, seed, state):
-    _, _, _, nbytes, units, work, want = step
+    _, _, pace_ns, nbytes, units, work, want = step
     start = time.monotonic()
     while state.companions < want and time.monotonic() - start < COMPANION_WAIT_S:
         await asyncio.sleep(0.0002)
     state.companions_seen = state.companions
-    client = _c.EchoClient(seed, units, nbytes, _c.echo_client_work_steps(work))
+    client = _c.EchoClient(seed, units, nbytes, _c.echo_client_work_steps(work), pace_ns)
     sock = socket.socket(fileno=os.dup(client.responder_fd()))
     try:
         sock.setblocking(False)
         buf = bytearray(nbytes)
         h = 0
-        for _ in range(units):
+        received = [0] * (units if pace_ns else 0)  # as in _respond
+        for r in range(units):
             await _recv_exact_async(loop, sock, buf)
+            if pace_ns:
+                received[r] = time.monotonic_ns()
             h = fold(h, _c.hash_bytes(buf))
             await loop.sock_sendall(sock, buf)
         state.rtts.extend(await loop.run_in_executor(None, client.finish))
+        if pace_ns:
+            state.one_way.extend(_c.one_way_delays(client.sent_ns(), received))
     finally:
         sock.close()
     state.stop = True

@@ -366,11 +366,16 @@ PYBIND11_MODULE(_concbench, m) {
                                                        : cw);
   });
   // ccbench's latency client: a C++ thread that times each round trip.
+  // pace_ns > 0: ccbench's paced pings (latency.paced_ping), one sent every pace_ns.
   py::class_<EchoClient>(m, "EchoClient")
-      .def(py::init<uint64_t, uint64_t, uint32_t, uint64_t>(), py::arg("step_seed"),
-           py::arg("rounds"), py::arg("bytes"), py::arg("work_steps") = 0)
+      .def(py::init<uint64_t, uint64_t, uint32_t, uint64_t, uint64_t>(), py::arg("step_seed"),
+           py::arg("rounds"), py::arg("bytes"), py::arg("work_steps") = 0, py::arg("pace_ns") = 0)
       .def("responder_fd", &EchoClient::responder_fd)
-      .def("finish", &EchoClient::finish, py::call_guard<py::gil_scoped_release>());
+      .def("finish", &EchoClient::finish, py::call_guard<py::gil_scoped_release>())
+      .def("sent_ns", &EchoClient::sent_ns);
+  // Paced pings' one-way delays: the client's send times against the responder's receive
+  // times (time.monotonic_ns(), the same clock as the client's).
+  m.def("one_way_delays", &one_way_delays, py::arg("sent"), py::arg("received"));
 
   py::class_<ProcessCounters>(m, "ProcessCounters")
       .def(py::init<>())

@@ -15,9 +15,13 @@ namespace concbench::python {
 py::tuple task_to_python(const Task& t) {
   py::list steps;
   for (const Step& s : t.steps) {
-    const char* kernel = s.kind == StepKind::cpu && s.kernel < kernel_table().size()
-                             ? kernel_table()[s.kernel].name.data()
-                             : "";
+    // A CPU step's kernel by name; echo_respond's kernel field is its ping pace, passed in ns
+    // (0: back-to-back round trips); other steps have none.
+    py::object kernel = py::str("");
+    if (s.kind == StepKind::cpu && s.kernel < kernel_table().size())
+      kernel = py::str(std::string(kernel_table()[s.kernel].name));
+    else if (s.kind == StepKind::echo_respond)
+      kernel = py::int_(echo_pace_ns(s));
     steps.append(py::make_tuple(step_kind_name(s.kind), s.native, kernel, s.bytes, s.units,
                                 s.duration_ns, s.arg));
   }
@@ -147,7 +151,7 @@ class PyModel final : public Model {
   }
 
   static void convert(const py::tuple& r, BatchResult& out) {
-    if (r.size() != 10) throw std::runtime_error("model run() must return a 10-tuple");
+    if (r.size() != 11) throw std::runtime_error("model run() must return an 11-tuple");
     const auto checksums = r[0].cast<std::vector<uint64_t>>();
     const auto done = r[1].cast<std::string>();  // bytes, one per item
     const size_t items = out.done.size();
@@ -185,6 +189,7 @@ class PyModel final : public Model {
     out.observations.shared_counter = r[5].cast<uint64_t>();
     out.observations.rtt_ns = r[6].cast<std::vector<uint64_t>>();
     out.observations.companions_started = r[7].cast<uint64_t>();
+    out.observations.one_way_ns = r[10].cast<std::vector<uint64_t>>();
     for (const auto& s : r[9].cast<std::vector<std::tuple<uint64_t, uint64_t, uint64_t>>>())
       out.observations.spins.push_back({std::get<0>(s), std::get<1>(s), std::get<2>(s)});
     if (!r[8].is_none()) {

@@ -77,6 +77,35 @@ def test_a_cpu_bound_task_stalls_the_asyncio_loop_but_not_threads():
         assert 0 < rep["metrics"]["spinner_units"] < bound
 
 
+@pytest.mark.parametrize("model", ["cpython.threading", "cpython.asyncio"])
+def test_paced_pings_give_one_way_delays(model):
+    # ccbench's latency test: each ping's delay from the client's send to the responder's code
+    # running again, one per ping. Counted, not timed.
+    r = _run(["latency.paced_ping"], [model], workers=[2], round_trips=4, pace_ms=5,
+             max_cpu_units=2000)
+    (c,) = r["results"]
+    assert c["status"] == "ok", c["error"]
+    m = c["repetitions"][0]["metrics"]
+    assert m["pings"] == 4
+    assert 0 < m["one_way_p50_ns"] <= m["one_way_max_ns"]
+    assert m["round_trips"] == 4
+
+
+def test_a_long_hold_spinner_verifies_its_work_in_whole_calls():
+    # latency.echo_long_hold's spinner makes calls of hold_us units that keep the GIL; the units
+    # it reports verify against its state (the runner's check), and come in whole calls unless
+    # the bound cut the last one short.
+    bound = 10_000_000
+    r = _run(["latency.echo_long_hold"], ["cpython.threading"], workers=[2], round_trips=5,
+             hold_us=700, max_cpu_units=bound)
+    (c,) = r["results"]
+    assert c["status"] == "ok", c["error"]
+    m = c["repetitions"][0]["metrics"]
+    assert m["round_trips"] == 5
+    assert 0 < m["spinner_units"] < bound
+    assert m["spinner_units"] % 700 == 0
+
+
 def test_asyncio_overlaps_sleeps_and_max_inflight_bounds_it():
     r = _run(["io.sleep"], ["cpython.asyncio"], tasks=40, sleep_us=20000)
     (c,) = r["results"]

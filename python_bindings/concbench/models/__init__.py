@@ -56,11 +56,16 @@ def workload_params():
     """Defaults the cpython.* models set for workloads: a pure-Python unit of cpu.spin costs
     about a hundred times the C++ one, so units are fewer and batches last about as long. Every
     cell records the parameters it ran with; --param overrides these."""
+    rate = python_spin_units_per_ms()
     return {
         "cpu.spin": {"units": "50"},
         "cpu.pidigits": {"units": "100"},
         "latency.echo_under_load": {"max_cpu_units": "20000"},
-        "mixed.cpu_io": {"spin_units_per_ms": str(python_spin_units_per_ms())},
+        # Python units: a spinner's bound about twice the default 20 pings at 100 ms (on one
+        # event loop a spinner runs to it). latency.echo_long_hold's spinners run the C++
+        # kernel, whose units the C++ default bounds.
+        "latency.paced_ping": {"max_cpu_units": str(4000 * rate)},
+        "mixed.cpu_io": {"spin_units_per_ms": str(rate)},
     }
 
 

@@ -387,10 +387,10 @@ class Results:
         self.span = (t1 - t0, int((ru.ru_utime - u0) * 1e9), int((ru.ru_stime - s0) * 1e9))
 
     def as_tuple(self, metrics, observations):
-        counter, rtts, companions, spins = observations
+        counter, rtts, companions, spins, one_way = observations
         return (self.checksums, bytes(self.done), self.latency_ns, self.failures,
                 json.dumps(metrics), counter & ((1 << 64) - 1), rtts, companions, self.span,
-                spins)
+                spins, one_way)
 
 
 class PyModel:

@@ -94,22 +94,27 @@ def _echo(sock, step, seed):
 
 
 def _respond(step, seed, state):
-    _, _, _, nbytes, units, _, want = step
+    _, _, pace_ns, nbytes, units, _, want = step
     start = time.monotonic()
     while state.companions < want and time.monotonic() - start < wl.COMPANION_WAIT_S:
         gevent.sleep(0.0002)
     state.companions_seen = state.companions
-    client = _c.EchoClient(seed, units, nbytes)
+    client = _c.EchoClient(seed, units, nbytes, 0, pace_ns)
     sock = gevent.socket.socket(fileno=os.dup(client.responder_fd()))
     try:
         buf = bytearray(nbytes)
         h = 0
-        for _ in range(units):
+        received = [0] * (units if pace_ns else 0)  # paced pings: as workloads._respond
+        for r in range(units):
             _recv_exact(sock, buf)
+            if pace_ns:
+                received[r] = time.monotonic_ns()
             h = wl.fold(h, _c.hash_bytes(buf))
             sock.sendall(buf)
         # The client's thread is done once the last reply is read: finish() only joins it.
         state.rtts.extend(client.finish())
+        if pace_ns:
+            state.one_way.extend(_c.one_way_delays(client.sent_ns(), received))
     finally:
         sock.close()
     state.stop = True
@@ -294,7 +299,7 @@ class GeventModel(PyModel):
                    "child_restarts": self.restarts}
         if reply is None:
             self._stop_child(terminate=True)  # cancelled or died: items stay not done
-            return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
+            return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, [], []))
         checksums, done, lat, failures, lanes, lag, observations, cpu, rec = reply
         res.checksums, res.done, res.latency_ns, res.failures = checksums, bytearray(done), lat, \
             failures

@@ -451,7 +451,7 @@ class Interpreters(PyModel):
                                                   "an interpreter failed")
         else:
             metrics["attribution"] = [caller.record] + outside.close(res.span[0], inside)
-        return res.as_tuple(metrics, (0, [], 0, []))
+        return res.as_tuple(metrics, (0, [], 0, [], []))
 
     def teardown(self):
         for _ in self.threads:

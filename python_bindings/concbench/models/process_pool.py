@@ -337,7 +337,7 @@ class ProcessPool(PyModel):
             metrics["attribution_unavailable"] = "cancelled: the pool was shut down mid-batch"
         else:
             metrics["attribution"] = attribution
-        return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
+        return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, [], []))
 
     def teardown(self):
         if self.pool is not None:

@@ -232,7 +232,7 @@ class ProcessThreads(PyModel):
                 "a worker process did not name its threads (it started after setup)")
         else:
             metrics["attribution"] = self._attribute(probe, res, inside)
-        return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, []))
+        return res.as_tuple(self.finish(res, tasks, metrics), (0, [], 0, [], []))
 
     MAIN_NOTE = ("a worker process's main thread, read from outside (schedstat): its CPU outside "
                  "dispatching chunks to its threads is multiprocessing's loop, unpickling each "
