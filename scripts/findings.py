@@ -411,6 +411,23 @@ def section_gil(res, out):
         if ratios:
             out.append(f"- Round trips/s beside {k}, gil_threads over CPython: "
                        f"{min(ratios):.2f}x to {max(ratios):.2f}x across the interpreters.")
+    # Each side's own spread over its runs: what a 1.25x window on two medians is up against.
+    for key, k in (("1", "1 CPU thread"), ("2", "2 CPU threads")):
+        spans = {}
+        for side, entries in (("CPython", g["cpython"]), ("gil_threads",
+                                                          list(g["gil_threads"].values()))):
+            folds = []
+            for e in entries:
+                rt = e["summary"]["echo"][key]["round_trips_per_s"]
+                if rt.get("min") and rt.get("max"):
+                    folds.append(rt["max"] / rt["min"])
+            if folds:
+                spans[side] = (min(folds), max(folds))
+        if len(spans) == 2:
+            out.append(f"- Beside {k}, one interpreter's fastest run over its slowest: "
+                       f"{spans['CPython'][0]:.1f}x to {spans['CPython'][1]:.0f}x under CPython, "
+                       f"{spans['gil_threads'][0]:.1f}x to {spans['gil_threads'][1]:.0f}x under "
+                       "gil_threads.")
     out.append("")
 
 
