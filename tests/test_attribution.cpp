@@ -161,17 +161,30 @@ RunConfig small(const std::string& model, int workers,
 }
 
 json cell_attribution(const std::string& workload, const std::string& model, int workers,
-                      const std::map<std::string, std::string>& params = {}) {
+                      const std::map<std::string, std::string>& params = {},
+                      double* steal_ns = nullptr) {
   const CellResult r = run_cell({workload, model, workers}, small(model, workers, params));
   EXPECT_EQ(r.status, "ok") << r.error;
-  return cell_to_json(r)["attribution"];
+  const json cell = cell_to_json(r);
+  if (steal_ns) {
+    // What the hypervisor took from the machine's CPUs over the measured repetitions (each
+    // repetition's /proc/stat steal): a worker's unattributed time up to that is explained.
+    *steal_ns = 0;
+    for (const json& rep : cell["repetitions"]) {
+      const json& st = rep["attribution"].value("machine_steal_ns", json(nullptr));
+      if (st.is_number()) *steal_ns += st.get<double>();
+    }
+  }
+  return cell["attribution"];
 }
 
 // Every C++ model explains its cells: parts that add up (or overlap only by the run-queue delay
 // of wake-ups) on a CPU-bound and an IO-bound workload. On a machine where other processes take
 // the CPUs, a preempted thread's time is not all in the kernel's CPU and run-queue figures (a
 // few percent here), so the 5% check is made on the cell's total with idle CPUs, and each
-// worker's is bounded by 10% plus its run-queue time.
+// worker's is bounded by 10% plus its run-queue time plus what the hypervisor stole from the
+// machine meanwhile (/proc/stat's steal): in CI on the Intel VM a pinned_pool worker once had
+// 19% of its wall time in neither its CPU time nor its run queue.
 TEST(Attribution, EveryModelsPartsAddUpToItsWallTime) {
   if (!schedstat_unavailable().empty()) GTEST_SKIP() << schedstat_unavailable();
   const bool idle = parallel_capacity(2, 0.05) >= 1.8;
@@ -182,8 +195,10 @@ TEST(Attribution, EveryModelsPartsAddUpToItsWallTime) {
     if (std::string(model) == "fibers" && testing_helpers::asan_fake_stacks()) continue;
     for (const char* workload : {"cpu.spin", "io.sleep"}) {
       const int workers = find_model(model)->single_worker ? 1 : 2;
-      const json a = cell_attribution(workload, model, workers);
-      SCOPED_TRACE(std::string(model) + " " + workload + ": " + a.dump());
+      double steal = 0;
+      const json a = cell_attribution(workload, model, workers, {}, &steal);
+      SCOPED_TRACE(std::string(model) + " " + workload + ": " + a.dump() +
+                   " steal_ns=" + std::to_string(steal));
       ASSERT_FALSE(a.contains("unavailable"));
       // The cell's total: a single stall of a few milliseconds (a page fault behind another
       // thread's munmap, say) is a real unattributed wait, and shows per repetition.
@@ -197,7 +212,7 @@ TEST(Attribution, EveryModelsPartsAddUpToItsWallTime) {
         const double wall = w["wall_ns"].get<double>();
         const double rq = w["parts_ns"]["runqueue"].get<double>();
         const double un = w["parts_ns"]["unattributed"].get<double>();
-        EXPECT_LE(std::abs(un), 0.1 * wall + rq) << w.dump();
+        EXPECT_LE(std::abs(un), 0.1 * wall + rq + steal) << w.dump();
       }
     }
   }
